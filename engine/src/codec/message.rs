@@ -1,0 +1,76 @@
+//! The [`Message`] trait, wire names (spec §5.1) and the built-in replies (§5.2).
+
+use serde::{Deserialize, Serialize};
+
+/// A message type that can travel in an envelope.
+///
+/// The wire name is the contract between peers; it follows the reference's
+/// rule `am.<package leaf>.<TypeName>` unless overridden (see [`wire_name_for`]
+/// and the `message!` macro).
+pub trait Message: Serialize {
+    /// The wire name, compared byte for byte by the peer.
+    const WIRE_NAME: &'static str;
+}
+
+/// Derives a wire name with the reference's rule (spec §5.1): `am.` + the last
+/// `/`-separated element of `package_path` with one trailing `-go` removed +
+/// `.` + `type_name`. An empty package path gives leaf `unknown`.
+pub fn wire_name_for(package_path: &str, type_name: &str) -> String {
+    let leaf = package_path.rsplit('/').next().unwrap_or("");
+    let leaf = leaf.strip_suffix("-go").unwrap_or(leaf);
+    let leaf = if leaf.is_empty() { "unknown" } else { leaf };
+    let ty = if type_name.is_empty() { "unknown" } else { type_name };
+    format!("am.{leaf}.{ty}")
+}
+
+/// `am.message.OkReply`: what a handler that returns no reply sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OkReply {}
+
+impl Message for OkReply {
+    const WIRE_NAME: &'static str = "am.message.OkReply";
+}
+
+/// `am.message.ErrorReply {code, message}` (spec §5.2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ErrorReply {
+    /// `handler_error`, `codec_error` or `protocol_error` from the reference.
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl Message for ErrorReply {
+    const WIRE_NAME: &'static str = "am.message.ErrorReply";
+}
+
+impl ErrorReply {
+    /// Code sent when a handler returned an error.
+    pub const HANDLER_ERROR: &'static str = "handler_error";
+    /// Code sent when an envelope or body failed to decode.
+    pub const CODEC_ERROR: &'static str = "codec_error";
+    /// Code sent when a typed receive got another wire name.
+    pub const PROTOCOL_ERROR: &'static str = "protocol_error";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naming_rule() {
+        assert_eq!(
+            wire_name_for("example.com/x/hello", "HelloRequest"),
+            "am.hello.HelloRequest"
+        );
+        assert_eq!(wire_name_for("example.com/suffix-go", "Thing"), "am.suffix.Thing");
+        assert_eq!(wire_name_for("main", "Local"), "am.main.Local");
+        assert_eq!(
+            wire_name_for("github.com/adaptivemsg/adaptivemsg-go", "X"),
+            "am.adaptivemsg.X"
+        );
+        assert_eq!(wire_name_for("example.com/foo/v2", "T"), "am.v2.T");
+        assert_eq!(wire_name_for("", "T"), "am.unknown.T");
+    }
+}

@@ -1,0 +1,11 @@
+//! The sans-IO protocol core: handshake, attach, frames, control frames and
+//! the v3 recovery state. No sockets, clocks or tasks: bytes and `now` go in,
+//! bytes, events and deadlines come out.
+
+pub mod control;
+pub mod error;
+pub mod frame;
+
+pub use control::Control;
+pub use error::{ControlError, FrameError};
+pub use frame::{Frame, FrameDecoder, FrameEncoder, FrameHeader, Version, CONTROL_STREAM_ID};
