@@ -2,10 +2,12 @@
 //! the v3 recovery state. No sockets, clocks or tasks: bytes and `now` go in,
 //! bytes, events and deadlines come out.
 
+pub mod conn;
 pub mod control;
 pub mod error;
 pub mod frame;
 
+pub use conn::{ConnConfig, ConnError, Connection, Delivered, RecoveryParams, Role, SendError, TransportStats};
 pub use control::Control;
 pub use error::{ControlError, FrameError};
 pub use frame::{Frame, FrameDecoder, FrameEncoder, FrameHeader, Version, CONTROL_STREAM_ID};
