@@ -8,12 +8,19 @@
 //! * [`Codec::decode_body`] decodes the body into a serde type afterwards,
 //!   borrowing from the payload where the type allows.
 
+pub mod attrs;
+mod de;
+mod envelope;
+mod error;
 mod message;
+mod ser;
 
+pub use envelope::{BodyKind, Envelope};
+pub use error::{DecodeError, EncodeError};
 pub use message::{wire_name_for, ErrorReply, Message, OkReply};
 
 use bytes::BytesMut;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// A codec id as carried in the handshake (0 is invalid).
 pub type CodecId = u8;
@@ -65,5 +72,162 @@ impl CodecKind {
             CodecKind::Compact => "compact",
             CodecKind::Map => "map",
         }
+    }
+}
+
+/// A payload codec (spec §4). Implemented by [`Compact`] and [`Map`]; the
+/// runtime dispatches through [`CodecKind`] without dynamic calls.
+pub trait Codec {
+    /// Handshake id.
+    const ID: CodecId;
+    /// Debug-state name.
+    const NAME: &'static str;
+
+    /// Appends the whole envelope of `msg` (wire name + body) to `out`.
+    /// On error `out` may hold a partial envelope: callers truncate (the frame
+    /// encoder does).
+    fn encode<M: Message + ?Sized>(&self, msg: &M, profile: Profile, out: &mut BytesMut) -> Result<(), EncodeError>;
+
+    /// Reads only the envelope: borrowed wire name and the undecoded body.
+    /// Never allocates.
+    fn decode_envelope<'a>(&self, payload: &'a [u8]) -> Result<Envelope<'a>, DecodeError>;
+
+    /// Decodes the body of an envelope produced by this codec into `T`,
+    /// borrowing from the payload where `T` allows.
+    fn decode_body<'de, T: Deserialize<'de>>(&self, env: &Envelope<'de>) -> Result<T, DecodeError>;
+}
+
+/// MessagePack compact codec (id 1): `[wire_name, field_1, ..., field_n]`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Compact;
+
+/// MessagePack map codec (id 2): `{"type": wire_name, "data": {field: value}}`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Map;
+
+impl Codec for Compact {
+    const ID: CodecId = COMPACT_ID;
+    const NAME: &'static str = "compact";
+
+    fn encode<M: Message + ?Sized>(&self, msg: &M, profile: Profile, out: &mut BytesMut) -> Result<(), EncodeError> {
+        ser::encode_compact(M::WIRE_NAME, msg, profile, out)
+    }
+
+    fn decode_envelope<'a>(&self, payload: &'a [u8]) -> Result<Envelope<'a>, DecodeError> {
+        envelope::decode_compact(payload)
+    }
+
+    fn decode_body<'de, T: Deserialize<'de>>(&self, env: &Envelope<'de>) -> Result<T, DecodeError> {
+        de::decode_body(env)
+    }
+}
+
+impl Codec for Map {
+    const ID: CodecId = MAP_ID;
+    const NAME: &'static str = "map";
+
+    fn encode<M: Message + ?Sized>(&self, msg: &M, profile: Profile, out: &mut BytesMut) -> Result<(), EncodeError> {
+        ser::encode_map(M::WIRE_NAME, msg, profile, out)
+    }
+
+    fn decode_envelope<'a>(&self, payload: &'a [u8]) -> Result<Envelope<'a>, DecodeError> {
+        envelope::decode_map(payload)
+    }
+
+    fn decode_body<'de, T: Deserialize<'de>>(&self, env: &Envelope<'de>) -> Result<T, DecodeError> {
+        de::decode_body(env)
+    }
+}
+
+impl CodecKind {
+    /// Encodes `msg` with this codec (see [`Codec::encode`]).
+    #[inline]
+    pub fn encode<M: Message + ?Sized>(self, msg: &M, profile: Profile, out: &mut BytesMut) -> Result<(), EncodeError> {
+        match self {
+            CodecKind::Compact => Compact.encode(msg, profile, out),
+            CodecKind::Map => Map.encode(msg, profile, out),
+        }
+    }
+
+    /// Reads only the envelope (see [`Codec::decode_envelope`]).
+    #[inline]
+    pub fn decode_envelope(self, payload: &[u8]) -> Result<Envelope<'_>, DecodeError> {
+        match self {
+            CodecKind::Compact => Compact.decode_envelope(payload),
+            CodecKind::Map => Map.decode_envelope(payload),
+        }
+    }
+
+    /// Decodes an envelope's body (see [`Codec::decode_body`]).
+    #[inline]
+    pub fn decode_body<'de, T: Deserialize<'de>>(self, env: &Envelope<'de>) -> Result<T, DecodeError> {
+        match self {
+            CodecKind::Compact => Compact.decode_body(env),
+            CodecKind::Map => Map.decode_body(env),
+        }
+    }
+}
+
+/// The codecs a peer supports, in its order of preference (spec §2.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodecRegistry {
+    kinds: Vec<CodecKind>,
+}
+
+impl Default for CodecRegistry {
+    /// Compact then map, like the reference's default.
+    fn default() -> Self {
+        CodecRegistry {
+            kinds: vec![CodecKind::Compact, CodecKind::Map],
+        }
+    }
+}
+
+impl CodecRegistry {
+    /// A registry of the given codecs in preference order (duplicates removed).
+    pub fn new(kinds: impl IntoIterator<Item = CodecKind>) -> CodecRegistry {
+        let mut v: Vec<CodecKind> = Vec::new();
+        for k in kinds {
+            if !v.contains(&k) {
+                v.push(k);
+            }
+        }
+        CodecRegistry { kinds: v }
+    }
+
+    /// The codecs in preference order.
+    pub fn kinds(&self) -> &[CodecKind] {
+        &self.kinds
+    }
+
+    /// True when `id` is supported here.
+    pub fn supports(&self, id: CodecId) -> bool {
+        CodecKind::from_id(id).is_some_and(|k| self.kinds.contains(&k))
+    }
+
+    /// Server-side selection (spec §2.5): the first id of the *client's* list
+    /// that is supported here; unknown ids, 0 and duplicates are skipped.
+    pub fn select(&self, client_ids: &[CodecId]) -> Option<CodecKind> {
+        client_ids
+            .iter()
+            .find(|&&id| self.supports(id))
+            .and_then(|&id| CodecKind::from_id(id))
+    }
+}
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    #[test]
+    fn selection_walks_client_order() {
+        let both = CodecRegistry::default();
+        assert_eq!(both.select(&[2, 1]), Some(CodecKind::Map));
+        assert_eq!(both.select(&[3, 2]), Some(CodecKind::Map));
+        assert_eq!(both.select(&[0, 0, 1]), Some(CodecKind::Compact));
+        assert_eq!(both.select(&[3, 4]), None);
+        let map_only = CodecRegistry::new([CodecKind::Map]);
+        assert_eq!(map_only.select(&[1, 2]), Some(CodecKind::Map));
+        assert_eq!(map_only.select(&[1]), None);
     }
 }
