@@ -338,6 +338,11 @@ impl StreamContext {
         &self.info
     }
 
+    /// Snapshot of the connection's debug state (server side).
+    pub fn conn_debug_state(&self) -> ConnDebugState {
+        ConnDebugState::of(&self.conn)
+    }
+
     /// Sets the stream's application value (replacing any previous one).
     pub fn set_value<T: Any>(&self, value: T) {
         if let Some(s) = self.conn.borrow_mut().streams.get_mut(&self.id) {
