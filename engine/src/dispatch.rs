@@ -78,6 +78,8 @@ pub(crate) struct StreamSlot {
     pub(crate) worker_alive: bool,
     pub(crate) handler_busy: bool,
     pub(crate) task_busy: bool,
+    /// A task started by a handler waits here until that handler's reply is queued.
+    pub(crate) task_gate: Option<Waker>,
     pub(crate) value: Option<Box<dyn Any>>,
     pub(crate) counters: StreamCounters,
     pub(crate) failure: LastFailure,
@@ -97,6 +99,7 @@ impl StreamSlot {
             worker_alive: false,
             handler_busy: false,
             task_busy: false,
+            task_gate: None,
             value: None,
             counters: StreamCounters::default(),
             failure: LastFailure::default(),
@@ -110,6 +113,9 @@ impl StreamSlot {
             w.wake();
         }
         if let Some(w) = self.worker_waker.take() {
+            w.wake();
+        }
+        if let Some(w) = self.task_gate.take() {
             w.wake();
         }
     }

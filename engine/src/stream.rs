@@ -397,6 +397,19 @@ impl StreamContext {
         let conn = self.conn.clone();
         let id = self.id;
         crate::runtime::spawn(async move {
+            // Started from a handler: let its reply go out first (the push
+            // pattern of §6: OkReply, then the task's messages).
+            future::poll_fn(|cx| {
+                let mut st = conn.borrow_mut();
+                match st.streams.get_mut(&id) {
+                    Some(s) if s.handler_busy => {
+                        s.task_gate = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(()),
+                }
+            })
+            .await;
             fut.await;
             if let Some(s) = conn.borrow_mut().streams.get_mut(&id) {
                 s.task_busy = false;

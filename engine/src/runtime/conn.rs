@@ -377,6 +377,9 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
         }
         if let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) {
             s.handler_busy = false;
+            if let Some(w) = s.task_gate.take() {
+                w.wake();
+            }
         }
         st.wake_driver();
     }
