@@ -268,7 +268,7 @@ impl ConnState {
 
     /// Encodes `msg` into a frame on `id` (spec §6 Send: queue only).
     pub(crate) fn send_msg<M: Message + ?Sized>(&mut self, id: u32, msg: &M) -> Result<(), Error> {
-        if self.closed || self.closing {
+        if self.closed {
             self.fail(
                 Some(id),
                 FailureCode::StreamEnqueue,
