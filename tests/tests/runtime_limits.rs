@@ -233,7 +233,7 @@ fn oversized_frames_close_the_connection() {
         let conn = Client::builder().max_frame(64).connect(&addr).await.unwrap();
         assert_eq!(conn.max_frame(), 64);
         let big = MessageRequest {
-            msg: "x".repeat(40),
+            msg: "x".repeat(30),
             num: 1,
         };
         let r = conn.send_recv::<_, MessageReply>(&big).await;
