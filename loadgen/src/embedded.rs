@@ -59,6 +59,25 @@ pub fn start(cores: usize, codec: CodecKind, recovery: bool, launch: &Launch) ->
             "the embedded server does not speak v3 yet (amring server not merged); use --target",
         ));
     }
+    let server = launch_server(cores, launch)?;
+    probe(server.addr);
+    Ok(server)
+}
+
+/// One throw-away connection and handshake, so that one-time costs (first
+/// accept, allocator arenas) are in the "before" RSS, not in the per-connection figure.
+fn probe(addr: SocketAddr) {
+    use std::io::{Read, Write};
+    if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(&[0x41, 0x4d, 2, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1]);
+        let mut r = [0u8; 12];
+        let _ = s.read_exact(&mut r);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+fn launch_server(cores: usize, launch: &Launch) -> io::Result<EmbeddedServer> {
     match launch {
         Launch::InProcess => {
             let s = NullServer::start(NullServerConfig {
