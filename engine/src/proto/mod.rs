@@ -6,8 +6,13 @@ pub mod conn;
 pub mod control;
 pub mod error;
 pub mod frame;
+pub mod recovery;
+pub mod replay;
+pub mod session;
 
-pub use conn::{ConnConfig, ConnError, Connection, Delivered, RecoveryParams, Role, SendError, TransportStats};
+pub use conn::{ConnConfig, ConnError, Connection, Delivered, Event, RecoveryParams, Role, SendError, TransportStats};
 pub use control::Control;
 pub use error::{ControlError, FrameError};
 pub use frame::{Frame, FrameDecoder, FrameEncoder, FrameHeader, Version, CONTROL_STREAM_ID};
+pub use recovery::{LinkState, RecoveryDebug};
+pub use session::{ConnectionId, ResumeReject, ResumeSecret, SessionTable};
