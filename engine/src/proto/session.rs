@@ -23,13 +23,14 @@
 //! A detached session holds at most its replay ring: `max_replay_bytes`
 //! accounted bytes (`18 + payload_len` per frame), plus 40 bytes per retained
 //! frame (seq + `Bytes` handle), plus up to one 64 KiB arena chunk kept alive
-//! by frames that share it, plus a fixed part: the `Connection` (about 300
+//! by frames that share it, plus a fixed part: the `Connection` (about 500
 //! bytes, see the `session_sizes` test), this table's entry and timer (about
 //! 100 bytes) and the runtime's own `T`. With the default 8 MiB bound that is
 //! ≈ 8.1 MiB per session worst case, i.e. **≈ 81 GiB for 10k detached
 //! sessions** whose rings are full — servers expecting that many should lower
 //! `max_replay_bytes` (256 KiB → ≈ 3.2 GiB worst case for 10k). Idle sessions
-//! with acknowledged traffic cost only the fixed part (≈ 10k × 0.5 KiB ≈ 5 MiB).
+//! with acknowledged traffic cost only the fixed part (≈ 10k × 0.6 KiB ≈ 6 MiB,
+//! plus the runtime's `T`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
