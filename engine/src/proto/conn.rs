@@ -257,9 +257,7 @@ impl Connection {
             return true;
         }
         match &self.recovery {
-            Some(r) if r.state() == LinkState::Attached => {
-                r.resume_queue_depth() > 0 || r.debug(self.config.role).ack_due
-            }
+            Some(r) if r.state() == LinkState::Attached => r.resume_queue_depth() > 0 || r.ack_due_now(),
             _ => false,
         }
     }

@@ -217,6 +217,11 @@ impl Recovery {
         self.last_recv_seq > self.last_ack_sent && (self.ack_now || self.ack_deadline.is_some_and(|d| d <= now))
     }
 
+    /// True when an ACK is owed and due without waiting for a deadline.
+    pub fn ack_due_now(&self) -> bool {
+        self.ack_now && self.last_recv_seq > self.last_ack_sent
+    }
+
     /// True when the writer has been idle for the heartbeat interval.
     pub fn ping_due(&self, now: Instant) -> bool {
         self.state == LinkState::Attached && now >= self.last_write + self.params.heartbeat_interval
