@@ -23,7 +23,6 @@ pub mod report;
 pub mod stats;
 pub mod sys;
 pub mod transport;
-pub mod wire;
 pub mod worker;
 
 use std::io::Write as _;

@@ -23,7 +23,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use amring::codec::{CodecKind, Message};
-use amring::proto::{FrameDecoder, FrameEncoder, Version};
+use amring::proto::{FrameDecoder, FrameEncoder, ServerHandshake, ServerHandshakeConfig, ServerStep, Version};
 
 use crate::msg::{encode_text_message, EchoReply, EchoRequest};
 
@@ -188,32 +188,34 @@ async fn accept_loop(l: TcpListener, stop: Arc<AtomicBool>, stall: Option<(u64, 
     }
 }
 
-/// Server side of the v2 handshake (spec §2.4); `None` = rejected/closed.
+/// Server side of the handshake with amring's sans-IO state machine (v2
+/// only: a v3 hello is answered `accept=0, version=2`, spec §2.6). `None` =
+/// rejected or closed.
 async fn handshake(s: &mut TcpStream) -> io::Result<Option<CodecKind>> {
-    let mut h = [0u8; 12];
-    s.read_exact(&mut h).await?;
-    if h[0..2] != [0x41, 0x4d] {
-        return Ok(None);
+    let mut hs = ServerHandshake::new(ServerHandshakeConfig::default());
+    let mut buf = BytesMut::with_capacity(32);
+    loop {
+        match hs.handle(&mut buf) {
+            ServerStep::NeedMore => {
+                let mut chunk = [0u8; 32];
+                let n = s.read(&mut chunk[..hs.needed(&buf).clamp(1, 32)]).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            ServerStep::Accept { reply, codec, .. } => {
+                s.write_all(&reply).await?;
+                return Ok(Some(codec));
+            }
+            ServerStep::Reject { reply, .. } => {
+                if let Some(r) = reply {
+                    s.write_all(&r).await?;
+                }
+                return Ok(None);
+            }
+        }
     }
-    let count = h[3] as usize;
-    let mut codecs = vec![0u8; count];
-    s.read_exact(&mut codecs).await?;
-    let reject = |v: u8| [0x41, 0x4d, 0, v, 0, 0, 0, 0, 0, 0, 0, 0];
-    if h[2] != 2 {
-        // v2-only server: answer version 2 so reference clients fall back (§2.6).
-        s.write_all(&reject(2)).await?;
-        return Ok(None);
-    }
-    let chosen = codecs.iter().find_map(|&id| CodecKind::from_id(id));
-    let Some(codec) = chosen.filter(|_| (1..=16).contains(&count)) else {
-        s.write_all(&reject(2)).await?;
-        return Ok(None);
-    };
-    let max = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
-    let mut r = [0x41, 0x4d, 1, 2, codec.id(), 0, 0, 0, 0, 0, 0, 0];
-    r[8..12].copy_from_slice(&max.to_be_bytes());
-    s.write_all(&r).await?;
-    Ok(Some(codec))
 }
 
 async fn serve(

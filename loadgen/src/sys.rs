@@ -19,10 +19,10 @@ pub fn raise_nofile_limit() -> u64 {
                 rlim_max: r.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                return want.rlim_cur as u64;
+                return want.rlim_cur;
             }
         }
-        r.rlim_cur as u64
+        r.rlim_cur
     }
 }
 

@@ -25,13 +25,13 @@ use futures_lite::future;
 use glommio::timer::sleep;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use amring::proto::{FrameDecoder, FrameEncoder, Version};
+use amring::codec::CodecRegistry;
+use amring::proto::{ClientDone, ClientHandshake, ClientHandshakeConfig, FrameDecoder, FrameEncoder, Version};
 
 use crate::msg::Templates;
 use crate::opts::{Options, Target};
 use crate::stats::{ErrorKind, WorkerStats};
 use crate::transport::{dial, Transport};
-use crate::wire::{ClientHello, REPLY_LEN};
 
 /// Live counters of one worker, read by the progress line.
 #[derive(Debug, Default)]
@@ -147,7 +147,7 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
         let p99 = glommio::spawn_local(publish_p99(ctx.clone(), end)).detach();
         let tasks: Vec<_> = conns
             .into_iter()
-            .map(|(gidx, t)| glommio::spawn_local(drive(ctx.clone(), gidx, t, t0, warm_end, end)).detach())
+            .map(|r| glommio::spawn_local(drive(ctx.clone(), r, t0, warm_end, end)).detach())
             .collect();
         for t in tasks {
             t.await;
@@ -174,12 +174,21 @@ fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
     ctx.shared.live[ctx.idx].errors.fetch_add(1, Ordering::Relaxed);
 }
 
-async fn connect_all(ctx: &Rc<ConnCtx>, mine: &[usize]) -> Vec<(usize, Transport)> {
+/// A connection that completed its handshake.
+struct Ready {
+    gidx: usize,
+    transport: Transport,
+    done: ClientDone,
+    /// Bytes read after the handshake reply.
+    rest: BytesMut,
+}
+
+async fn connect_all(ctx: &Rc<ConnCtx>, mine: &[usize]) -> Vec<Ready> {
     let opts = &ctx.shared.opts;
     let per_worker_rate = (opts.connect_rate as f64 / opts.cores as f64).max(1.0);
     let interval = Duration::from_secs_f64(1.0 / per_worker_rate);
     let sem = Rc::new(glommio::sync::Semaphore::new(opts.connect_concurrency as u64));
-    let out: Rc<RefCell<Vec<(usize, Transport)>>> = Rc::new(RefCell::new(Vec::with_capacity(mine.len())));
+    let out: Rc<RefCell<Vec<Ready>>> = Rc::new(RefCell::new(Vec::with_capacity(mine.len())));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(mine.len());
     for (i, &gidx) in mine.iter().enumerate() {
@@ -198,9 +207,9 @@ async fn connect_all(ctx: &Rc<ConnCtx>, mine: &[usize]) -> Vec<(usize, Transport
                 let r = connect_one(&ctx, gidx).await;
                 drop(permit);
                 match r {
-                    Ok(t) => {
+                    Ok(r) => {
                         ctx.shared.live[ctx.idx].conns_up.fetch_add(1, Ordering::Relaxed);
-                        out.borrow_mut().push((gidx, t));
+                        out.borrow_mut().push(r);
                     }
                     Err(kind) => count_error(&ctx, kind),
                 }
@@ -215,29 +224,48 @@ async fn connect_all(ctx: &Rc<ConnCtx>, mine: &[usize]) -> Vec<(usize, Transport
     v
 }
 
-/// Dials and handshakes one connection, bounded by `--timeout`.
-async fn connect_one(ctx: &ConnCtx, gidx: usize) -> Result<Transport, ErrorKind> {
+/// Dials and handshakes one connection (amring's sans-IO client
+/// handshake), bounded by `--timeout`.
+async fn connect_one(ctx: &ConnCtx, gidx: usize) -> Result<Ready, ErrorKind> {
     let opts = &ctx.shared.opts;
     let attempt = async {
-        let mut t = dial(&ctx.shared.target, gidx, opts.conns)
+        let mut transport = dial(&ctx.shared.target, gidx, opts.conns)
             .await
             .map_err(|_| ErrorKind::Connect)?;
-        let version = if opts.recovery { Version::V3 } else { Version::V2 };
-        let hello = ClientHello::new(version, opts.codec.kind(), u32::MAX);
-        let mut h = Vec::with_capacity(16);
-        hello.write(&mut h);
-        t.write_all(&h).await.map_err(|_| ErrorKind::Connect)?;
-        let mut reply = [0u8; REPLY_LEN];
-        t.read_exact(&mut reply).await.map_err(|_| ErrorKind::Handshake)?;
-        let n = hello.check_reply(&reply).map_err(|_| ErrorKind::Handshake)?;
-        Ok::<_, ErrorKind>((t, n))
+        let cfg = ClientHandshakeConfig {
+            version: if opts.recovery { Version::V3 } else { Version::V2 },
+            codecs: vec![opts.codec.kind().id()],
+            max_frame: u32::MAX,
+        };
+        let mut hs = ClientHandshake::new(cfg, &CodecRegistry::default()).map_err(|_| ErrorKind::Handshake)?;
+        let mut buf = BytesMut::with_capacity(64);
+        hs.write_hello(&mut buf);
+        transport.write_all(&buf).await.map_err(|_| ErrorKind::Connect)?;
+        buf.clear();
+        let done = loop {
+            match hs.handle_reply(&mut buf) {
+                Ok(Some(done)) => break done,
+                Ok(None) => {}
+                Err(_) => return Err(ErrorKind::Handshake),
+            }
+            let mut chunk = [0u8; 64];
+            match transport.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Err(ErrorKind::Handshake),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        Ok::<_, ErrorKind>(Ready {
+            gidx,
+            transport,
+            done,
+            rest: buf,
+        })
     };
     let timeout = async {
         sleep(opts.timeout).await;
         Err(ErrorKind::Connect)
     };
-    let (t, _negotiated) = future::or(attempt, timeout).await?;
-    Ok(t)
+    future::or(attempt, timeout).await
 }
 
 /// One request in flight: its id and the instant latency is measured from
@@ -262,17 +290,24 @@ struct Schedule {
     k: u64,
 }
 
-async fn drive(ctx: Rc<ConnCtx>, gidx: usize, mut t: Transport, t0: Instant, warm_end: Instant, end: Instant) {
+async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, end: Instant) {
     let opts = &ctx.shared.opts;
     let live = &ctx.shared.live[ctx.idx];
-    let enc = FrameEncoder::new(Version::V2, u32::MAX);
-    let mut dec = FrameDecoder::new(Version::V2, u32::MAX);
+    let Ready {
+        gidx,
+        transport: mut t,
+        done,
+        rest,
+    } = ready;
+    let enc = FrameEncoder::new(done.version, done.max_frame);
+    let mut dec = FrameDecoder::new(done.version, done.max_frame);
     let nstreams = opts.streams;
     let mut streams: Vec<StreamState> = (0..nstreams).map(|_| StreamState::default()).collect();
     let mut next_id: u64 = (gidx as u64) << 32;
     let req_len = ctx.templates.request_len() + 10;
     let mut wbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).min(1 << 20));
     let mut rbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).clamp(4096, 256 << 10));
+    rbuf.extend_from_slice(&rest);
     let mut sched = opts.rate.map(|rate| {
         let per_conn = rate as f64 / opts.conns as f64;
         let interval = Duration::from_secs_f64(1.0 / per_conn);
