@@ -60,6 +60,7 @@ pub(crate) fn decode_body<'de, T: Deserialize<'de>>(env: &Envelope<'de>) -> Resu
             rd: &mut rd,
             mode: Mode::Map,
             depth: 0,
+            map_value: false,
         }),
     }
 }
@@ -173,6 +174,8 @@ struct De<'r, 'de> {
     rd: &'r mut Reader<'de>,
     mode: Mode,
     depth: u16,
+    /// This value is a map value in a compact body (Go's nil error text differs there).
+    map_value: bool,
 }
 
 /// Integer read as Go does: the int64 bit pattern of any integer format.
@@ -190,6 +193,15 @@ impl<'r, 'de> De<'r, 'de> {
         Ok(self.depth + 1)
     }
 
+    /// The error for a nil the compact codec cannot take here (Go's texts).
+    fn nil_err(&self) -> DecodeError {
+        if self.map_value {
+            DecodeError::Codec("compact decode cannot assign nil to value".into())
+        } else {
+            eof()
+        }
+    }
+
     /// True (and the nil consumed) when the next value is nil and nil is
     /// acceptable here; `Err(EOF)` when it is nil and not acceptable (compact
     /// scalar position, like Go).
@@ -199,7 +211,7 @@ impl<'r, 'de> De<'r, 'de> {
             return Ok(false);
         }
         if self.mode == Mode::Compact && !compact_ok {
-            return Err(eof());
+            return Err(self.nil_err());
         }
         self.rd.skip(1)?;
         Ok(true)
@@ -219,7 +231,7 @@ impl<'r, 'de> De<'r, 'de> {
             Head::Uint(u) => Ok(IntRead::Bits(u)),
             Head::Int(i) => Ok(IntRead::Bits(i as u64)),
             Head::Nil if self.mode == Mode::Map => Ok(IntRead::Nil),
-            Head::Nil => Err(eof()),
+            Head::Nil => Err(self.nil_err()),
             _ => Err(invalid_code(self.rd.last_marker(), what)),
         }
     }
@@ -300,7 +312,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
         match self.rd.read_head()? {
             Head::Bool(b) => visitor.visit_bool(b),
             Head::Nil if self.mode == Mode::Map => visitor.visit_bool(false),
-            Head::Nil => Err(eof()),
+            Head::Nil => Err(self.nil_err()),
             _ => Err(invalid_code(self.rd.last_marker(), "bool")),
         }
     }
@@ -321,7 +333,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             Head::Uint(u) => visitor.visit_i128(i128::from(u)),
             Head::Int(i) => visitor.visit_i128(i128::from(i)),
             Head::Nil if self.mode == Mode::Map => visitor.visit_i128(0),
-            Head::Nil => Err(eof()),
+            Head::Nil => Err(self.nil_err()),
             _ => Err(invalid_code(self.rd.last_marker(), "int64")),
         }
     }
@@ -331,7 +343,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             Head::Uint(u) => visitor.visit_u128(u128::from(u)),
             Head::Int(i) => visitor.visit_u128(u128::from(i as u64)),
             Head::Nil if self.mode == Mode::Map => visitor.visit_u128(0),
-            Head::Nil => Err(eof()),
+            Head::Nil => Err(self.nil_err()),
             _ => Err(invalid_code(self.rd.last_marker(), "uint64")),
         }
     }
@@ -343,7 +355,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             Head::Uint(u) => visitor.visit_f32(u as i64 as f32),
             Head::Int(i) => visitor.visit_f32(i as f32),
             Head::Nil if self.mode == Mode::Map => visitor.visit_f32(0.0),
-            Head::Nil => Err(eof()),
+            Head::Nil => Err(self.nil_err()),
             _ => Err(invalid_code(self.rd.last_marker(), "float32")),
         }
     }
@@ -355,7 +367,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             Head::Uint(u) => visitor.visit_f64(u as i64 as f64),
             Head::Int(i) => visitor.visit_f64(i as f64),
             Head::Nil if self.mode == Mode::Map => visitor.visit_f64(0.0),
-            Head::Nil => Err(eof()),
+            Head::Nil => Err(self.nil_err()),
             _ => Err(invalid_code(self.rd.last_marker(), "float64")),
         }
     }
@@ -592,6 +604,7 @@ impl<'r, 'de> de::SeqAccess<'de> for Seq<'r, 'de> {
             rd: self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: false,
         })
         .map(Some)
     }
@@ -655,6 +668,7 @@ impl<'r, 'de> de::MapAccess<'de> for GenMap<'r, 'de> {
             rd: self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: false,
         })
         .map(Some)
     }
@@ -668,6 +682,7 @@ impl<'r, 'de> de::MapAccess<'de> for GenMap<'r, 'de> {
             rd: self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: true,
         })
     }
 
@@ -818,6 +833,7 @@ impl<'r, 'de> de::MapAccess<'de> for StructMap<'r, 'de> {
                 rd: self.rd,
                 mode: Mode::Map,
                 depth: self.depth,
+                map_value: false,
             }),
             Some(false) => seed.deserialize(Zero {
                 parent_map: Some(self.parent_map),
@@ -844,6 +860,7 @@ impl<'r, 'de> de::EnumAccess<'de> for Enum<'r, 'de> {
             rd: &mut *self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: false,
         })?;
         Ok((v, self))
     }
@@ -861,6 +878,7 @@ impl<'r, 'de> de::VariantAccess<'de> for Enum<'r, 'de> {
             rd: self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: false,
         })
     }
 
@@ -869,6 +887,7 @@ impl<'r, 'de> de::VariantAccess<'de> for Enum<'r, 'de> {
             rd: self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: false,
         }
         .deserialize_tuple(len, visitor)
     }
@@ -882,6 +901,7 @@ impl<'r, 'de> de::VariantAccess<'de> for Enum<'r, 'de> {
             rd: self.rd,
             mode: self.mode,
             depth: self.depth,
+            map_value: false,
         }
         .deserialize_struct("", fields, visitor)
     }
@@ -1177,6 +1197,7 @@ impl<'de> Deserializer<'de> for Zero<'de> {
                     rd: &mut rd,
                     mode: Mode::Map,
                     depth,
+                    map_value: false,
                 });
             }
         }
