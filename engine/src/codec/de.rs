@@ -1271,3 +1271,223 @@ impl<'de> Deserializer<'de> for Zero<'de> {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    fn map_env(body: &[u8]) -> Envelope<'_> {
+        Envelope {
+            wire: "x",
+            body,
+            kind: BodyKind::MapData,
+        }
+    }
+
+    fn compact_env(body: &[u8], fields: u32) -> Envelope<'_> {
+        Envelope {
+            wire: "x",
+            body,
+            kind: BodyKind::CompactFields { fields },
+        }
+    }
+
+    fn h(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Base {
+        base_id: i64,
+        kind: String,
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Emb(Base);
+
+    impl<'de> Deserialize<'de> for Emb {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Emb, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Emb;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("embedded")
+                }
+                fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Emb, D::Error> {
+                    Base::deserialize(d).map(Emb)
+                }
+            }
+            d.deserialize_newtype_struct(EMBEDDED, V)
+        }
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Embedded {
+        base: Emb,
+        extra: String,
+    }
+
+    #[test]
+    fn embedded_compact_and_map() {
+        // Reference bytes (codec.json `embedded`): compact `[.., [7, "k"], "e"]`.
+        let c = h("92d30000000000000007a16ba165");
+        let v: Embedded = decode_body(&compact_env(&c, 2)).unwrap();
+        assert_eq!(
+            v.base,
+            Emb(Base {
+                base_id: 7,
+                kind: "k".into()
+            })
+        );
+        assert_eq!(v.extra, "e");
+        // Map: fields inlined in the parent map.
+        let m = h("83a7626173655f6964d30000000000000007a46b696e64a16ba56578747261a165");
+        let v: Embedded = decode_body(&map_env(&m)).unwrap();
+        assert_eq!(
+            v.base,
+            Emb(Base {
+                base_id: 7,
+                kind: "k".into()
+            })
+        );
+        assert_eq!(v.extra, "e");
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct Ts(i64, u32);
+
+    impl<'de> Deserialize<'de> for Ts {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Ts;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("timestamp")
+                }
+                fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Ts, D::Error> {
+                    let (s, n) = <(i64, u32)>::deserialize(d)?;
+                    Ok(Ts(s, n))
+                }
+            }
+            d.deserialize_newtype_struct(TIMESTAMP, V)
+        }
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct TimeMsg {
+        v: Ts,
+    }
+
+    #[test]
+    fn timestamps_three_forms_and_nil() {
+        let t: TimeMsg = decode_body(&compact_env(&h("d6ff6553f100"), 1)).unwrap();
+        assert_eq!(t.v, Ts(1_700_000_000, 0));
+        // d7: nanos << 34 | secs.
+        let v: u64 = (5u64 << 34) | 1_700_000_000;
+        let mut b = h("d7ff");
+        b.extend_from_slice(&v.to_be_bytes());
+        let t: TimeMsg = decode_body(&compact_env(&b, 1)).unwrap();
+        assert_eq!(t.v, Ts(1_700_000_000, 5));
+        let mut b = h("c70cff");
+        b.extend_from_slice(&7u32.to_be_bytes());
+        b.extend_from_slice(&(-5i64).to_be_bytes());
+        let t: TimeMsg = decode_body(&compact_env(&b, 1)).unwrap();
+        assert_eq!(t.v, Ts(-5, 7));
+        // nil: compact refuses like Go; map gives Go's zero time.
+        assert_eq!(decode_body::<TimeMsg>(&compact_env(&[0xc0], 1)).unwrap_err(), eof());
+        let t: TimeMsg = decode_body(&map_env(&h("81a176c0"))).unwrap();
+        assert_eq!(t.v, Ts(GO_ZERO_TIME_SECS, 0));
+        let t: TimeMsg = decode_body(&map_env(&h("80"))).unwrap();
+        assert_eq!(t.v, Ts(GO_ZERO_TIME_SECS, 0));
+        assert!(decode_body::<TimeMsg>(&compact_env(&h("d5ff0000"), 1)).is_err());
+        assert!(decode_body::<TimeMsg>(&compact_env(&h("d6010000000a"), 1)).is_err());
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Borrowed<'a> {
+        s: &'a str,
+        #[serde(borrow, with = "serde_bytes")]
+        b: &'a [u8],
+        n: u8,
+        i: i32,
+        f: f64,
+    }
+
+    #[test]
+    fn borrowing_wrapping_and_zero_fill() {
+        let body = h("a26869c4020102cd012cd3000000010000002a03");
+        let env = compact_env(&body, 5);
+        let v: Borrowed<'_> = decode_body(&env).unwrap();
+        assert_eq!(
+            v,
+            Borrowed {
+                s: "hi",
+                b: &[1, 2],
+                n: 44,
+                i: 42,
+                f: 3.0
+            }
+        );
+        assert!(
+            std::ptr::eq(v.s.as_ptr(), body[1..].as_ptr()),
+            "str borrows from the payload"
+        );
+        // Map: duplicate key last wins, missing keys are zero, unknown keys skipped.
+        let m = h("84a173a161a17a01a173a162a16ecc05");
+        let v: Borrowed<'_> = decode_body(&map_env(&m)).unwrap();
+        assert_eq!(
+            v,
+            Borrowed {
+                s: "b",
+                b: &[],
+                n: 5,
+                i: 0,
+                f: 0.0
+            }
+        );
+        // Compact count mismatch.
+        assert_eq!(
+            decode_body::<Borrowed<'_>>(&compact_env(&body[..body.len() - 1], 4)).unwrap_err(),
+            DecodeError::CompactFieldCount { expected: 5, got: 4 }
+        );
+        // Float → int and f64 → f32 refused; int → bool refused.
+        #[derive(Debug, Deserialize)]
+        struct F32 {
+            _v: f32,
+        }
+        #[derive(Debug, Deserialize)]
+        struct B {
+            _v: bool,
+        }
+        assert!(decode_body::<F32>(&compact_env(&h("cb3ff8000000000000"), 1)).is_err());
+        assert!(decode_body::<B>(&compact_env(&h("01"), 1)).is_err());
+        assert!(decode_body::<Borrowed<'_>>(&compact_env(&h("a0c400cb3ff000000000000000cb00"), 5)).is_err());
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Deep {
+        v: Vec<Deep>,
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        // 100k nested single-field positional structs: error, not a stack overflow.
+        let mut b = vec![0x91u8; 100_000];
+        b.push(0x90);
+        let err = decode_body::<Deep>(&compact_env(&b, 1)).unwrap_err();
+        assert_eq!(err, depth_exceeded());
+        let err = decode_body::<Deep>(&map_env(&b)).unwrap_err();
+        assert_eq!(err, depth_exceeded());
+        // Within the bound it decodes.
+        let mut b = vec![0x91u8; 50];
+        b.push(0x90);
+        assert!(decode_body::<Deep>(&map_env(&b[1..])).is_ok());
+        // Skipping (IgnoredAny) is iterative: any nesting is fine.
+        let mut b = vec![0x91u8; 100_000];
+        b.push(0xc0);
+        assert!(decode_body::<serde::de::IgnoredAny>(&map_env(&b)).is_ok());
+        assert!(decode_body::<serde::de::IgnoredAny>(&map_env(&b[..b.len() - 1])).is_err());
+    }
+}
