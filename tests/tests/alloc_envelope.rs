@@ -126,8 +126,26 @@ fn envelope_and_borrowed_body_decode_allocate_nothing() {
         let m: Wide<'_> = CodecKind::Map.decode_body(&menv).unwrap();
         (v, m)
     });
-    assert_eq!(v, Wide { a: "x", b: &[1, 2], c: 42, d: Some("y"), e: 1.5 });
-    assert_eq!(m, Wide { a: "x", b: &[], c: 42, d: None, e: 1.5 });
+    assert_eq!(
+        v,
+        Wide {
+            a: "x",
+            b: &[1, 2],
+            c: 42,
+            d: Some("y"),
+            e: 1.5
+        }
+    );
+    assert_eq!(
+        m,
+        Wide {
+            a: "x",
+            b: &[],
+            c: 42,
+            d: None,
+            e: 1.5
+        }
+    );
     println!("wide borrowed struct (compact + map with zero fill): {n} allocations");
     assert_eq!(n, 0);
 
@@ -165,7 +183,10 @@ fn frame_decoder_allocates_nothing_in_steady_state() {
         });
         drop(first);
         assert_eq!(decoded, FRAMES - 1);
-        println!("{version:?}: {} frames decoded (+ envelope) -> {n} allocations", FRAMES - 1);
+        println!(
+            "{version:?}: {} frames decoded (+ envelope) -> {n} allocations",
+            FRAMES - 1
+        );
         assert_eq!(n, 0, "{version:?} frame decode allocated in steady state");
     }
 }
