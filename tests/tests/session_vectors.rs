@@ -534,4 +534,5 @@ fn sessions_replay() {
     // raw_v2_bad_frame_version and raw_v2_payload_exceeds_max_frame.
     assert_eq!(st.refused_frames, 2);
     assert!(st.frames > 70 && st.control_frames > 20);
+    assert_eq!(st.wire_checked, st.frames, "every data frame gets its envelope checked");
 }
