@@ -136,12 +136,12 @@ impl Templates {
     }
 }
 
-/// True when `payload` looks like an `am.message.ErrorReply` envelope (the
-/// wire name appears in its first bytes, in either codec).
-pub fn is_error_reply(payload: &[u8]) -> bool {
-    let name = amring::codec::ErrorReply::WIRE_NAME.as_bytes();
-    let head = &payload[..payload.len().min(name.len() + 16)];
-    head.windows(name.len()).any(|w| w == name)
+/// True when `payload` is an `am.message.ErrorReply` envelope of `codec`
+/// (envelope-only decode: the body is not decoded, nothing is allocated).
+pub fn is_error_reply(codec: CodecKind, payload: &[u8]) -> bool {
+    codec
+        .decode_envelope(payload)
+        .is_ok_and(|env| env.wire == amring::codec::ErrorReply::WIRE_NAME)
 }
 
 #[cfg(test)]
@@ -206,11 +206,18 @@ mod tests {
 
     #[test]
     fn error_reply_detection() {
-        let (p, _) = encode_text_message(CodecKind::Map, "am.message.ErrorReply", b"");
-        assert!(is_error_reply(&p));
+        // Spec §4.1 ErrorReply{code:"handler_error", message:"boom"}, compact.
+        let mut p = vec![0x93, 0xb5];
+        p.extend_from_slice(b"am.message.ErrorReply");
+        p.push(0xad);
+        p.extend_from_slice(b"handler_error");
+        p.push(0xa4);
+        p.extend_from_slice(b"boom");
+        assert!(is_error_reply(CodecKind::Compact, &p));
         let (p, _) = encode_text_message(CodecKind::Compact, EchoReply::WIRE_NAME, b"x");
-        assert!(!is_error_reply(&p));
-        assert!(!is_error_reply(&[]));
+        assert!(!is_error_reply(CodecKind::Compact, &p));
+        assert!(!is_error_reply(CodecKind::Compact, &[]));
+        assert!(!is_error_reply(CodecKind::Map, &[0xc1]));
     }
 
     fn hex_decode(s: &str) -> Vec<u8> {

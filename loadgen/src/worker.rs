@@ -299,6 +299,7 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
         done,
         rest,
     } = ready;
+    let codec = done.codec;
     let enc = FrameEncoder::new(done.version, done.max_frame);
     let mut dec = FrameDecoder::new(done.version, done.max_frame);
     let nstreams = opts.streams;
@@ -442,7 +443,7 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
                         }
                         done += 1;
                     } else {
-                        let kind = if crate::msg::is_error_reply(&frame.payload) {
+                        let kind = if crate::msg::is_error_reply(codec, &frame.payload) {
                             ErrorKind::Remote
                         } else {
                             ErrorKind::Mismatch
