@@ -15,7 +15,7 @@
 //! * compact structs are positional arrays, map structs are maps keyed by the
 //!   serde field names.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde::ser::{
     self, Impossible, Serialize, SerializeMap, SerializeSeq, SerializeStruct, SerializeTuple, SerializeTupleStruct,
     Serializer,
@@ -153,15 +153,15 @@ impl<'b> Enc<'b> {
     #[inline]
     fn str_header(&mut self, n: usize) -> Result<(), EncodeError> {
         if n < 32 {
-            self.out.put_u8(0xa0 | n as u8);
+            self.out.extend_from_slice(&[0xa0 | n as u8]);
         } else if n < 256 {
-            self.out.put_slice(&[0xd9, n as u8]);
+            self.out.extend_from_slice(&[0xd9, n as u8]);
         } else if n <= 0xffff {
-            self.out.put_u8(0xda);
-            self.out.put_u16(n as u16);
+            self.out.extend_from_slice(&[0xda]);
+            self.out.extend_from_slice(&(n as u16).to_be_bytes());
         } else if n <= u32::MAX as usize {
-            self.out.put_u8(0xdb);
-            self.out.put_u32(n as u32);
+            self.out.extend_from_slice(&[0xdb]);
+            self.out.extend_from_slice(&(n as u32).to_be_bytes());
         } else {
             return Err(EncodeError::TooLong(n));
         }
@@ -171,20 +171,20 @@ impl<'b> Enc<'b> {
     #[inline]
     fn put_str(&mut self, s: &str) -> Result<(), EncodeError> {
         self.str_header(s.len())?;
-        self.out.put_slice(s.as_bytes());
+        self.out.extend_from_slice(s.as_bytes());
         Ok(())
     }
 
     #[inline]
     fn bin_header(&mut self, n: usize) -> Result<(), EncodeError> {
         if n < 256 {
-            self.out.put_slice(&[0xc4, n as u8]);
+            self.out.extend_from_slice(&[0xc4, n as u8]);
         } else if n <= 0xffff {
-            self.out.put_u8(0xc5);
-            self.out.put_u16(n as u16);
+            self.out.extend_from_slice(&[0xc5]);
+            self.out.extend_from_slice(&(n as u16).to_be_bytes());
         } else if n <= u32::MAX as usize {
-            self.out.put_u8(0xc6);
-            self.out.put_u32(n as u32);
+            self.out.extend_from_slice(&[0xc6]);
+            self.out.extend_from_slice(&(n as u32).to_be_bytes());
         } else {
             return Err(EncodeError::TooLong(n));
         }
@@ -194,11 +194,24 @@ impl<'b> Enc<'b> {
     /// Writes an array/map header for `n` in the smallest form; returns its size.
     #[inline]
     fn container_header(&mut self, kind: Kind, n: usize) -> Result<usize, EncodeError> {
-        let size = header_size(n)?;
-        let start = self.out.len();
-        self.out.put_bytes(0, size);
-        write_header(&mut self.out[start..], kind, n);
-        Ok(size)
+        let (fix, b16, b32) = match kind {
+            Kind::Array => (0x90, 0xdc, 0xdd),
+            Kind::Map => (0x80, 0xde, 0xdf),
+        };
+        if n < 16 {
+            self.out.extend_from_slice(&[fix | n as u8]);
+            Ok(1)
+        } else if n <= 0xffff {
+            self.out.extend_from_slice(&[b16]);
+            self.out.extend_from_slice(&(n as u16).to_be_bytes());
+            Ok(3)
+        } else if n <= u32::MAX as usize {
+            self.out.extend_from_slice(&[b32]);
+            self.out.extend_from_slice(&(n as u32).to_be_bytes());
+            Ok(5)
+        } else {
+            Err(EncodeError::TooLong(n))
+        }
     }
 
     /// Rewrites the header reserved at `pos` (`size` bytes) for the real count
@@ -222,18 +235,18 @@ impl<'b> Enc<'b> {
     #[inline]
     fn uint_smallest(&mut self, v: u64) {
         if v <= 0x7f {
-            self.out.put_u8(v as u8);
+            self.out.extend_from_slice(&[v as u8]);
         } else if v <= 0xff {
-            self.out.put_slice(&[0xcc, v as u8]);
+            self.out.extend_from_slice(&[0xcc, v as u8]);
         } else if v <= 0xffff {
-            self.out.put_u8(0xcd);
-            self.out.put_u16(v as u16);
+            self.out.extend_from_slice(&[0xcd]);
+            self.out.extend_from_slice(&(v as u16).to_be_bytes());
         } else if v <= 0xffff_ffff {
-            self.out.put_u8(0xce);
-            self.out.put_u32(v as u32);
+            self.out.extend_from_slice(&[0xce]);
+            self.out.extend_from_slice(&(v as u32).to_be_bytes());
         } else {
-            self.out.put_u8(0xcf);
-            self.out.put_u64(v);
+            self.out.extend_from_slice(&[0xcf]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
     }
 
@@ -242,18 +255,18 @@ impl<'b> Enc<'b> {
         if v >= 0 {
             self.uint_smallest(v as u64);
         } else if v >= -32 {
-            self.out.put_u8(v as i8 as u8);
+            self.out.extend_from_slice(&[v as i8 as u8]);
         } else if v >= i64::from(i8::MIN) {
-            self.out.put_slice(&[0xd0, v as i8 as u8]);
+            self.out.extend_from_slice(&[0xd0, v as i8 as u8]);
         } else if v >= i64::from(i16::MIN) {
-            self.out.put_u8(0xd1);
-            self.out.put_i16(v as i16);
+            self.out.extend_from_slice(&[0xd1]);
+            self.out.extend_from_slice(&(v as i16).to_be_bytes());
         } else if v >= i64::from(i32::MIN) {
-            self.out.put_u8(0xd2);
-            self.out.put_i32(v as i32);
+            self.out.extend_from_slice(&[0xd2]);
+            self.out.extend_from_slice(&(v as i32).to_be_bytes());
         } else {
-            self.out.put_u8(0xd3);
-            self.out.put_i64(v);
+            self.out.extend_from_slice(&[0xd3]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
     }
 
@@ -268,6 +281,7 @@ impl<'b> Enc<'b> {
         }
     }
 
+    #[inline]
     fn put_timestamp(&mut self, secs: i64, nanos: u32) -> Result<(), EncodeError> {
         if nanos >= 1_000_000_000 {
             return Err(EncodeError::InvalidTimestamp(nanos));
@@ -275,16 +289,16 @@ impl<'b> Enc<'b> {
         if secs >> 34 == 0 {
             let data = (u64::from(nanos) << 34) | secs as u64;
             if data >> 32 == 0 {
-                self.out.put_slice(&[0xd6, 0xff]);
-                self.out.put_u32(data as u32);
+                self.out.extend_from_slice(&[0xd6, 0xff]);
+                self.out.extend_from_slice(&(data as u32).to_be_bytes());
             } else {
-                self.out.put_slice(&[0xd7, 0xff]);
-                self.out.put_u64(data);
+                self.out.extend_from_slice(&[0xd7, 0xff]);
+                self.out.extend_from_slice(&(data).to_be_bytes());
             }
         } else {
-            self.out.put_slice(&[0xc7, 0x0c, 0xff]);
-            self.out.put_u32(nanos);
-            self.out.put_i64(secs);
+            self.out.extend_from_slice(&[0xc7, 0x0c, 0xff]);
+            self.out.extend_from_slice(&(nanos).to_be_bytes());
+            self.out.extend_from_slice(&(secs).to_be_bytes());
         }
         Ok(())
     }
@@ -361,7 +375,7 @@ impl<'b> Enc<'b> {
                 r
             }
             attrs::NIL_AS_ZERO_NONE if self.mode == Mode::Map => {
-                self.out.put_u8(0xc0);
+                self.out.extend_from_slice(&[0xc0]);
                 Ok(())
             }
             // Transparent: the marker does not apply in this mode / position.
@@ -429,6 +443,7 @@ pub(crate) struct Container<'a, 'b> {
 }
 
 impl<'a, 'b> Container<'a, 'b> {
+    #[inline]
     fn open(enc: &'a mut Enc<'b>, kind: Kind, n: usize) -> Result<Self, EncodeError> {
         let pos = enc.out.len();
         let size = enc.container_header(kind, n)?;
@@ -450,6 +465,7 @@ impl<'a, 'b> Container<'a, 'b> {
         v.serialize(&mut *self.enc)
     }
 
+    #[inline]
     fn close(self) -> Result<(), EncodeError> {
         self.enc.nil_ok = self.saved_nil_ok;
         if self.count != self.expected {
@@ -462,9 +478,11 @@ impl<'a, 'b> Container<'a, 'b> {
 impl SerializeSeq for Container<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), EncodeError> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), EncodeError> {
         self.close()
     }
@@ -473,9 +491,11 @@ impl SerializeSeq for Container<'_, '_> {
 impl SerializeTuple for Container<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), EncodeError> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), EncodeError> {
         self.close()
     }
@@ -484,9 +504,11 @@ impl SerializeTuple for Container<'_, '_> {
 impl SerializeTupleStruct for Container<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), EncodeError> {
         self.element(v)
     }
+    #[inline]
     fn end(self) -> Result<(), EncodeError> {
         self.close()
     }
@@ -495,10 +517,12 @@ impl SerializeTupleStruct for Container<'_, '_> {
 impl SerializeMap for Container<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, k: &T) -> Result<(), EncodeError> {
         self.count += 1;
         k.serialize(&mut *self.enc)
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), EncodeError> {
         // Go's compact decoder accepts nil as a map value (pointer/slice/map types).
         self.enc.nil_ok = true;
@@ -506,6 +530,7 @@ impl SerializeMap for Container<'_, '_> {
         self.enc.nil_ok = false;
         r
     }
+    #[inline]
     fn end(self) -> Result<(), EncodeError> {
         self.close()
     }
@@ -520,6 +545,7 @@ impl SerializeStruct for Struct<'_, '_> {
     type Ok = ();
     type Error = EncodeError;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, v: &T) -> Result<(), EncodeError> {
         if self.c.kind == Kind::Array {
             return self.c.element(v);
@@ -546,6 +572,7 @@ impl SerializeStruct for Struct<'_, '_> {
         Ok(())
     }
 
+    #[inline]
     fn end(self) -> Result<(), EncodeError> {
         self.c.close()
     }
@@ -562,145 +589,164 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
     type SerializeStruct = Struct<'a, 'b>;
     type SerializeStructVariant = Impossible<(), EncodeError>;
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         false
     }
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
-        self.out.put_u8(if v { 0xc3 } else { 0xc2 });
+        self.out.extend_from_slice(&[if v { 0xc3 } else { 0xc2 }]);
         Ok(())
     }
 
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
         if self.smallest {
             self.sint_smallest(i64::from(v));
         } else {
-            self.out.put_slice(&[0xd0, v as u8]);
+            self.out.extend_from_slice(&[0xd0, v as u8]);
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
         if self.smallest {
             self.sint_smallest(i64::from(v));
         } else {
-            self.out.put_u8(0xd1);
-            self.out.put_i16(v);
+            self.out.extend_from_slice(&[0xd1]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
         if self.smallest {
             self.sint_smallest(i64::from(v));
         } else {
-            self.out.put_u8(0xd2);
-            self.out.put_i32(v);
+            self.out.extend_from_slice(&[0xd2]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
         if self.smallest {
             self.sint_smallest(v);
         } else {
-            self.out.put_u8(0xd3);
-            self.out.put_i64(v);
+            self.out.extend_from_slice(&[0xd3]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
         if self.smallest {
             self.uint_smallest(u64::from(v));
         } else {
-            self.out.put_slice(&[0xcc, v]);
+            self.out.extend_from_slice(&[0xcc, v]);
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
         if self.smallest {
             self.uint_smallest(u64::from(v));
         } else {
-            self.out.put_u8(0xcd);
-            self.out.put_u16(v);
+            self.out.extend_from_slice(&[0xcd]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
         if self.smallest {
             self.uint_smallest(u64::from(v));
         } else {
-            self.out.put_u8(0xce);
-            self.out.put_u32(v);
+            self.out.extend_from_slice(&[0xce]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
         if self.smallest {
             self.uint_smallest(v);
         } else {
-            self.out.put_u8(0xcf);
-            self.out.put_u64(v);
+            self.out.extend_from_slice(&[0xcf]);
+            self.out.extend_from_slice(&(v).to_be_bytes());
         }
         Ok(())
     }
 
+    #[inline]
     fn serialize_i128(self, _v: i128) -> Result<(), EncodeError> {
         Err(EncodeError::Unsupported("i128"))
     }
 
+    #[inline]
     fn serialize_u128(self, _v: u128) -> Result<(), EncodeError> {
         Err(EncodeError::Unsupported("u128"))
     }
 
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), EncodeError> {
-        self.out.put_u8(0xca);
-        self.out.put_u32(v.to_bits());
+        self.out.extend_from_slice(&[0xca]);
+        self.out.extend_from_slice(&(v.to_bits()).to_be_bytes());
         Ok(())
     }
 
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
-        self.out.put_u8(0xcb);
-        self.out.put_u64(v.to_bits());
+        self.out.extend_from_slice(&[0xcb]);
+        self.out.extend_from_slice(&(v.to_bits()).to_be_bytes());
         Ok(())
     }
 
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), EncodeError> {
         let mut buf = [0u8; 4];
         self.put_str(v.encode_utf8(&mut buf))
     }
 
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), EncodeError> {
         self.put_str(v)
     }
 
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
         if std::mem::replace(&mut self.bytes_as_array, false) {
             // Go `[N]byte` in compact: an array of `cc xx`.
             self.container_header(Kind::Array, v.len())?;
             self.out.reserve(v.len() * 2);
             for &b in v {
-                self.out.put_slice(&[0xcc, b]);
+                self.out.extend_from_slice(&[0xcc, b]);
             }
             return Ok(());
         }
         self.bin_header(v.len())?;
-        self.out.put_slice(v);
+        self.out.extend_from_slice(v);
         Ok(())
     }
 
+    #[inline]
     fn serialize_none(self) -> Result<(), EncodeError> {
         if self.mode == Mode::Compact && self.interop && !self.nil_ok {
             return Err(EncodeError::NilInCompact);
         }
-        self.out.put_u8(0xc0);
+        self.out.extend_from_slice(&[0xc0]);
         Ok(())
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), EncodeError> {
         if self.slot.omit && self.slot.value_start == self.out.len() {
             // A non-nil Go pointer is never "empty", whatever it points to.
@@ -709,25 +755,28 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         v.serialize(self)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<(), EncodeError> {
         self.serialize_none()
     }
 
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), EncodeError> {
         if let Some(wire) = self.top.take() {
             if self.out.len() != self.top_start {
                 return Err(EncodeError::NotAStruct);
             }
-            self.out.put_u8(0x91);
+            self.out.extend_from_slice(&[0x91]);
             return self.put_str(wire);
         }
-        self.out.put_u8(match self.mode {
+        self.out.extend_from_slice(&[match self.mode {
             Mode::Compact => 0x90,
             Mode::Map => 0x80,
-        });
+        }]);
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
@@ -737,6 +786,7 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         self.put_str(variant)
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, v: &T) -> Result<(), EncodeError> {
         if name.starts_with(attrs::PREFIX) {
             self.marker(name, v)
@@ -745,6 +795,7 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         }
     }
 
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -755,18 +806,22 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         Err(EncodeError::Unsupported("enum variant with data"))
     }
 
+    #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Container<'a, 'b>, EncodeError> {
         Container::open(self, Kind::Array, len.unwrap_or(0))
     }
 
+    #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Container<'a, 'b>, EncodeError> {
         Container::open(self, Kind::Array, len)
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Container<'a, 'b>, EncodeError> {
         Container::open(self, Kind::Array, len)
     }
 
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -777,10 +832,12 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         Err(EncodeError::Unsupported("enum variant with data"))
     }
 
+    #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Container<'a, 'b>, EncodeError> {
         Container::open(self, Kind::Map, len.unwrap_or(0))
     }
 
+    #[inline]
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Struct<'a, 'b>, EncodeError> {
         match self.mode {
             Mode::Compact => {
@@ -804,6 +861,7 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         }
     }
 
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
