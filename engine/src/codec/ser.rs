@@ -150,7 +150,7 @@ impl<'b> Enc<'b> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn str_header(&mut self, n: usize) -> Result<(), EncodeError> {
         if n < 32 {
             self.out.extend_from_slice(&[0xa0 | n as u8]);
@@ -192,7 +192,7 @@ impl<'b> Enc<'b> {
     }
 
     /// Writes an array/map header for `n` in the smallest form; returns its size.
-    #[inline]
+    #[inline(always)]
     fn container_header(&mut self, kind: Kind, n: usize) -> Result<usize, EncodeError> {
         let (fix, b16, b32) = match kind {
             Kind::Array => (0x90, 0xdc, 0xdd),
@@ -443,7 +443,7 @@ pub(crate) struct Container<'a, 'b> {
 }
 
 impl<'a, 'b> Container<'a, 'b> {
-    #[inline]
+    #[inline(always)]
     fn open(enc: &'a mut Enc<'b>, kind: Kind, n: usize) -> Result<Self, EncodeError> {
         let pos = enc.out.len();
         let size = enc.container_header(kind, n)?;
@@ -837,7 +837,7 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
         Container::open(self, Kind::Map, len.unwrap_or(0))
     }
 
-    #[inline]
+    #[inline(always)]
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Struct<'a, 'b>, EncodeError> {
         match self.mode {
             Mode::Compact => {
