@@ -4,13 +4,11 @@
 //! tags); Go `int`/`uint` fields carry `attrs::smallest`; Go nil-able
 //! slices/maps/`[]byte`/pointers that the vectors exercise as nil are `Option`.
 //!
-//! Not representable: Go's unexported fields (`Hidden.hidden`,
-//! `HiddenInner.hidden`). They are modelled as `#[serde(skip)]` fields, which
-//! reproduces the map codec (skipped) and the nested-in-compact fallback
-//! (`attrs::as_map` on `WithHiddenInner.inner`), but not the reference's refusal
-//! to encode `Hidden` as a top-level compact message (`ErrInvalidMessage`
-//! "compact encoding does not support unexported fields"): amring encodes
-//! `[wire, visible]` there.
+//! Go's unexported fields (`Hidden.hidden`, `HiddenInner.hidden`) carry
+//! `attrs::unexported`: skipped by the map codec, and the compact codec refuses
+//! `Hidden` as a message like the reference (`ErrInvalidMessage` "compact
+//! encoding does not support unexported fields"); `WithHiddenInner.inner` has
+//! `attrs::as_map`, Go's nested fallback for such types.
 //!
 //! Built-ins (`OkReply`, `ErrorReply`) come from `amring::codec`.
 
@@ -271,8 +269,8 @@ pub struct TagVariants {
 pub struct Hidden {
     /// `Visible`.
     pub visible: String,
-    /// Go's unexported field: never sent.
-    #[serde(skip)]
+    /// Go's unexported field: never sent (see the module note).
+    #[serde(with = "attrs::unexported")]
     pub hidden: String,
 }
 
@@ -282,8 +280,8 @@ pub struct Hidden {
 pub struct HiddenInner {
     /// `Visible`.
     pub visible: String,
-    /// Go's unexported field: never sent.
-    #[serde(skip)]
+    /// Go's unexported field: never sent (see the module note).
+    #[serde(with = "attrs::unexported")]
     pub hidden: String,
 }
 

@@ -17,6 +17,7 @@
 //! | [`byte_array`] | `[u8; N]` as an array of `cc xx` | bin |
 //! | [`as_map`] | nested struct as a map (Go's fallback for non-eligible types) | map |
 //! | [`nil_as_zero`] | `None` as `T::default()` (Go-decodable) | `None` as `c0` |
+//! | [`unexported`] | refuses the message (Go: unexported field) | skipped |
 //!
 //! Other formats: `nil_as_zero` writes `T::default()` for `None` (the marker
 //! has no way to learn the format), everything else is transparent.
@@ -44,6 +45,8 @@ pub(crate) const OMITEMPTY: &str = "$amring::omitempty";
 pub(crate) const BYTE_ARRAY: &str = "$amring::byte_array";
 /// Marker name of [`as_map`].
 pub(crate) const AS_MAP: &str = "$amring::as_map";
+/// Marker name of [`unexported`].
+pub(crate) const UNEXPORTED: &str = "$amring::unexported";
 /// Marker name of [`nil_as_zero`] (a present value).
 pub(crate) const NIL_AS_ZERO: &str = "$amring::nil_as_zero";
 /// Marker name of [`nil_as_zero`] for `None`: wraps `T::default()`.
@@ -110,6 +113,15 @@ passthrough_attr!(
     /// compact ignores it. A `Some(zero)` is kept (a non-nil Go pointer).
     omitempty,
     OMITEMPTY
+);
+passthrough_attr!(
+    /// A Go unexported field: never sent by the map codec; its presence makes
+    /// the compact codec refuse the struct (`compact encoding does not support
+    /// unexported fields`), like the reference. Put [`as_map`] on fields holding
+    /// such a struct to get Go's nested fallback (a map) in compact. Add
+    /// `#[serde(default)]` so decoding does not expect it.
+    unexported,
+    UNEXPORTED
 );
 passthrough_attr!(
     /// A nested struct that the compact codec writes as a map keyed by the serde

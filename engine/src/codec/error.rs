@@ -20,6 +20,9 @@ pub enum EncodeError {
     /// Use `attrs::nil_as_zero` on the field, or `Profile::Exact`.
     #[error("codec error: compact encoding cannot carry nil at a field or list-element position")]
     NilInCompact,
+    /// Compact met a field marked `attrs::unexported` (reference: `ErrInvalidMessage`).
+    #[error("compact encoding does not support unexported fields")]
+    UnexportedField,
     /// A string, byte string, array or map longer than MessagePack can describe (2³²−1).
     #[error("codec error: length {0} too large for msgpack")]
     TooLong(usize),

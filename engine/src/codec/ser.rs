@@ -356,6 +356,15 @@ impl<'b> Enc<'b> {
                 self.slot.count = 0;
                 Ok(())
             }
+            attrs::UNEXPORTED if self.mode == Mode::Compact => Err(EncodeError::UnexportedField),
+            attrs::UNEXPORTED => {
+                if !self.claim_slot() {
+                    return Err(EncodeError::BadMarker("unexported (only on struct fields)"));
+                }
+                self.out.truncate(self.slot.key_start);
+                self.slot.count = 0;
+                Ok(())
+            }
             attrs::OMITEMPTY if self.claim_slot() => {
                 self.slot.omit = true;
                 value.serialize(&mut *self)
