@@ -545,3 +545,182 @@ fn unknown_length_sequences_get_patched_headers() {
     assert_eq!(&got[p + 3..p + 5], &[0xcc, 0]);
     assert_eq!(got.len(), p + 3 + 40);
 }
+
+#[test]
+fn unexported_field() {
+    #[derive(Serialize, Default)]
+    struct Hidden {
+        visible: String,
+        #[serde(with = "attrs::unexported")]
+        hidden: String,
+    }
+    #[derive(Serialize, Default)]
+    struct Outer {
+        #[serde(with = "attrs::as_map")]
+        inner: Hidden,
+        plain: Vec<Hidden>,
+    }
+    assert_eq!(
+        compact(&Hidden::default(), Profile::Exact),
+        Err(EncodeError::UnexportedField)
+    );
+    assert_eq!(
+        EncodeError::UnexportedField.to_string(),
+        "compact encoding does not support unexported fields"
+    );
+    assert_eq!(&map(&Hidden::default())[MPREFIX.len()..], b"\x81\xa7visible\xa0");
+    // Nested: as_map gives Go's map fallback; a plain nested one is refused.
+    let v = Outer {
+        inner: Hidden::default(),
+        plain: vec![],
+    };
+    assert_eq!(
+        compact(&v, Profile::Exact).unwrap(),
+        cat(&[&cprefix(2), b"\x81\xa7visible\xa0\x90"])
+    );
+    let v = Outer {
+        inner: Hidden::default(),
+        plain: vec![Hidden::default()],
+    };
+    assert_eq!(compact(&v, Profile::Exact), Err(EncodeError::UnexportedField));
+}
+
+mod props {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Inner {
+        name: String,
+        #[serde(with = "attrs::smallest")]
+        n: i64,
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct Msg {
+        s: String,
+        b: bool,
+        i8: i8,
+        i16: i16,
+        i32: i32,
+        #[serde(with = "attrs::smallest")]
+        i: i64,
+        #[serde(with = "attrs::smallest")]
+        u: u64,
+        u8: u8,
+        u16: u16,
+        u32: u32,
+        u64: u64,
+        f32: f32,
+        f64: f64,
+        #[serde(with = "serde_bytes")]
+        raw: Vec<u8>,
+        list: Vec<Inner>,
+        map: BTreeMap<String, Inner>,
+        opt: Option<Inner>,
+    }
+
+    fn inner() -> impl Strategy<Value = Inner> {
+        (".{0,40}", any::<i64>()).prop_map(|(name, n)| Inner { name, n })
+    }
+
+    fn msg() -> impl Strategy<Value = Msg> {
+        (
+            (
+                ".{0,300}",
+                any::<bool>(),
+                any::<i8>(),
+                any::<i16>(),
+                any::<i32>(),
+                any::<i64>(),
+                any::<u64>(),
+            ),
+            (
+                any::<u8>(),
+                any::<u16>(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<f32>(),
+                any::<f64>(),
+            ),
+            (
+                proptest::collection::vec(any::<u8>(), 0..300),
+                proptest::collection::vec(inner(), 0..20),
+                proptest::collection::btree_map(".{0,8}", inner(), 0..20),
+                proptest::option::of(inner()),
+            ),
+        )
+            .prop_map(
+                |((s, b, i8, i16, i32, i, u), (u8, u16, u32, u64, f32, f64), (raw, list, map, opt))| Msg {
+                    s,
+                    b,
+                    i8,
+                    i16,
+                    i32,
+                    i,
+                    u,
+                    u8,
+                    u16,
+                    u32,
+                    u64,
+                    f32,
+                    f64,
+                    raw,
+                    list,
+                    map,
+                    opt,
+                },
+            )
+    }
+
+    /// Same value with NaNs replaced, so `PartialEq` can compare.
+    fn canon(mut m: Msg) -> Msg {
+        if m.f32.is_nan() {
+            m.f32 = 0.0;
+        }
+        if m.f64.is_nan() {
+            m.f64 = 0.0;
+        }
+        m
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever we write is well-formed MessagePack that an independent
+        /// decoder (rmp_serde) reads back to the same value, in both codecs.
+        #[test]
+        fn independent_decoder_reads_back(m in msg()) {
+            let m = canon(m);
+            let bytes = compact(&m, Profile::Exact).unwrap();
+            let (wire, back): (String, Msg) = {
+                // [wire, f1..fn] → decode as a tuple of the name and the struct's fields.
+                let mut b = bytes.clone();
+                // Re-shape `[W, fields...]` as `[W, [fields...]]` for rmp_serde.
+                let n = match b[0] { 0x90..=0x9f => usize::from(b[0] & 0x0f), _ => usize::from(u16::from_be_bytes([b[1], b[2]])) };
+                let hdr = if b[0] == 0xdc { 3 } else { 1 };
+                let rest = b.split_off(hdr + 2); // after the header and "\xa1W"
+                let mut v = vec![0x92, 0xa1, b'W', 0xdc];
+                v.extend_from_slice(&((n - 1) as u16).to_be_bytes());
+                v.extend_from_slice(&rest);
+                rmp_serde::from_slice(&v).unwrap()
+            };
+            prop_assert_eq!(wire, "W");
+            prop_assert_eq!(&back, &m);
+
+            let bytes = map(&m);
+            #[derive(Deserialize)]
+            struct Env {
+                r#type: String,
+                data: Msg,
+            }
+            let env: Env = rmp_serde::from_slice(&bytes).unwrap();
+            prop_assert_eq!(env.r#type, "W");
+            prop_assert_eq!(env.data, m);
+        }
+    }
+}
