@@ -523,3 +523,47 @@ fn message_macro_wire_names() {
         amring::codec::wire_name_for("example.com/amcap/capmsg", "Scalars")
     );
 }
+
+/// The `attrs` markers are transparent for other serde formats: every capmsg
+/// type with a marker round-trips through serde_json and rmp_serde.
+#[test]
+fn attrs_are_transparent_in_other_formats() {
+    fn both<T>(v: &T)
+    where
+        T: Serialize + for<'de> serde::Deserialize<'de> + PartialEq + std::fmt::Debug,
+    {
+        let json = serde_json::to_string(v).expect("json encode");
+        let back: T = serde_json::from_str(&json).expect("json decode");
+        assert_eq!(&back, v, "json {json}");
+        let mp = rmp_serde::to_vec_named(v).expect("rmp encode");
+        let back: T = rmp_serde::from_slice(&mp).expect("rmp decode");
+        assert_eq!(&back, v, "rmp {}", hex::encode(&mp));
+    }
+    both(&Embedded {
+        base: Base {
+            base_id: 7,
+            kind: "k".into(),
+        },
+        extra: "e".into(),
+    });
+    both(&ByteArrMsg { v: [1, 2, 3, 4] });
+    both(&TimeMsg {
+        v: Timestamp::new(1_700_000_000, 123_456_789),
+    });
+    both(&IntMsg { v: -300 });
+    both(&ListIntMsg { v: vec![1, 200, -300] });
+    both(&TagVariants {
+        no_tag: "n".into(),
+        skip: "s".into(),
+        omit: "o".into(),
+        renamed: "r".into(),
+        both: "b".into(),
+    });
+    both(&WithHiddenInner {
+        name: "n".into(),
+        inner: HiddenInner {
+            visible: "v".into(),
+            hidden: "h".into(),
+        },
+    });
+}
