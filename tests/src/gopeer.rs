@@ -13,7 +13,7 @@
 //! is still queued; callers closing a connection to a Go server should
 //! [`settle`] first.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -52,7 +52,9 @@ pub fn go_peer() -> Option<PathBuf> {
             if go_required() {
                 panic!("live Go interop required (AMRING_REQUIRE_GO=1) but unavailable: {reason}");
             }
-            eprintln!("SKIPPED: live Go interop: {reason}");
+            // Straight to the process's stderr: libtest does not capture this, so the skip is
+            // visible even in a passing run.
+            let _ = writeln!(std::io::stderr(), "SKIPPED: live Go interop: {reason}");
             None
         }
     }
