@@ -27,3 +27,5 @@ pub fn load_vectors(name: &str) -> serde_json::Value {
 pub fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap_or_else(|e| panic!("bad hex in vectors: {e}: {s}"))
 }
+
+pub mod pair;

@@ -1,4 +1,4 @@
-//! The sans-IO connection: frames in, frames out, for v2 and v3 (CONTRACT).
+//! The sans-IO connection: frames in, frames out, for v2 and v3.
 //!
 //! One [`Connection`] per *logical* connection. It owns the frame decoder and
 //! encoder of the current transport, the outbound transmit buffer and, in v3,
@@ -13,6 +13,15 @@
 //!   timer → handle_timeout(now)
 //!   app sends → send(stream, |buf| codec.encode(..))
 //!   poll_transmit(now, &mut wbuf) → one write of wbuf
+//!   arm timer at poll_timeout(); drain poll_event()
+//! ```
+//!
+//! v3 transport life cycle (the runtime owns sockets and the attach exchange):
+//! ```text
+//!   read/write error, EOF, Err(Frame), Err(HeartbeatTimeout) → detach(now), drop socket + read buffer
+//!   resume exchange: put last_recv_seq() into the attach request/response,
+//!                    then attach(now, peer's last_recv_seq) on the new transport
+//!   any error with is_permanent() → the logical connection is closed (session dropped)
 //! ```
 //!
 //! Method groups follow quinn-proto: getters, `handle_*`, mutators, `poll_*`.
@@ -21,8 +30,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::control::Control;
 use super::error::{ControlError, FrameError};
-use super::frame::Version;
+use super::frame::{EncodeFrameError, FrameDecoder, FrameEncoder, Version, CONTROL_STREAM_ID};
+use super::recovery::{write_close_frame, LinkState, Recovery, RecoveryDebug, CONTROL_CLOSE};
 
 /// Which side of the connection this is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +125,21 @@ pub enum ConnError {
     /// A v3 data frame carried seq 0: permanent close.
     #[error("recovery data frame missing seq")]
     SeqZero,
+    /// The peer sent a graceful CLOSE (amring extension, only when negotiated): permanent close.
+    #[error("connection closed by peer")]
+    PeerClosed,
+    /// The logical connection is already permanently closed.
+    #[error("connection closed")]
+    Closed,
+    /// On resume the peer reported a `last_recv_seq` below frames that were
+    /// already trimmed from the replay ring: the gap cannot be replayed. Permanent.
+    #[error("resume rejected: peer last_recv_seq {peer} is behind the oldest retained frame {oldest}")]
+    ResumeBehind {
+        /// The peer's reported `last_recv_seq`.
+        peer: u64,
+        /// Seq of the oldest frame still retained.
+        oldest: u64,
+    },
     /// A v3 data frame skipped sequence numbers: permanent close.
     #[error("recovery frame sequence gap: expected {expected}, got {got}")]
     SeqGap {
@@ -125,11 +151,17 @@ pub enum ConnError {
 }
 
 impl ConnError {
-    /// True when the logical connection is gone (never resumable).
+    /// True when the logical connection is gone (never resumable). Only
+    /// meaningful in v3: in v2 every error ends the connection.
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            ConnError::Control(_) | ConnError::SeqZero | ConnError::SeqGap { .. }
+            ConnError::Control(_)
+                | ConnError::SeqZero
+                | ConnError::SeqGap { .. }
+                | ConnError::PeerClosed
+                | ConnError::Closed
+                | ConnError::ResumeBehind { .. }
         )
     }
 }
@@ -157,34 +189,126 @@ pub enum SendError<E> {
     Closed,
 }
 
+/// Something the layer above should know about, from [`Connection::poll_event`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// An ACK (or a resume) trimmed the replay ring after a send had failed
+    /// with [`SendError::ReplayFull`]: senders waiting for room may retry.
+    ReplayRoom,
+}
+
 /// The sans-IO connection. See the module docs for the driver contract.
 #[derive(Debug)]
 pub struct Connection {
-    _private: (),
+    config: ConnConfig,
+    encoder: FrameEncoder,
+    /// Decoder of the current transport (reset on detach/attach).
+    decoder: FrameDecoder,
+    /// Encoded frames not yet handed to [`Connection::poll_transmit`].
+    /// Invariant: holds exactly `tx_frames` whole frames.
+    tx: BytesMut,
+    tx_frames: u64,
+    tx_control: u64,
+    stats: TransportStats,
+    /// v3 only.
+    recovery: Option<Recovery>,
+    /// v2: permanently closed (v3 keeps it in `recovery`).
+    v2_closed: bool,
 }
 
-#[allow(unused_variables, missing_docs)]
 impl Connection {
     /// A connection whose transport has just completed the handshake (and attach).
+    ///
+    /// A v3 `config` without `recovery` parameters uses [`RecoveryParams::default`].
     pub fn new(config: ConnConfig, now: Instant) -> Connection {
-        todo!("recovery work item")
+        let recovery = match config.version {
+            Version::V2 => None,
+            Version::V3 => Some(Recovery::new(config.recovery.unwrap_or_default(), now)),
+        };
+        Connection {
+            encoder: FrameEncoder::new(config.version, config.max_frame),
+            decoder: FrameDecoder::new(config.version, config.max_frame),
+            config,
+            tx: BytesMut::new(),
+            tx_frames: 0,
+            tx_control: 0,
+            stats: TransportStats::default(),
+            recovery,
+            v2_closed: false,
+        }
     }
 
     // ---- getters ----
 
     /// The fixed configuration.
     pub fn config(&self) -> &ConnConfig {
-        todo!()
+        &self.config
     }
 
     /// Counters since creation.
     pub fn stats(&self) -> &TransportStats {
-        todo!()
+        &self.stats
     }
 
-    /// True when bytes are waiting for [`Connection::poll_transmit`].
+    /// True when bytes are waiting for [`Connection::poll_transmit`] (queued
+    /// frames, frames to replay, or an ACK due immediately).
     pub fn has_transmit(&self) -> bool {
-        todo!()
+        if !self.tx.is_empty() {
+            return true;
+        }
+        match &self.recovery {
+            Some(r) if r.state() == LinkState::Attached => r.resume_queue_depth() > 0 || r.ack_due_now(),
+            _ => false,
+        }
+    }
+
+    /// True once the logical connection is permanently closed.
+    pub fn is_closed(&self) -> bool {
+        match &self.recovery {
+            Some(r) => r.state() == LinkState::Closed,
+            None => self.v2_closed,
+        }
+    }
+
+    /// True when a transport is attached (always true for an open v2 connection).
+    pub fn is_attached(&self) -> bool {
+        match &self.recovery {
+            Some(r) => r.state() == LinkState::Attached,
+            None => !self.v2_closed,
+        }
+    }
+
+    /// v3: highest data seq received from the peer — the value for the
+    /// `last_recv_seq` field of the attach request (client) or response (server).
+    /// 0 in v2.
+    pub fn last_recv_seq(&self) -> u64 {
+        self.recovery.as_ref().map_or(0, Recovery::last_recv_seq)
+    }
+
+    /// v3: last seq assigned to a data frame (the reference's `NextSendSeq`). 0 in v2.
+    pub fn last_sent_seq(&self) -> u64 {
+        self.recovery.as_ref().map_or(0, Recovery::last_sent_seq)
+    }
+
+    /// v3: accounted bytes (`18 + payload_len` per frame) the replay ring can
+    /// still take; `usize::MAX` in v2. A payload of `n` bytes fits when
+    /// `18 + n <= replay_room()`. If `18 + n` exceeds `max_replay_bytes`
+    /// itself, it never fits: waiting does not help.
+    pub fn replay_room(&self) -> usize {
+        self.recovery.as_ref().map_or(usize::MAX, |r| r.ring().room())
+    }
+
+    /// True when a payload of `payload_len` bytes can be sent now without
+    /// `ReplayFull` or `TooLarge` (and the connection is open).
+    pub fn can_send(&self, payload_len: usize) -> bool {
+        !self.is_closed()
+            && payload_len <= self.config.max_frame as usize
+            && payload_len.saturating_add(self.config.version.header_len()) <= self.replay_room()
+    }
+
+    /// v3: the §8.2 "Recovery" debug fields; `None` in v2.
+    pub fn recovery_debug(&self) -> Option<RecoveryDebug> {
+        self.recovery.as_ref().map(|r| r.debug(self.config.role))
     }
 
     // ---- handle_* ----
@@ -192,25 +316,238 @@ impl Connection {
     /// Consumes complete frames from the front of `buf`; returns the next
     /// data frame to deliver, `Ok(None)` when `buf` holds no complete frame.
     /// Control frames and duplicates are consumed silently. Call until `Ok(None)`.
+    ///
+    /// Errors: in v2 every error closes the connection. In v3 a
+    /// [`ConnError::Frame`] error detaches the transport (the connection did
+    /// it already; the runtime drops the socket and its read buffer), and a
+    /// permanent error ([`ConnError::is_permanent`]) closes the logical
+    /// connection. Frames already delivered before the error stay delivered.
+    /// Input is ignored (`Ok(None)`) while detached or closed.
     pub fn handle_input(&mut self, now: Instant, buf: &mut BytesMut) -> Result<Option<Delivered>, ConnError> {
-        todo!()
+        if !self.is_attached() {
+            return Ok(None);
+        }
+        loop {
+            let frame = match self.decoder.decode(buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    match &mut self.recovery {
+                        Some(r) => r.detach(),
+                        None => self.v2_closed = true,
+                    }
+                    return Err(e.into());
+                }
+            };
+            let h = frame.header;
+            self.stats.frames_read += 1;
+            self.stats.bytes_read += h.frame_len() as u64;
+            if h.stream_id == CONTROL_STREAM_ID {
+                self.stats.control_frames_read += 1;
+            }
+            let Some(r) = self.recovery.as_mut() else {
+                // v2: every frame is data, 0xFFFFFFFF included (§9 note 9).
+                return Ok(Some(Delivered {
+                    stream_id: h.stream_id,
+                    payload: frame.payload,
+                }));
+            };
+            r.on_frame_read(now);
+            if h.stream_id == CONTROL_STREAM_ID {
+                // The receiver ignores the seq field of control frames (§7.8).
+                match Control::parse(&frame.payload) {
+                    Ok(Control::Ack(v)) => {
+                        r.on_ack(v);
+                    }
+                    Ok(Control::Ping) => {}
+                    Err(ControlError::UnknownType(CONTROL_CLOSE))
+                        if r.close_negotiated() && frame.payload.len() == 1 =>
+                    {
+                        self.close();
+                        return Err(ConnError::PeerClosed);
+                    }
+                    Err(e) => {
+                        self.close();
+                        return Err(e.into());
+                    }
+                }
+                continue;
+            }
+            match r.on_data(h.seq, now) {
+                Ok(true) => {
+                    return Ok(Some(Delivered {
+                        stream_id: h.stream_id,
+                        payload: frame.payload,
+                    }))
+                }
+                Ok(false) => continue,
+                Err(e) => {
+                    self.close();
+                    return Err(e);
+                }
+            }
+        }
     }
 
-    /// Runs due timers (ACK delay, PING, heartbeat expiry).
+    /// Runs due timers. ACKs and PINGs that became due are written by the
+    /// next [`Connection::poll_transmit`]; a heartbeat expiry detaches the
+    /// transport and returns [`ConnError::HeartbeatTimeout`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
-        todo!()
+        if let Some(r) = self.recovery.as_mut() {
+            if r.state() == LinkState::Attached {
+                if let Err(e) = r.check_heartbeat(now) {
+                    self.drop_transport();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     // ---- mutators ----
 
     /// Queues one data frame whose payload `body` writes in place.
+    ///
+    /// v3: the frame gets the next seq (wire order = send order) and is kept
+    /// in the replay ring; while detached it is only kept there and goes out
+    /// after the next [`Connection::attach`]. On any error nothing is queued
+    /// and no seq is consumed (unlike the reference, §9 note 16).
     pub fn send<E>(
         &mut self,
         now: Instant,
         stream_id: u32,
         body: impl FnOnce(&mut BytesMut) -> Result<(), E>,
     ) -> Result<(), SendError<E>> {
-        todo!()
+        let _ = now;
+        if self.is_closed() {
+            return Err(SendError::Closed);
+        }
+        let control = u64::from(stream_id == CONTROL_STREAM_ID);
+        let Some(r) = self.recovery.as_mut() else {
+            self.encoder
+                .encode_with(&mut self.tx, stream_id, 0, body)
+                .map_err(map_encode_err)?;
+            self.tx_frames += 1;
+            self.tx_control += control;
+            return Ok(());
+        };
+        let seq = r.next_seq();
+        let ring = r.ring_mut();
+        let len = match self.encoder.encode_with(ring.arena(), stream_id, seq, body) {
+            Ok(len) => len,
+            Err(e) => {
+                ring.rollback();
+                return Err(map_encode_err(e));
+            }
+        };
+        if !ring.fits(len) {
+            let size = ring.bytes() + len;
+            let limit = ring.limit();
+            ring.rollback();
+            r.note_full();
+            return Err(SendError::ReplayFull { size, limit });
+        }
+        let attached = r.state() == LinkState::Attached;
+        let frame = r.commit();
+        if attached {
+            self.tx.extend_from_slice(frame);
+            self.tx_frames += 1;
+            self.tx_control += control;
+        }
+        Ok(())
+    }
+
+    /// v3: the transport was lost (read/write error, EOF, heartbeat timeout).
+    /// Drops the decoder state and every unsent transmit byte (the data
+    /// frames are in the replay ring); the runtime drops its read buffer.
+    /// Idempotent. In v2 there is no detach: this closes the connection.
+    pub fn detach(&mut self, now: Instant) {
+        let _ = now;
+        match self.recovery.as_mut() {
+            Some(r) => r.detach(),
+            None => self.v2_closed = true,
+        }
+        self.drop_transport();
+    }
+
+    /// v3: a new transport is attached (after a successful resume exchange).
+    /// `peer_last_recv_seq` is the peer's `last_recv_seq` from the attach
+    /// request (server) or response (client). Ring frames ≤ it are dropped as
+    /// if ACKed; every remaining one is sent again, in seq order and
+    /// byte-identical, before any new data (§9 note 30). Attaching while
+    /// attached replaces the transport (§7.4).
+    pub fn attach(&mut self, now: Instant, peer_last_recv_seq: u64) -> Result<(), ConnError> {
+        let Some(r) = self.recovery.as_mut() else {
+            return Err(ConnError::Closed);
+        };
+        let res = r.attach(now, peer_last_recv_seq);
+        self.drop_transport();
+        res
+    }
+
+    /// v3: records whether both sides advertised [`CAP_GRACEFUL_CLOSE`](super::recovery::CAP_GRACEFUL_CLOSE) in the
+    /// attach exchange (reserved byte 1). Off by default (Go peers).
+    pub fn set_graceful_close(&mut self, negotiated: bool) {
+        if let Some(r) = self.recovery.as_mut() {
+            r.set_close_negotiated(negotiated);
+        }
+    }
+
+    /// Permanent close: drops unsent bytes and the replay ring. Nothing goes
+    /// on the wire (as in the reference); later sends fail with `Closed`.
+    pub fn close(&mut self) {
+        match self.recovery.as_mut() {
+            Some(r) => r.close(),
+            None => self.v2_closed = true,
+        }
+        self.tx.clear();
+        self.tx_frames = 0;
+        self.tx_control = 0;
+    }
+
+    /// Graceful permanent close: frames already queued stay queued for one
+    /// last [`Connection::poll_transmit`]. In v3 with graceful close
+    /// negotiated and a transport attached, a CLOSE control frame follows them
+    /// (returns `true`), so the peer drops the session at once instead of
+    /// keeping it for DetachedTTL. Frames waiting for replay are queued first.
+    pub fn close_gracefully(&mut self, now: Instant) -> bool {
+        let _ = now;
+        let mut sent_close = false;
+        match self.recovery.as_mut() {
+            Some(r) => {
+                if r.resume_queue_depth() > 0 {
+                    // Replay frames go before anything in tx (§9 note 30).
+                    let mut buf = BytesMut::with_capacity(self.tx.len());
+                    while let Some(f) = r.next_replay() {
+                        buf.extend_from_slice(&f);
+                        self.tx_frames += 1;
+                    }
+                    buf.extend_from_slice(&self.tx);
+                    self.tx = buf;
+                }
+                if r.state() == LinkState::Attached && r.close_negotiated() {
+                    write_close_frame(&mut self.tx);
+                    self.tx_frames += 1;
+                    self.tx_control += 1;
+                    sent_close = true;
+                }
+                if r.state() != LinkState::Attached {
+                    self.tx.clear();
+                    self.tx_frames = 0;
+                    self.tx_control = 0;
+                }
+                r.close();
+            }
+            None => self.v2_closed = true,
+        }
+        sent_close
+    }
+
+    fn drop_transport(&mut self) {
+        self.decoder = FrameDecoder::new(self.config.version, self.config.max_frame);
+        self.tx.clear();
+        self.tx_frames = 0;
+        self.tx_control = 0;
     }
 
     // ---- poll_* ----
@@ -218,12 +555,72 @@ impl Connection {
     /// Moves everything due for the wire into `out` (appending): a due ACK
     /// first, then frames waiting for replay, then new frames, and a PING when
     /// the heartbeat interval passed idle. Returns the bytes appended.
+    ///
+    /// When `out` is empty and only new frames are waiting, the transmit
+    /// buffer is swapped into `out` (no copy).
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> usize {
-        todo!()
+        let start = out.len();
+        let mut frames = 0u64;
+        let mut control = 0u64;
+        if let Some(r) = self.recovery.as_mut() {
+            if r.state() == LinkState::Attached {
+                if let Some(v) = r.take_ack(now) {
+                    Control::Ack(v).write_frame(out);
+                    frames += 1;
+                    control += 1;
+                }
+                while let Some(f) = r.next_replay() {
+                    out.extend_from_slice(&f);
+                    frames += 1;
+                }
+            }
+        }
+        if !self.tx.is_empty() {
+            if out.is_empty() {
+                std::mem::swap(out, &mut self.tx);
+            } else {
+                out.extend_from_slice(&self.tx);
+                self.tx.clear();
+            }
+            frames += std::mem::take(&mut self.tx_frames);
+            control += std::mem::take(&mut self.tx_control);
+        }
+        if let Some(r) = self.recovery.as_mut() {
+            if out.len() == start && r.ping_due(now) {
+                Control::Ping.write_frame(out);
+                frames += 1;
+                control += 1;
+            }
+            if out.len() > start {
+                r.on_written(now);
+            }
+        }
+        let n = out.len() - start;
+        self.stats.frames_written += frames;
+        self.stats.bytes_written += n as u64;
+        self.stats.control_frames_written += control;
+        debug_assert!(self.tx.is_empty() && self.tx_frames == 0);
+        n
     }
 
-    /// The earliest instant at which [`Connection::handle_timeout`] must run.
+    /// The earliest instant at which [`Connection::handle_timeout`] (and then
+    /// [`Connection::poll_transmit`]) must run: min of the ACK deadline, the
+    /// next PING and the heartbeat expiry. `None` in v2 and while detached or
+    /// closed (the session table owns the DetachedTTL).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        self.recovery.as_ref().and_then(Recovery::next_timeout)
+    }
+
+    /// Takes the next pending [`Event`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let r = self.recovery.as_mut()?;
+        r.take_room_freed().then_some(Event::ReplayRoom)
+    }
+}
+
+fn map_encode_err<E>(e: EncodeFrameError<E>) -> SendError<E> {
+    match e {
+        EncodeFrameError::Body(e) => SendError::Encode(e),
+        EncodeFrameError::Frame(f) => SendError::Frame(f),
     }
 }
