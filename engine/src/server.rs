@@ -20,6 +20,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -66,16 +67,80 @@ pub(crate) enum HandlerOutcome {
     Decode(DecodeError),
 }
 
-/// A boxed, core-local handler future (the one allocation per request).
-pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerOutcome>>>;
+/// A reusable call slot of one handler on one stream worker: the handler's
+/// future lives in it, so a request costs no allocation (the slot is
+/// allocated once per stream worker and handler, not per request).
+pub(crate) trait HandlerRunner {
+    /// Decodes the request and starts the handler in the slot (dropping any
+    /// call still in it); a decode failure is returned at once.
+    fn start(self: Pin<&mut Self>, ctx: &StreamContext, payload: Bytes) -> Result<(), DecodeError>;
+    /// Polls the running call; on completion the reply is queued on `ctx`'s
+    /// stream and the slot is emptied.
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, ctx: &StreamContext) -> Poll<HandlerOutcome>;
+    /// Drops the running call, if any (after a panic).
+    fn reset(self: Pin<&mut Self>);
+}
+
+/// A pinned, boxed [`HandlerRunner`] borrowing its handler from the table.
+pub(crate) type BoxedRunner<'a> = Pin<Box<dyn HandlerRunner + 'a>>;
 
 trait ErasedHandler: Send + Sync {
-    fn call(&self, ctx: StreamContext, payload: Bytes) -> HandlerFuture;
+    fn runner(&self) -> BoxedRunner<'_>;
 }
 
 struct TypedHandler<Req, F> {
     f: F,
     _req: PhantomData<fn() -> Req>,
+}
+
+pin_project_lite::pin_project! {
+    struct Runner<'a, Req, F, Fut> {
+        f: &'a F,
+        #[pin]
+        call: Option<Fut>,
+        _req: PhantomData<fn() -> Req>,
+    }
+}
+
+impl<Req, F, Fut, R, E> HandlerRunner for Runner<'_, Req, F, Fut>
+where
+    Req: Message + DeserializeOwned + 'static,
+    F: Fn(StreamContext, Req) -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+    R: Reply,
+    E: Display,
+{
+    fn start(self: Pin<&mut Self>, ctx: &StreamContext, payload: Bytes) -> Result<(), DecodeError> {
+        let mut this = self.project();
+        this.call.set(None);
+        let codec = ctx.conn.borrow().codec;
+        let req = codec
+            .decode_envelope(&payload)
+            .and_then(|env| codec.decode_body::<Req>(&env))?;
+        drop(payload);
+        this.call.set(Some((this.f)(ctx.clone(), req)));
+        Ok(())
+    }
+
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, ctx: &StreamContext) -> Poll<HandlerOutcome> {
+        let mut this = self.project();
+        let Some(fut) = this.call.as_mut().as_pin_mut() else {
+            return Poll::Ready(HandlerOutcome::Failed("handler not started".to_owned()));
+        };
+        let r = std::task::ready!(fut.poll(cx));
+        this.call.set(None);
+        Poll::Ready(match r {
+            Ok(r) => match r.send_on(ctx) {
+                Ok(()) => HandlerOutcome::Replied,
+                Err(_) => HandlerOutcome::SendFailed,
+            },
+            Err(e) => HandlerOutcome::Failed(e.to_string()),
+        })
+    }
+
+    fn reset(self: Pin<&mut Self>) {
+        self.project().call.set(None);
+    }
 }
 
 impl<Req, F, Fut, R, E> ErasedHandler for TypedHandler<Req, F>
@@ -86,25 +151,11 @@ where
     R: Reply + 'static,
     E: Display + 'static,
 {
-    fn call(&self, ctx: StreamContext, payload: Bytes) -> HandlerFuture {
-        let codec = ctx.conn.borrow().codec;
-        let req = codec
-            .decode_envelope(&payload)
-            .and_then(|env| codec.decode_body::<Req>(&env));
-        drop(payload);
-        let req = match req {
-            Ok(r) => r,
-            Err(e) => return Box::pin(std::future::ready(HandlerOutcome::Decode(e))),
-        };
-        let fut = (self.f)(ctx.clone(), req);
-        Box::pin(async move {
-            match fut.await {
-                Ok(r) => match r.send_on(&ctx) {
-                    Ok(()) => HandlerOutcome::Replied,
-                    Err(_) => HandlerOutcome::SendFailed,
-                },
-                Err(e) => HandlerOutcome::Failed(e.to_string()),
-            }
+    fn runner(&self) -> BoxedRunner<'_> {
+        Box::pin(Runner::<Req, F, Fut> {
+            f: &self.f,
+            call: None,
+            _req: PhantomData,
         })
     }
 }
@@ -122,9 +173,14 @@ impl HandlerTable {
         self.by_name.get(wire).copied()
     }
 
-    /// Decodes the request and starts the handler (panics are caught by the caller).
-    pub(crate) fn call(&self, idx: usize, ctx: StreamContext, payload: Bytes) -> HandlerFuture {
-        self.entries[idx].call(ctx, payload)
+    /// Number of registered handlers (valid indices are `0..len()`).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// A fresh call slot for handler `idx` (panics are caught by the caller).
+    pub(crate) fn runner(&self, idx: usize) -> BoxedRunner<'_> {
+        self.entries[idx].runner()
     }
 }
 

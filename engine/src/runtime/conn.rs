@@ -9,7 +9,7 @@
 //! can swap it.
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,14 +17,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use futures_lite::{future, FutureExt};
+use futures_lite::future;
 use glommio::timer::Timer;
 
 use super::io::Transport;
 use crate::codec::ErrorReply;
 use crate::debug::FailureCode;
 use crate::dispatch::{ConnRef, Routed};
-use crate::server::{HandlerOutcome, HandlerTable, Hooks};
+use crate::server::{BoxedRunner, HandlerOutcome, HandlerTable, Hooks};
 use crate::stream::{ConnInfo, StreamContext};
 
 /// Lifecycle callbacks of a server connection.
@@ -108,6 +108,7 @@ impl Driver<'_> {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<DriverEnd> {
+        let mut read_any = false;
         loop {
             let mut progress = false;
             let (closed, closing, paused) = {
@@ -122,6 +123,13 @@ impl Driver<'_> {
             // Read.
             if !closing && !paused {
                 match self.io.poll_read_buf(cx, &mut self.rbuf) {
+                    Poll::Ready(Ok(0)) if read_any => {
+                        // EOF right behind data of this wake: let the tasks
+                        // woken by that data take it before the streams go
+                        // away (EOF is sticky; the next wake sees it again).
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Ok(0)) => {
                         self.conn.borrow_mut().fail(
                             None,
@@ -131,6 +139,7 @@ impl Driver<'_> {
                         return Poll::Ready(DriverEnd::Eof);
                     }
                     Poll::Ready(Ok(_)) => {
+                        read_any = true;
                         if let Err(text) = self.process_input() {
                             self.conn.borrow_mut().fail(None, FailureCode::ConnectionReader, text);
                             return Poll::Ready(DriverEnd::Failed);
@@ -283,6 +292,16 @@ pub(crate) async fn drive(conn: ConnRef, mut io: Transport, rbuf: BytesMut, hook
     end
 }
 
+/// The outcome of a handler that panicked.
+fn panic_outcome(panic: Box<dyn std::any::Any + Send>) -> HandlerOutcome {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "handler panicked".to_owned());
+    HandlerOutcome::Failed(format!("handler panicked: {text}"))
+}
+
 /// One stream's handler worker: runs queued requests sequentially in arrival
 /// order (§5.4 step 2) and exits when the stream state goes away.
 async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
@@ -294,6 +313,7 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
         id,
         info: hooks.info.clone(),
     };
+    let mut runners: Vec<Option<BoxedRunner<'_>>> = (0..table.len()).map(|_| None).collect();
     loop {
         let next = future::poll_fn(|cx| {
             let mut st = conn.borrow_mut();
@@ -318,16 +338,30 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
         })
         .await;
         let Some(p) = next else { break };
-        let fut = table.call(p.handler, ctx.clone(), p.payload);
-        let outcome = match AssertUnwindSafe(fut).catch_unwind().await {
-            Ok(o) => o,
+        // The handler's call slot: allocated on first use per worker, then
+        // reused, so a request allocates nothing here.
+        let Some(runner) = runners.get_mut(p.handler) else {
+            break;
+        };
+        let runner = runner.get_or_insert_with(|| table.runner(p.handler));
+        let started = catch_unwind(AssertUnwindSafe(|| runner.as_mut().start(&ctx, p.payload)));
+        let outcome = match started {
+            Ok(Err(e)) => HandlerOutcome::Decode(e),
+            Ok(Ok(())) => {
+                future::poll_fn(
+                    |cx| match catch_unwind(AssertUnwindSafe(|| runner.as_mut().poll_run(cx, &ctx))) {
+                        Ok(p) => p,
+                        Err(panic) => {
+                            runner.as_mut().reset();
+                            Poll::Ready(panic_outcome(panic))
+                        }
+                    },
+                )
+                .await
+            }
             Err(panic) => {
-                let text = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "handler panicked".to_owned());
-                HandlerOutcome::Failed(format!("handler panicked: {text}"))
+                runner.as_mut().reset();
+                panic_outcome(panic)
             }
         };
         let mut st = conn.borrow_mut();

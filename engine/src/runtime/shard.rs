@@ -7,10 +7,12 @@
 //! 128 there).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -29,9 +31,6 @@ use crate::proto::handshake::ServerHandshakeConfig;
 use crate::proto::{ConnConfig, Role};
 use crate::server::{ServerConfig, ServerHandle, Shards};
 use crate::stream::ConnInfo;
-
-/// How often an idle accept loop checks for shutdown.
-const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// Counters of one shard (atomics: read from the handle's thread).
 #[derive(Debug, Default)]
@@ -66,6 +65,9 @@ pub struct ShardStats {
 /// State shared by the shards of one server (control plane only).
 pub(crate) struct ServerShared {
     stop: AtomicBool,
+    /// Accept loops waiting for `stop` (foreign-woken by `request_stop`; no
+    /// polling timer, so an idle shard keeps no timer armed).
+    stop_wakers: Mutex<Vec<Option<Waker>>>,
     deadline: Mutex<Option<Instant>>,
     active: AtomicUsize,
     next_conn: AtomicU64,
@@ -92,6 +94,41 @@ impl ServerShared {
     pub(crate) fn request_stop(&self, grace: Duration) {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
         self.stop.store(true, Ordering::Release);
+        let wakers: Vec<Waker> = lock(&self.stop_wakers).iter_mut().filter_map(Option::take).collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves once a stop is requested; shard `idx`'s waker is parked in
+    /// `stop_wakers` meanwhile.
+    fn stopped(&self, idx: usize) -> impl Future<Output = ()> + '_ {
+        future::poll_fn(move |cx| {
+            if self.stopping() {
+                return Poll::Ready(());
+            }
+            let mut w = lock(&self.stop_wakers);
+            if let Some(slot) = w.get_mut(idx) {
+                match slot {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => *slot = Some(cx.waker().clone()),
+                }
+            }
+            drop(w);
+            // Re-check after publishing the waker: `request_stop` stores
+            // `stop` before it takes the wakers.
+            if self.stopping() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Drops shard `idx`'s parked waker (on its own thread).
+    fn clear_stop_waker(&self, idx: usize) {
+        let old = lock(&self.stop_wakers).get_mut(idx).and_then(Option::take);
+        drop(old);
     }
 
     fn stopping(&self) -> bool {
@@ -101,6 +138,11 @@ impl ServerShared {
     fn deadline(&self) -> Option<Instant> {
         *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Locks `m`, ignoring poisoning (the data are plain values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A listener created on the caller's thread, adopted inside its shard.
@@ -151,6 +193,7 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
     }
     let shared = Arc::new(ServerShared {
         stop: AtomicBool::new(false),
+        stop_wakers: Mutex::new(places.iter().map(|_| None).collect()),
         deadline: Mutex::new(None),
         active: AtomicUsize::new(0),
         next_conn: AtomicU64::new(1),
@@ -247,7 +290,7 @@ async fn shard_main(
     if let Some(l) = &listener {
         while !shared.stopping() {
             let accepted = future::or(async { Some(l.accept().await) }, async {
-                super::sleep(STOP_POLL).await;
+                shared.stopped(idx).await;
                 None
             })
             .await;
@@ -267,6 +310,7 @@ async fn shard_main(
             super::spawn(serve_conn(io, info, cfg.clone(), shared.clone(), live.clone()));
         }
     }
+    shared.clear_stop_waker(idx);
     if let Some(Listener::Unix(l)) = &listener {
         // A filesystem socket is unlinked when its server stops.
         if let Ok(Some(p)) = l.local_addr().map(|a| a.as_pathname().map(|p| p.to_path_buf())) {
