@@ -1,0 +1,426 @@
+//! v3 recovery in the glommio shell (spec §7): the attach exchange over a
+//! socket, the server's per-shard session table and DetachedTTL sweep, the
+//! cross-shard resume hand-off, and the client's reconnect supervisor.
+//!
+//! Server, one logical connection:
+//! ```text
+//!  hello v3 ─► attach request ─┬─ new ─► SessionTable (id[0] = shard) ─► reply ─► on_connect ─► run transport
+//!                              └─ resume ─┬─ id[0] == shard ─► lookup ─► attach ─► reply ─► run transport (replay first)
+//!                                         └─ other shard ─► fd + request over the shard mesh ─► owner does the above
+//!  run transport ends: Detached ─► TTL armed (sweep task) ─► expired: finish + on_disconnect
+//!                      Closed   ─► session dropped at once (permanent error, graceful CLOSE, shutdown)
+//!                      Replaced ─► a resume took over: just drop this socket
+//! ```
+//!
+//! The logical state (`ConnState`: streams, handler workers, replay ring) is
+//! never tied to a socket: a resume swaps the transport under it and bumps
+//! the session's transport epoch, which stops the previous driver.
+
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
+
+use super::conn::{finish, run_transport, ConnHooks, TransportEnd};
+use super::io::Transport;
+use crate::codec::CodecKind;
+use crate::dispatch::{ConnRef, ConnState};
+use crate::proto::attach::{AttachMode, AttachRequest, AttachResponse, ATTACH_RESPONSE_LEN};
+use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
+use crate::proto::{ConnConfig, ConnectionId, RecoveryParams, Role, SessionTable, Version};
+use crate::server::ServerConfig;
+use crate::stream::ConnInfo;
+
+use super::shard::ServerShared;
+
+/// A resume that landed on a shard that does not own the connection id:
+/// the socket and the already-read attach request travel to the owner.
+pub(crate) struct Handoff {
+    fd: OwnedFd,
+    req: AttachRequest,
+    rest: Vec<u8>,
+    codec: CodecKind,
+    max_frame: u32,
+    peer: String,
+}
+
+/// One per shard pair, created at server start (control path only).
+pub(crate) type HandoffTx = SharedSender<Handoff>;
+/// Receiving end of [`HandoffTx`].
+pub(crate) type HandoffRx = SharedReceiver<Handoff>;
+
+/// Creates the `n × n` hand-off channels: `(senders[i][j], receivers[j][i])`
+/// carry hand-offs from shard `i` to shard `j`.
+pub(crate) fn handoff_mesh(n: usize) -> (Vec<Vec<Option<HandoffTx>>>, Vec<Vec<Option<HandoffRx>>>) {
+    let mut tx: Vec<Vec<Option<HandoffTx>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut rx: Vec<Vec<Option<HandoffRx>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    for (i, row) in tx.iter_mut().enumerate() {
+        for (j, slot) in row.iter_mut().enumerate() {
+            if i != j {
+                let (s, r) = glommio::channels::shared_channel::new_bounded(64);
+                *slot = Some(s);
+                rx[j][i] = Some(r);
+            }
+        }
+    }
+    (tx, rx)
+}
+
+/// A registered logical connection of the server.
+pub(crate) struct Session {
+    conn: ConnRef,
+    /// Bumped on every attach; a driver whose epoch is stale stops.
+    epoch: Cell<u64>,
+    hooks: ConnHooks,
+    id: ConnectionId,
+}
+
+/// The v3 state of one server shard.
+pub(crate) struct ShardRecovery {
+    idx: usize,
+    params: RecoveryParams,
+    cfg: Arc<ServerConfig>,
+    shared: Arc<ServerShared>,
+    table: RefCell<SessionTable<Rc<Session>>>,
+    peers: RefCell<Vec<Option<Rc<ConnectedSender<Handoff>>>>>,
+    live: super::shard::Live,
+}
+
+impl ShardRecovery {
+    /// The shard's recovery state; `None` when the server has no recovery options.
+    pub(crate) fn new(
+        idx: usize,
+        cfg: Arc<ServerConfig>,
+        shared: Arc<ServerShared>,
+        live: super::shard::Live,
+    ) -> Option<Rc<ShardRecovery>> {
+        let opts = cfg.recovery?;
+        let params = crate::proto::normalize_server_options(&opts).unwrap_or_default();
+        let ttl = opts.normalized().detached_ttl;
+        Some(Rc::new(ShardRecovery {
+            idx,
+            params,
+            cfg,
+            shared,
+            table: RefCell::new(SessionTable::new(idx as u8, ttl)),
+            peers: RefCell::new(Vec::new()),
+            live,
+        }))
+    }
+
+    fn counters(&self) -> &super::shard::ShardCounters {
+        &self.shared.shards[self.idx]
+    }
+
+    /// Connects this shard's ends of the hand-off mesh and starts the TTL
+    /// sweep (all as local tasks).
+    pub(crate) fn start(self: &Rc<Self>, tx: Vec<Option<HandoffTx>>, rx: Vec<Option<HandoffRx>>) {
+        *self.peers.borrow_mut() = tx.iter().map(|_| None).collect();
+        for (j, s) in tx.into_iter().enumerate() {
+            let Some(s) = s else { continue };
+            let me = self.clone();
+            super::spawn(async move {
+                let c = s.connect().await;
+                me.peers.borrow_mut()[j] = Some(Rc::new(c));
+            });
+        }
+        for r in rx.into_iter().flatten() {
+            let me = self.clone();
+            super::spawn(async move {
+                let r: ConnectedReceiver<Handoff> = r.connect().await;
+                while let Some(h) = r.recv().await {
+                    if me.shared.stopping() {
+                        continue;
+                    }
+                    let me2 = me.clone();
+                    super::spawn(async move { me2.adopt(h).await });
+                }
+            });
+        }
+        let me = self.clone();
+        super::spawn(async move {
+            let tick = me.table.borrow().ttl().clamp(Duration::from_millis(1), Duration::from_millis(20));
+            while !me.shared.stopping() {
+                super::sleep(tick).await;
+                let expired = me.table.borrow_mut().expire(Instant::now());
+                for (_, s) in expired {
+                    me.finalize(&s);
+                }
+            }
+        });
+    }
+
+    /// Shutdown: every session without a transport is dropped now.
+    pub(crate) fn drop_detached(&self) {
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let expired = self.table.borrow_mut().expire(far);
+        for (_, s) in expired {
+            self.finalize(&s);
+        }
+    }
+
+    /// The logical connection is over: streams closed, hooks, on_disconnect.
+    fn finalize(&self, s: &Session) {
+        finish(&s.conn, Some(&s.hooks));
+        let key = s.hooks.info.id;
+        self.live.borrow_mut().retain(|(id, _)| *id != key);
+        self.counters().sessions.fetch_sub(1, Ordering::Relaxed);
+        if let Some(f) = &self.cfg.hooks.on_disconnect {
+            f(&s.hooks.info);
+        }
+    }
+
+    /// Serves a transport that completed a v3 hello: reads the attach request
+    /// (bounded by the handshake timeout) and dispatches on its mode.
+    pub(crate) async fn serve(
+        self: &Rc<Self>,
+        mut io: Transport,
+        mut rbuf: BytesMut,
+        codec: CodecKind,
+        max_frame: u32,
+        info: Rc<ConnInfo>,
+    ) {
+        let read = async {
+            loop {
+                if let Some(r) = AttachRequest::decode(&mut rbuf) {
+                    return Some(r);
+                }
+                match io.read_buf(&mut rbuf).await {
+                    Ok(n) if n > 0 => {}
+                    _ => return None,
+                }
+            }
+        };
+        let timeout = async {
+            super::sleep(self.cfg.handshake_timeout).await;
+            None
+        };
+        let Some(req) = future::or(read, timeout).await else {
+            self.counters().handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            io.close().await;
+            return;
+        };
+        match req.mode {
+            AttachMode::New => self.attach_new(io, rbuf, req, codec, max_frame, info).await,
+            AttachMode::Resume => {
+                let owner = usize::from(SessionTable::<()>::owner_shard(&req.connection_id));
+                if owner != self.idx {
+                    self.hand_off(io, rbuf, req, codec, max_frame, owner, &info.peer).await;
+                } else {
+                    self.resume(io, rbuf, req, codec).await;
+                }
+            }
+            AttachMode::Other(_) => self.reject(io).await,
+        }
+    }
+
+    async fn reject(&self, mut io: Transport) {
+        self.counters().resume_rejects.fetch_add(1, Ordering::Relaxed);
+        let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
+        AttachResponse::rejected(&self.params).write(&mut out);
+        let _ = io.write_all(&out).await;
+        io.close().await;
+    }
+
+    async fn attach_new(
+        self: &Rc<Self>,
+        mut io: Transport,
+        rbuf: BytesMut,
+        req: AttachRequest,
+        codec: CodecKind,
+        max_frame: u32,
+        info: Rc<ConnInfo>,
+    ) {
+        let Ok((id, secret)) = self.table.borrow().generate() else {
+            return self.reject(io).await;
+        };
+        let proto = crate::proto::Connection::new(
+            ConnConfig {
+                role: Role::Server,
+                version: Version::V3,
+                max_frame,
+                recovery: Some(self.params),
+            },
+            Instant::now(),
+        );
+        let graceful = req.reserved[0] & CAP_GRACEFUL_CLOSE != 0;
+        let mut st = ConnState::new(
+            proto,
+            codec,
+            Version::V3,
+            max_frame,
+            self.cfg.limits.clone(),
+            Some(self.cfg.table.clone()),
+        );
+        st.proto.set_graceful_close(graceful);
+        st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
+        let conn: ConnRef = Rc::new(RefCell::new(st));
+        let mut resp = AttachResponse::accepted(id, secret, 0, &self.params);
+        if graceful {
+            resp.reserved[0] = CAP_GRACEFUL_CLOSE;
+        }
+        let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
+        resp.write(&mut out);
+        if io.write_all(&out).await.is_err() {
+            io.close().await;
+            return;
+        }
+        self.counters().served.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = &self.cfg.hooks.on_connect {
+            if f(&info).is_err() {
+                io.close().await;
+                return;
+            }
+        }
+        let session = Rc::new(Session {
+            conn,
+            epoch: Cell::new(1),
+            hooks: ConnHooks {
+                hooks: self.cfg.hooks.clone(),
+                info,
+            },
+            id,
+        });
+        self.table
+            .borrow_mut()
+            .insert(id, secret, codec.id(), session.clone());
+        self.counters().sessions.fetch_add(1, Ordering::Relaxed);
+        self.live.borrow_mut().push((session.hooks.info.id, session.conn.clone()));
+        self.run(session, io, rbuf, 1).await;
+    }
+
+    async fn resume(self: &Rc<Self>, mut io: Transport, rbuf: BytesMut, req: AttachRequest, codec: CodecKind) {
+        let now = Instant::now();
+        let found = self
+            .table
+            .borrow_mut()
+            .lookup_resume(&req.connection_id, &req.resume_secret, codec.id(), now)
+            .map(|e| (e.value.clone(), *e.secret()));
+        let Ok((session, secret)) = found else {
+            return self.reject(io).await;
+        };
+        // Stop a driver still attached to an old transport (§7.4).
+        let epoch = session.epoch.get() + 1;
+        session.epoch.set(epoch);
+        let (attached, last_recv) = {
+            let mut st = session.conn.borrow_mut();
+            st.wake_driver();
+            let r = st.proto.attach(now, req.last_recv_seq);
+            if r.is_ok() && req.reserved[0] & CAP_GRACEFUL_CLOSE != 0 {
+                st.proto.set_graceful_close(true);
+            }
+            (r, st.proto.last_recv_seq())
+        };
+        if attached.is_err() {
+            // The peer is behind what the ring still holds: the session is lost.
+            self.table.borrow_mut().remove(&session.id);
+            self.finalize(&session);
+            return self.reject(io).await;
+        }
+        let mut resp = AttachResponse::accepted(session.id, secret, last_recv, &self.params);
+        if req.reserved[0] & CAP_GRACEFUL_CLOSE != 0 {
+            resp.reserved[0] = CAP_GRACEFUL_CLOSE;
+        }
+        let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
+        resp.write(&mut out);
+        self.counters().resumes.fetch_add(1, Ordering::Relaxed);
+        if io.write_all(&out).await.is_err() {
+            if session.epoch.get() == epoch {
+                session.conn.borrow_mut().proto.detach(Instant::now());
+                self.table.borrow_mut().detach(&session.id, Instant::now());
+            }
+            io.close().await;
+            return;
+        }
+        self.run(session, io, rbuf, epoch).await;
+    }
+
+    /// Drives one transport of a session and applies how it ended.
+    async fn run(&self, session: Rc<Session>, mut io: Transport, rbuf: BytesMut, epoch: u64) {
+        let end = run_transport(
+            &session.conn,
+            &mut io,
+            rbuf,
+            Some(&session.hooks),
+            Some((&session.epoch, epoch)),
+        )
+        .await;
+        match end {
+            TransportEnd::Closed(_) => {
+                let mine = self
+                    .table
+                    .borrow()
+                    .get(&session.id)
+                    .is_some_and(|e| Rc::ptr_eq(&e.value, &session));
+                if mine {
+                    self.table.borrow_mut().remove(&session.id);
+                    self.finalize(&session);
+                }
+            }
+            TransportEnd::Detached => {
+                self.table.borrow_mut().detach(&session.id, Instant::now());
+            }
+            TransportEnd::Replaced => {}
+        }
+        io.close().await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn hand_off(
+        &self,
+        io: Transport,
+        rbuf: BytesMut,
+        req: AttachRequest,
+        codec: CodecKind,
+        max_frame: u32,
+        owner: usize,
+        peer: &str,
+    ) {
+        let sender = self.peers.borrow().get(owner).cloned().flatten();
+        let (Some(sender), Transport::Tcp(s)) = (sender, &io) else {
+            return self.reject(io).await;
+        };
+        // SAFETY: dup of an open socket fd we hold; the duplicate is owned by `OwnedFd`.
+        let fd = unsafe { libc::dup(s.as_raw_fd()) };
+        if fd < 0 {
+            return self.reject(io).await;
+        }
+        // SAFETY: `fd` was just returned by dup and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Drop our copy without shutdown: the socket lives on in `fd`.
+        drop(io);
+        let h = Handoff {
+            fd,
+            req,
+            rest: rbuf.to_vec(),
+            codec,
+            max_frame,
+            peer: peer.to_owned(),
+        };
+        if sender.send(h).await.is_ok() {
+            self.counters().handoffs_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Owner side of a hand-off: adopt the socket and finish the resume.
+    async fn adopt(self: Rc<Self>, h: Handoff) {
+        // SAFETY: the fd is an open, connected TCP socket handed over by its
+        // previous owner, which no longer uses it.
+        let s = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+        let _ = h.max_frame;
+        let _ = h.peer;
+        self.counters().handoffs_in.fetch_add(1, Ordering::Relaxed);
+        self.counters().active.fetch_add(1, Ordering::Relaxed);
+        self.shared.active.fetch_add(1, Ordering::AcqRel);
+        let rbuf = BytesMut::from(&h.rest[..]);
+        self.resume(Transport::Tcp(s), rbuf, h.req, h.codec).await;
+        self.counters().active.fetch_sub(1, Ordering::Relaxed);
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
