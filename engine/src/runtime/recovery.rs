@@ -424,3 +424,199 @@ impl ShardRecovery {
         self.shared.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+// ---- client ----
+
+/// What a client needs to resume its logical connection.
+pub(crate) struct ClientResume {
+    pub(crate) addr: crate::addr::Addr,
+    pub(crate) id: ConnectionId,
+    pub(crate) secret: crate::proto::ResumeSecret,
+    pub(crate) codec: CodecKind,
+    pub(crate) max_frame: u32,
+    pub(crate) registry: crate::codec::CodecRegistry,
+    pub(crate) min_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) max_replay_bytes: usize,
+    /// Bound of one resume attempt (the negotiated heartbeat timeout).
+    pub(crate) attempt_timeout: Duration,
+}
+
+/// Why one attach exchange failed.
+pub(crate) enum AttachFail {
+    /// Worth another attempt after the backoff.
+    Retry(String),
+    /// Terminal (§7.10): `ErrResumeRejected` or `ErrUnsupportedFrameVersion`.
+    Terminal(crate::error::Error),
+}
+
+/// Client side of the attach exchange: writes the 44-byte request, reads the
+/// 60-byte response. Bytes after it stay in `rbuf`.
+pub(crate) async fn client_attach(
+    io: &mut Transport,
+    rbuf: &mut BytesMut,
+    mut req: AttachRequest,
+) -> std::io::Result<AttachResponse> {
+    req.reserved[0] |= CAP_GRACEFUL_CLOSE;
+    let mut out = BytesMut::with_capacity(crate::proto::ATTACH_REQUEST_LEN);
+    req.write(&mut out);
+    io.write_all(&out).await?;
+    loop {
+        if let Some(r) = AttachResponse::decode(rbuf) {
+            return Ok(r);
+        }
+        if io.read_buf(rbuf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+async fn resume_once(r: &ClientResume, last_recv: u64) -> Result<(Transport, BytesMut, AttachResponse), AttachFail> {
+    use crate::proto::handshake::{ClientHandshakeConfig, HandshakeError};
+    use crate::proto::AttachError;
+    use super::handshake::ClientHsError;
+    let mut io = crate::client::dial(&r.addr)
+        .await
+        .map_err(|e| AttachFail::Retry(e.to_string()))?;
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let cfg = ClientHandshakeConfig {
+        version: Version::V3,
+        codecs: vec![r.codec.id()],
+        max_frame: r.max_frame,
+    };
+    let neg = match super::handshake::client_raw(&mut io, cfg, &r.registry, &mut rbuf).await {
+        Ok(n) => n,
+        Err(e) => {
+            io.close().await;
+            return Err(match e {
+                ClientHsError::Hs(h @ (HandshakeError::UnsupportedVersion(_) | HandshakeError::VersionMismatch { .. })) => {
+                    AttachFail::Terminal(h.into())
+                }
+                e => AttachFail::Retry(crate::error::Error::from(e).to_string()),
+            });
+        }
+    };
+    if neg.codec != r.codec {
+        io.close().await;
+        return Err(AttachFail::Terminal(crate::error::Error::ResumeRejected(
+            "resume rejected: codec changed on resume".into(),
+        )));
+    }
+    let req = AttachRequest::resume(r.id, r.secret, last_recv);
+    let resp = match client_attach(&mut io, &mut rbuf, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            io.close().await;
+            return Err(AttachFail::Retry(e.to_string()));
+        }
+    };
+    match resp.validate_client(r.max_replay_bytes) {
+        Ok(_) => Ok((io, rbuf, resp)),
+        Err(e @ AttachError::ResumeRejected { .. }) => {
+            io.close().await;
+            Err(AttachFail::Terminal(crate::error::Error::ResumeRejected(e.to_string())))
+        }
+        Err(e) => {
+            io.close().await;
+            Err(AttachFail::Retry(e.to_string()))
+        }
+    }
+}
+
+/// Resolves once the connection is marked closed.
+pub(crate) async fn wait_closed(conn: &ConnRef) {
+    std::future::poll_fn(|cx| {
+        let mut st = conn.borrow_mut();
+        if st.closed {
+            std::task::Poll::Ready(())
+        } else {
+            st.closed_wakers.push(cx.waker().clone());
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// The client's connection task in v3: drives the transport; on loss resumes
+/// with exponential backoff (forever, until a terminal failure or a local
+/// close), replaying un-ACKed frames before new ones.
+pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesMut, r: ClientResume) {
+    use crate::debug::FailureCode;
+    let epoch = Cell::new(0u64);
+    let mut cur = Some((io, rbuf));
+    'outer: while let Some((mut io, rbuf)) = cur.take() {
+        let end = run_transport(&conn, &mut io, rbuf, None, Some((&epoch, 0))).await;
+        io.close().await;
+        if !matches!(end, TransportEnd::Detached) {
+            break;
+        }
+        let mut backoff = r.min_backoff;
+        loop {
+            if conn.borrow().closed {
+                break 'outer;
+            }
+            let last = conn.borrow().proto.last_recv_seq();
+            conn.borrow_mut().counters.reconnect_attempts += 1;
+            let attempt = async {
+                let timeout = async {
+                    super::sleep(r.attempt_timeout).await;
+                    Err(AttachFail::Retry("resume timeout".into()))
+                };
+                Some(future::or(resume_once(&r, last), timeout).await)
+            };
+            let closed = async {
+                wait_closed(&conn).await;
+                None
+            };
+            let Some(res) = future::or(attempt, closed).await else {
+                break 'outer;
+            };
+            match res {
+                Ok((io, rb, resp)) => {
+                    let attached = {
+                        let mut st = conn.borrow_mut();
+                        let a = st.proto.attach(Instant::now(), resp.last_recv_seq);
+                        st.proto
+                            .set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
+                        a
+                    };
+                    let mut st = conn.borrow_mut();
+                    match attached {
+                        Ok(()) => {
+                            st.counters.reconnect_successes += 1;
+                            drop(st);
+                            cur = Some((io, rb));
+                            continue 'outer;
+                        }
+                        Err(e) => {
+                            st.counters.reconnect_failures += 1;
+                            st.fail(None, FailureCode::RecoveryReconnectTerminal, e.to_string());
+                            drop(st);
+                            io.close().await;
+                            break 'outer;
+                        }
+                    }
+                }
+                Err(AttachFail::Terminal(e)) => {
+                    let mut st = conn.borrow_mut();
+                    st.counters.reconnect_failures += 1;
+                    st.fail(None, FailureCode::RecoveryReconnectTerminal, e.to_string());
+                    break 'outer;
+                }
+                Err(AttachFail::Retry(text)) => {
+                    {
+                        let mut st = conn.borrow_mut();
+                        st.counters.reconnect_failures += 1;
+                        st.fail(None, FailureCode::RecoveryResume, format!("resume failed: {text}"));
+                    }
+                    let sleep = async {
+                        super::sleep(backoff).await;
+                    };
+                    future::or(sleep, wait_closed(&conn)).await;
+                    backoff = backoff.saturating_mul(2).min(r.max_backoff);
+                }
+            }
+        }
+    }
+    finish(&conn, None);
+}
