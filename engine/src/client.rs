@@ -25,9 +25,9 @@ use crate::addr::Addr;
 use crate::codec::{CodecId, CodecKind, CodecRegistry, Message};
 use crate::dispatch::{ConnRef, ConnState, Limits};
 use crate::error::Error;
+use crate::proto::attach::{AttachError, AttachRequest};
 use crate::proto::frame::DEFAULT_MAX_FRAME;
 use crate::proto::handshake::ClientHandshakeConfig;
-use crate::proto::attach::{AttachError, AttachRequest};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, Role, Version};
 use crate::runtime::recovery::{client_supervisor, ClientResume};
@@ -155,7 +155,11 @@ impl ClientBuilder {
         let setup = async {
             let mut io = dial(&addr).await?;
             let cfg = ClientHandshakeConfig {
-                version: if self.recovery.is_some() { Version::V3 } else { Version::V2 },
+                version: if self.recovery.is_some() {
+                    Version::V3
+                } else {
+                    Version::V2
+                },
                 codecs: self.codecs.clone(),
                 max_frame: self.max_frame,
             };
@@ -182,7 +186,8 @@ impl ClientBuilder {
             };
             let attach = match (neg.version, &self.recovery) {
                 (Version::V3, Some(ro)) => {
-                    let r = crate::runtime::recovery::client_attach(&mut io, &mut rbuf, AttachRequest::new_session()).await;
+                    let r =
+                        crate::runtime::recovery::client_attach(&mut io, &mut rbuf, AttachRequest::new_session()).await;
                     let checked = match r {
                         Ok(resp) => match resp.validate_initial(ro.max_replay_bytes) {
                             Ok(params) => Ok((resp, params)),

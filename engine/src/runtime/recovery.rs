@@ -145,7 +145,11 @@ impl ShardRecovery {
         }
         let me = self.clone();
         super::spawn(async move {
-            let tick = me.table.borrow().ttl().clamp(Duration::from_millis(1), Duration::from_millis(20));
+            let tick = me
+                .table
+                .borrow()
+                .ttl()
+                .clamp(Duration::from_millis(1), Duration::from_millis(20));
             while !me.shared.stopping() {
                 super::sleep(tick).await;
                 let expired = me.table.borrow_mut().expire(Instant::now());
@@ -261,6 +265,22 @@ impl ShardRecovery {
         st.proto.set_graceful_close(graceful);
         st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
         let conn: ConnRef = Rc::new(RefCell::new(st));
+        let session = Rc::new(Session {
+            conn,
+            epoch: Cell::new(1),
+            hooks: ConnHooks {
+                hooks: self.cfg.hooks.clone(),
+                info: info.clone(),
+            },
+            id,
+        });
+        // Registered before the reply: a resume can never miss it.
+        self.table.borrow_mut().insert(id, secret, codec.id(), session.clone());
+        self.counters().sessions.fetch_add(1, Ordering::Relaxed);
+        let unregister = || {
+            self.table.borrow_mut().remove(&id);
+            self.counters().sessions.fetch_sub(1, Ordering::Relaxed);
+        };
         let mut resp = AttachResponse::accepted(id, secret, 0, &self.params);
         if graceful {
             resp.reserved[0] = CAP_GRACEFUL_CLOSE;
@@ -268,30 +288,22 @@ impl ShardRecovery {
         let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
         resp.write(&mut out);
         if io.write_all(&out).await.is_err() {
+            unregister();
             io.close().await;
             return;
         }
         self.counters().served.fetch_add(1, Ordering::Relaxed);
+        // §7.4: OnConnect runs after the attach response.
         if let Some(f) = &self.cfg.hooks.on_connect {
             if f(&info).is_err() {
+                unregister();
                 io.close().await;
                 return;
             }
         }
-        let session = Rc::new(Session {
-            conn,
-            epoch: Cell::new(1),
-            hooks: ConnHooks {
-                hooks: self.cfg.hooks.clone(),
-                info,
-            },
-            id,
-        });
-        self.table
+        self.live
             .borrow_mut()
-            .insert(id, secret, codec.id(), session.clone());
-        self.counters().sessions.fetch_add(1, Ordering::Relaxed);
-        self.live.borrow_mut().push((session.hooks.info.id, session.conn.clone()));
+            .push((session.hooks.info.id, session.conn.clone()));
         self.run(session, io, rbuf, 1).await;
     }
 
@@ -472,9 +484,9 @@ pub(crate) async fn client_attach(
 }
 
 async fn resume_once(r: &ClientResume, last_recv: u64) -> Result<(Transport, BytesMut, AttachResponse), AttachFail> {
+    use super::handshake::ClientHsError;
     use crate::proto::handshake::{ClientHandshakeConfig, HandshakeError};
     use crate::proto::AttachError;
-    use super::handshake::ClientHsError;
     let mut io = crate::client::dial(&r.addr)
         .await
         .map_err(|e| AttachFail::Retry(e.to_string()))?;
@@ -489,9 +501,9 @@ async fn resume_once(r: &ClientResume, last_recv: u64) -> Result<(Transport, Byt
         Err(e) => {
             io.close().await;
             return Err(match e {
-                ClientHsError::Hs(h @ (HandshakeError::UnsupportedVersion(_) | HandshakeError::VersionMismatch { .. })) => {
-                    AttachFail::Terminal(h.into())
-                }
+                ClientHsError::Hs(
+                    h @ (HandshakeError::UnsupportedVersion(_) | HandshakeError::VersionMismatch { .. }),
+                ) => AttachFail::Terminal(h.into()),
                 e => AttachFail::Retry(crate::error::Error::from(e).to_string()),
             });
         }
@@ -576,8 +588,7 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
                     let attached = {
                         let mut st = conn.borrow_mut();
                         let a = st.proto.attach(Instant::now(), resp.last_recv_seq);
-                        st.proto
-                            .set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
+                        st.proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
                         a
                     };
                     let mut st = conn.borrow_mut();

@@ -300,7 +300,14 @@ async fn shard_main(
             counters.active.fetch_add(1, Ordering::Relaxed);
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             let info = Rc::new(ConnInfo { id, shard: idx, peer });
-            super::spawn(serve_conn(io, info, cfg.clone(), shared.clone(), live.clone(), rec.clone()));
+            super::spawn(serve_conn(
+                io,
+                info,
+                cfg.clone(),
+                shared.clone(),
+                live.clone(),
+                rec.clone(),
+            ));
         }
     }
     if let Some(Listener::Unix(l)) = &listener {
