@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), amring::Error> {
 //! # use amring::{client::Client, codec::OkReply};
-//! let conn = Client::builder().timeout(std::time::Duration::from_secs(1)).connect("127.0.0.1:7000").await?;
+//! let conn = Client::builder().timeout(Some(std::time::Duration::from_secs(1))).connect("127.0.0.1:7000").await?;
 //! let s = conn.new_stream()?;
 //! let _r: OkReply = s.send_recv(&OkReply {}).await?;
 //! # Ok(()) }

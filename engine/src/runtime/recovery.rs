@@ -55,11 +55,14 @@ pub(crate) type HandoffTx = SharedSender<Handoff>;
 /// Receiving end of [`HandoffTx`].
 pub(crate) type HandoffRx = SharedReceiver<Handoff>;
 
+/// Per shard, one optional channel end per peer shard (`None` for itself).
+pub(crate) type MeshRows<T> = Vec<Vec<Option<T>>>;
+
 /// Creates the `n × n` hand-off channels: `(senders[i][j], receivers[j][i])`
 /// carry hand-offs from shard `i` to shard `j`.
-pub(crate) fn handoff_mesh(n: usize) -> (Vec<Vec<Option<HandoffTx>>>, Vec<Vec<Option<HandoffRx>>>) {
-    let mut tx: Vec<Vec<Option<HandoffTx>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-    let mut rx: Vec<Vec<Option<HandoffRx>>> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+pub(crate) fn handoff_mesh(n: usize) -> (MeshRows<HandoffTx>, MeshRows<HandoffRx>) {
+    let mut tx: MeshRows<HandoffTx> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut rx: MeshRows<HandoffRx> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
     for (i, row) in tx.iter_mut().enumerate() {
         for (j, slot) in row.iter_mut().enumerate() {
             if i != j {
@@ -591,18 +594,18 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
                         st.proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
                         a
                     };
-                    let mut st = conn.borrow_mut();
                     match attached {
                         Ok(()) => {
-                            st.counters.reconnect_successes += 1;
-                            drop(st);
+                            conn.borrow_mut().counters.reconnect_successes += 1;
                             cur = Some((io, rb));
                             continue 'outer;
                         }
                         Err(e) => {
-                            st.counters.reconnect_failures += 1;
-                            st.fail(None, FailureCode::RecoveryReconnectTerminal, e.to_string());
-                            drop(st);
+                            {
+                                let mut st = conn.borrow_mut();
+                                st.counters.reconnect_failures += 1;
+                                st.fail(None, FailureCode::RecoveryReconnectTerminal, e.to_string());
+                            }
                             io.close().await;
                             break 'outer;
                         }
