@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 pub mod capmsg;
+pub mod faultproxy;
+pub mod gopeer;
 
 /// Directory holding the golden vectors captured from the Go reference.
 ///

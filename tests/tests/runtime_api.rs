@@ -17,9 +17,6 @@ fn stop(h: amring::ServerHandle) {
 
 #[test]
 fn echo_round_trip_both_codecs() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -55,9 +52,6 @@ fn echo_round_trip_both_codecs() {
 
 #[test]
 fn ok_reply_handler_error_and_panic_are_contained() {
-    if !codec_ready() {
-        return;
-    }
     let h = server()
         .handler(|_ctx, n: Num| async move {
             match n.n {
@@ -103,9 +97,6 @@ fn ok_reply_handler_error_and_panic_are_contained() {
 
 #[test]
 fn streams_are_numbered_and_run_concurrently() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -143,9 +134,6 @@ fn streams_are_numbered_and_run_concurrently() {
 
 #[test]
 fn type_mismatch_sends_protocol_error_and_discards_stream() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -184,9 +172,6 @@ fn type_mismatch_sends_protocol_error_and_discards_stream() {
 
 #[test]
 fn recv_timeout_keeps_late_reply_and_concurrent_recv_fails() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -220,9 +205,6 @@ fn recv_timeout_keeps_late_reply_and_concurrent_recv_fails() {
 
 #[test]
 fn push_task_value_and_unknown_messages() {
-    if !codec_ready() {
-        return;
-    }
     let h = server()
         .handler(|ctx: StreamContext, n: Num| async move {
             // Stream value: a running total per stream.
@@ -274,9 +256,6 @@ fn push_task_value_and_unknown_messages() {
 
 #[test]
 fn hooks_and_on_connect_rejection() {
-    if !codec_ready() {
-        return;
-    }
     let opened = Arc::new(AtomicUsize::new(0));
     let closed = Arc::new(AtomicUsize::new(0));
     let disc = Arc::new(AtomicUsize::new(0));
@@ -329,9 +308,6 @@ fn hooks_and_on_connect_rejection() {
 
 #[test]
 fn once_uds_and_abstract() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     let path = std::env::temp_dir().join(format!("amring-rt-{}.sock", std::process::id()));
@@ -377,9 +353,6 @@ fn once_uds_and_abstract() {
 
 #[test]
 fn connections_spread_over_shards() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     assert_eq!(h.addrs().len(), 2);
@@ -407,9 +380,6 @@ fn connections_spread_over_shards() {
 
 #[test]
 fn shutdown_completes_in_flight_requests() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -61,9 +61,6 @@ fn stop(h: amring::ServerHandle) {
 
 #[test]
 fn handshake_timeout_closes_silent_client() {
-    if !codec_ready() {
-        return;
-    }
     let h = server()
         .handshake_timeout(Duration::from_millis(100))
         .serve("127.0.0.1:0")
@@ -79,9 +76,6 @@ fn handshake_timeout_closes_silent_client() {
 
 #[test]
 fn max_connections_closes_extra_sockets() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().max_connections(1).serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     let sa = h.local_addr().tcp().unwrap();
@@ -101,9 +95,6 @@ fn max_connections_closes_extra_sockets() {
 
 #[test]
 fn stream_limit_answers_protocol_error() {
-    if !codec_ready() {
-        return;
-    }
     let h = limited(Limits {
         max_streams: 2,
         ..Limits::default()
@@ -140,9 +131,6 @@ fn stream_limit_answers_protocol_error() {
 
 #[test]
 fn slow_consumer_stream_never_blocks_other_streams() {
-    if !codec_ready() {
-        return;
-    }
     let h = limited(Limits::default()).serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -184,9 +172,6 @@ fn slow_consumer_stream_never_blocks_other_streams() {
 
 #[test]
 fn server_parks_unknown_messages_bounded() {
-    if !codec_ready() {
-        return;
-    }
     let h = limited(Limits {
         inbox_per_stream: 10,
         ..Limits::default()
@@ -211,9 +196,6 @@ fn server_parks_unknown_messages_bounded() {
 
 #[test]
 fn idle_streams_are_evicted() {
-    if !codec_ready() {
-        return;
-    }
     let closed = Arc::new(AtomicUsize::new(0));
     let c = closed.clone();
     let limits = Limits {
@@ -244,9 +226,6 @@ fn idle_streams_are_evicted() {
 
 #[test]
 fn oversized_frames_close_the_connection() {
-    if !codec_ready() {
-        return;
-    }
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {

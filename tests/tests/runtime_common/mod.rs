@@ -107,17 +107,3 @@ pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
-
-/// True once the codec encoder is merged (until then `encode` is a `todo!()`
-/// contract and end-to-end tests cannot run). Prints why a test is skipped.
-pub fn codec_ready() -> bool {
-    let r = std::panic::catch_unwind(|| {
-        let mut b = bytes::BytesMut::new();
-        amring::codec::CodecKind::Compact.encode(&amring::codec::OkReply {}, Default::default(), &mut b)
-    });
-    let ok = r.is_ok();
-    if !ok {
-        eprintln!("SKIPPED: codec encoder not merged yet (codec/ser.rs is a todo!() contract)");
-    }
-    ok
-}
