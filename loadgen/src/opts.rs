@@ -225,6 +225,11 @@ pub struct Options {
     #[arg(long)]
     pub server_in_process: bool,
 
+    /// With --target: pid of the server process, to report its CPU time and
+    /// RSS per connection like an embedded server's (e.g. the Go peer).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
     /// Internal: serve as the embedded server until stdin closes.
     #[arg(long, hide = true)]
     pub internal_serve: bool,

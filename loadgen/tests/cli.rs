@@ -54,6 +54,12 @@ fn closed_loop_json_run_is_valid_and_error_free() {
     assert!(doc["warmup_requests"].as_u64().unwrap() > 0);
     assert_eq!(doc["config"]["rate"], serde_json::Value::Null);
     assert_eq!(doc["server"]["process"], "child-process");
+    // The real amring server answered, and its own count saw every connection.
+    assert_eq!(doc["server"]["kind"], "embedded-amring");
+    let active = doc["server"]["active_conns"]
+        .as_u64()
+        .expect("amring reports its connections");
+    assert!((4..=5).contains(&active), "active {active} (4 + maybe the probe's)");
     let thr = doc["throughput_rps"].as_f64().unwrap();
     let el = doc["elapsed_s"].as_f64().unwrap();
     assert!((thr * el - requests as f64).abs() < 1.0);
@@ -107,7 +113,7 @@ fn text_output_and_hdr_log() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("throughput:"), "{text}");
     assert!(text.contains("errors:     none"), "{text}");
-    assert!(text.contains("in-process"), "{text}");
+    assert!(text.contains("embedded-amring, in-process"), "{text}");
     // --out gets the same text.
     assert_eq!(std::fs::read_to_string(&json).unwrap(), text);
     let log = std::fs::read_to_string(&hdr).unwrap();
@@ -152,4 +158,48 @@ fn bad_arguments_are_rejected() {
         let out = loadgen(args);
         assert!(!out.status.success(), "{args:?} accepted");
     }
+}
+
+#[test]
+fn null_server_mode_is_explicit() {
+    let doc = run_json(&[
+        "--server",
+        "null",
+        "--conns",
+        "2",
+        "--pipeline",
+        "4",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(doc["server"]["kind"], "embedded-null");
+    assert_eq!(doc["server"]["active_conns"], serde_json::Value::Null);
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(doc["errors_total"], 0, "{doc}");
+}
+
+#[test]
+fn map_codec_against_amring_in_process() {
+    let doc = run_json(&[
+        "--codec",
+        "map",
+        "--server-in-process",
+        "--conns",
+        "3",
+        "--streams",
+        "3",
+        "--payload",
+        "1000",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(doc["server"]["kind"], "embedded-amring");
+    assert_eq!(doc["server"]["process"], "in-process");
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(doc["errors_total"], 0, "{doc}");
+    assert!(doc["server"]["cpu_s"].as_f64().unwrap() > 0.0, "{doc}");
 }
