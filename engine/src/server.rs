@@ -99,14 +99,45 @@ where
         let fut = (self.f)(ctx.clone(), req);
         Box::pin(async move {
             match fut.await {
-                Ok(r) => match r.send_on(&ctx) {
-                    Ok(()) => HandlerOutcome::Replied,
-                    Err(_) => HandlerOutcome::SendFailed,
+                Ok(r) => loop {
+                    match r.send_on(&ctx) {
+                        Ok(()) => break HandlerOutcome::Replied,
+                        // v3, detached or un-ACKed: wait for ring room (no seq was used).
+                        Err(Error::ReplayBufferFull { .. }) if wait_room(&ctx).await => {}
+                        Err(_) => break HandlerOutcome::SendFailed,
+                    }
                 },
                 Err(e) => HandlerOutcome::Failed(e.to_string()),
             }
         })
     }
+}
+
+/// After a `ReplayBufferFull`: waits until an ACK or a resume frees ring
+/// room. False when waiting cannot help (closed, or the ring is empty so the
+/// frame can never fit).
+async fn wait_room(ctx: &StreamContext) -> bool {
+    let start = {
+        let st = ctx.conn.borrow();
+        let limit = st.proto.config().recovery.map_or(0, |p| p.max_replay_bytes);
+        let room = st.proto.replay_room();
+        if st.closed || st.proto.is_closed() || room >= limit {
+            return false;
+        }
+        room
+    };
+    std::future::poll_fn(|cx| {
+        let mut st = ctx.conn.borrow_mut();
+        if st.closed || st.proto.is_closed() {
+            return std::task::Poll::Ready(false);
+        }
+        if st.proto.replay_room() > start {
+            return std::task::Poll::Ready(true);
+        }
+        st.room_wakers.push(cx.waker().clone());
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Handlers by wire name (a snapshot taken by `serve`, §5.3).
@@ -248,8 +279,9 @@ impl ServerBuilder {
         self
     }
 
-    /// v3 recovery options (slot; v3 is not wired into the driver yet, so v3
-    /// hellos are still answered with `accept=0, version=2`).
+    /// v3 recovery options (spec §7): with `Some`, v3 hellos are accepted and
+    /// logical connections survive transport loss for `detached_ttl`; with
+    /// `None` a v3 hello gets `accept=0, version=2` so clients fall back (§2.6).
     pub fn recovery(mut self, opts: Option<RecoveryOptions>) -> Self {
         self.cfg.recovery = opts;
         self
