@@ -87,7 +87,7 @@ impl Shared {
     }
 }
 
-/// Largest single read of a connection.
+/// Largest single read of a connection (smaller with small pipelines).
 const READ_CHUNK: usize = 32 << 10;
 
 /// io_uring memory per generator executor.
@@ -354,6 +354,9 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
     let mut wbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).min(1 << 20));
     let mut rbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).clamp(4096, 256 << 10));
     rbuf.extend_from_slice(&rest);
+    // Each read offers (and zero-fills) room for about two full pipelines of
+    // replies, not a fixed 32 KiB: the memset is paid on every read.
+    let read_chunk = (2 * req_len * nstreams * opts.pipeline).clamp(2048, READ_CHUNK);
     let mut sched = opts.rate.map(|rate| {
         let per_conn = rate as f64 / opts.conns as f64;
         let interval = Duration::from_secs_f64(1.0 / per_conn);
@@ -444,7 +447,7 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
             }
             let start = rbuf.len();
             // Zero-fill at most one read chunk of the spare capacity.
-            rbuf.resize(rbuf.capacity().min(start + READ_CHUNK), 0);
+            rbuf.resize(rbuf.capacity().min(start + read_chunk), 0);
             let wait = deadline.saturating_duration_since(Instant::now());
             let got = future::or(async { Some(t.read(&mut rbuf[start..]).await) }, async {
                 sleep(wait).await;
