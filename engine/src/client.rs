@@ -4,7 +4,7 @@
 //! ```no_run
 //! # async fn f() -> Result<(), amring::Error> {
 //! # use amring::{client::Client, codec::OkReply};
-//! let conn = Client::builder().timeout(std::time::Duration::from_secs(1)).connect("127.0.0.1:7000").await?;
+//! let conn = Client::builder().timeout(Some(std::time::Duration::from_secs(1))).connect("127.0.0.1:7000").await?;
 //! let s = conn.new_stream()?;
 //! let _r: OkReply = s.send_recv(&OkReply {}).await?;
 //! # Ok(()) }
@@ -25,9 +25,12 @@ use crate::addr::Addr;
 use crate::codec::{CodecId, CodecKind, CodecRegistry, Message};
 use crate::dispatch::{ConnRef, ConnState, Limits};
 use crate::error::Error;
+use crate::proto::attach::{AttachError, AttachRequest};
 use crate::proto::frame::DEFAULT_MAX_FRAME;
 use crate::proto::handshake::ClientHandshakeConfig;
+use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, Role, Version};
+use crate::runtime::recovery::{client_supervisor, ClientResume};
 use crate::runtime::{conn::drive, handshake, io::Transport, socket};
 use crate::stream::{ConnDebugState, Stream};
 
@@ -44,6 +47,53 @@ impl Client {
             max_frame: DEFAULT_MAX_FRAME,
             timeout: None,
             limits: Limits::default(),
+            recovery: None,
+        }
+    }
+}
+
+/// Client v3 recovery options (spec §7.6, §7.10). Zero values mean the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientRecoveryOptions {
+    /// First wait after a failed resume attempt (default 100 ms).
+    pub min_backoff: Duration,
+    /// Backoff cap; the wait doubles up to it (default 2 s, raised to `min_backoff`).
+    pub max_backoff: Duration,
+    /// Bound of the client's replay ring in accounted bytes (default 8 MiB).
+    pub max_replay_bytes: usize,
+}
+
+impl Default for ClientRecoveryOptions {
+    fn default() -> Self {
+        ClientRecoveryOptions {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            max_replay_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ClientRecoveryOptions {
+    fn normalized(&self) -> ClientRecoveryOptions {
+        let d = ClientRecoveryOptions::default();
+        let min_backoff = if self.min_backoff.is_zero() {
+            d.min_backoff
+        } else {
+            self.min_backoff
+        };
+        let max_backoff = if self.max_backoff.is_zero() {
+            d.max_backoff
+        } else {
+            self.max_backoff
+        };
+        ClientRecoveryOptions {
+            min_backoff,
+            max_backoff: max_backoff.max(min_backoff),
+            max_replay_bytes: if self.max_replay_bytes == 0 {
+                d.max_replay_bytes
+            } else {
+                self.max_replay_bytes
+            },
         }
     }
 }
@@ -56,6 +106,7 @@ pub struct ClientBuilder {
     max_frame: u32,
     timeout: Option<Duration>,
     limits: Limits,
+    recovery: Option<ClientRecoveryOptions>,
 }
 
 impl ClientBuilder {
@@ -89,26 +140,75 @@ impl ClientBuilder {
         self
     }
 
-    /// Dials `addr` (spec §1.1 forms), runs the v2 handshake and starts the driver.
+    /// v3 recovery (spec §7): the hello asks for v3 and the connection
+    /// survives transport loss by resuming with backoff. Against a server
+    /// without v3 the client falls back to v2 on a new connection (§2.6).
+    pub fn recovery(mut self, opts: ClientRecoveryOptions) -> Self {
+        self.recovery = Some(opts.normalized());
+        self
+    }
+
+    /// Dials `addr` (spec §1.1 forms), runs the handshake (v3 + attach when
+    /// recovery is set) and starts the driver.
     pub async fn connect(&self, addr: &str) -> Result<Connection, Error> {
         let addr = Addr::parse(addr)?;
         let setup = async {
             let mut io = dial(&addr).await?;
             let cfg = ClientHandshakeConfig {
-                version: Version::V2,
+                version: if self.recovery.is_some() {
+                    Version::V3
+                } else {
+                    Version::V2
+                },
                 codecs: self.codecs.clone(),
                 max_frame: self.max_frame,
             };
             let mut rbuf = BytesMut::with_capacity(16 * 1024);
-            match handshake::client(&mut io, cfg, &self.registry, &mut rbuf).await {
-                Ok(n) => Ok((io, n, rbuf)),
+            let neg = match handshake::client_raw(&mut io, cfg.clone(), &self.registry, &mut rbuf).await {
+                Ok(n) => n,
+                Err(handshake::ClientHsError::Hs(e)) if e.is_v3_fallback() => {
+                    // §2.6: a plain server; v2 hello on a new connection.
+                    io.close().await;
+                    io = dial(&addr).await?;
+                    rbuf.clear();
+                    match handshake::client(&mut io, cfg.fallback_v2(), &self.registry, &mut rbuf).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            io.close().await;
+                            return Err(e);
+                        }
+                    }
+                }
                 Err(e) => {
                     io.close().await;
-                    Err(e)
+                    return Err(e.into());
                 }
-            }
+            };
+            let attach = match (neg.version, &self.recovery) {
+                (Version::V3, Some(ro)) => {
+                    let r =
+                        crate::runtime::recovery::client_attach(&mut io, &mut rbuf, AttachRequest::new_session()).await;
+                    let checked = match r {
+                        Ok(resp) => match resp.validate_initial(ro.max_replay_bytes) {
+                            Ok(params) => Ok((resp, params)),
+                            Err(e @ AttachError::InitialRejected { .. }) => Err(Error::ResumeRejected(e.to_string())),
+                            Err(e) => Err(Error::InvalidMessage(e.to_string())),
+                        },
+                        Err(e) => Err(Error::Io(e)),
+                    };
+                    match checked {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            io.close().await;
+                            return Err(e);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            Ok((io, neg, rbuf, attach))
         };
-        let (io, neg, rbuf) = match self.timeout {
+        let (io, neg, rbuf, attach) = match self.timeout {
             None => setup.await?,
             Some(t) => {
                 let timer = async {
@@ -118,30 +218,52 @@ impl ClientBuilder {
                 future::or(setup, timer).await?
             }
         };
-        let proto = crate::proto::Connection::new(
+        let mut proto = crate::proto::Connection::new(
             ConnConfig {
                 role: Role::Client,
                 version: neg.version,
                 max_frame: neg.max_frame,
-                recovery: None,
+                recovery: attach.as_ref().map(|(_, p)| *p),
             },
             Instant::now(),
         );
+        if let Some((resp, _)) = &attach {
+            proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
+        }
         let st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
         let conn: ConnRef = Rc::new(RefCell::new(st));
-        crate::runtime::spawn({
-            let conn = conn.clone();
-            async move {
-                drive(conn, io, rbuf, None).await;
+        match (attach, &self.recovery) {
+            (Some((resp, params)), Some(ro)) => {
+                let r = ClientResume {
+                    addr,
+                    id: resp.connection_id,
+                    secret: resp.resume_secret,
+                    codec: neg.codec,
+                    max_frame: neg.max_frame,
+                    registry: self.registry.clone(),
+                    min_backoff: ro.min_backoff,
+                    max_backoff: ro.max_backoff,
+                    max_replay_bytes: ro.max_replay_bytes,
+                    attempt_timeout: params.heartbeat_timeout,
+                };
+                crate::runtime::spawn(client_supervisor(conn.clone(), io, rbuf, r));
             }
-        });
+            _ => {
+                crate::runtime::spawn({
+                    let conn = conn.clone();
+                    async move {
+                        drive(conn, io, rbuf, None).await;
+                    }
+                });
+            }
+        }
         Ok(Connection {
             stream0: Stream::new(conn, 0),
         })
     }
 }
 
-async fn dial(addr: &Addr) -> Result<Transport, Error> {
+pub(crate) async fn dial(addr: &Addr) -> Result<Transport, Error> {
     match addr {
         Addr::Tcp(hp) => {
             let sa = Addr::resolve_tcp(hp)?;
@@ -216,8 +338,14 @@ impl Connection {
     }
 
     /// Closes at once: queued but unwritten frames are lost (spec §6 Close).
+    ///
+    /// v3 between two amring peers (graceful close negotiated in the attach
+    /// exchange) with a transport attached: the queued frames and a CLOSE
+    /// control frame are flushed first, so the server drops the session at
+    /// once instead of keeping it for DetachedTTL. Pending receives end with
+    /// `Error::Closed` either way.
     pub fn close(&self) {
-        self.conn().borrow_mut().mark_closed();
+        close_conn(self.conn());
     }
 
     /// Waits until the connection has ended (peer close, error or `close`).
@@ -242,10 +370,24 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.stream0.conn.try_borrow_mut() {
-            st.mark_closed();
+        if self.stream0.conn.try_borrow_mut().is_ok() {
+            close_conn(&self.stream0.conn);
         }
     }
+}
+
+fn close_conn(conn: &ConnRef) {
+    let mut st = conn.borrow_mut();
+    if st.closed || st.closing {
+        return;
+    }
+    if st.version == Version::V3 && st.proto.is_attached() && st.proto.close_gracefully(Instant::now()) {
+        // The driver flushes what is queued plus CLOSE, then finishes the state.
+        st.closing = true;
+        st.wake_driver();
+        return;
+    }
+    st.mark_closed();
 }
 
 /// One request/reply over a fresh connection (v2, default codecs), with a 5 s

@@ -146,6 +146,8 @@ pub(crate) struct ConnState {
     pub(crate) handlers: Option<Arc<HandlerTable>>,
     pub(crate) driver_waker: Option<Waker>,
     pub(crate) closed_wakers: Vec<Waker>,
+    /// v3: senders waiting for replay-ring room (woken on `Event::ReplayRoom` and on close).
+    pub(crate) room_wakers: Vec<Waker>,
     /// Messages dropped because nobody could take them (limits).
     pub(crate) drops: u64,
     /// Copy of the transport counters, refreshed by the driver.
@@ -199,6 +201,7 @@ impl ConnState {
             handlers,
             driver_waker: None,
             closed_wakers: Vec::new(),
+            room_wakers: Vec::new(),
             drops: 0,
             transport_stats: proto::TransportStats::default(),
             events: Vec::new(),

@@ -76,6 +76,10 @@ pub enum Error {
         /// The bound.
         limit: usize,
     },
+    /// v3: the server refused the attach (`ErrResumeRejected`); the full
+    /// text, e.g. `resume rejected: initial attach rejected`.
+    #[error("{0}")]
+    ResumeRejected(String),
     /// Local misuse (`ErrInvalidMessage`): the reason text.
     #[error("{0}")]
     InvalidMessage(String),

@@ -27,7 +27,7 @@ pub mod server;
 pub mod stream;
 
 pub use addr::{Addr, BoundAddr};
-pub use client::{once, once_with_timeout, Client, ClientBuilder, Connection};
+pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
 pub use dispatch::Limits;
 pub use error::Error;
 pub use server::{Reply, Server, ServerBuilder, ServerHandle, Shards};

@@ -93,16 +93,22 @@ struct TypedHandler<Req, F> {
     _req: PhantomData<fn() -> Req>,
 }
 
+/// Waiting for replay-ring room (v3 only, rare): boxed, off the hot path.
+type RoomWait = Pin<Box<dyn Future<Output = bool>>>;
+
 pin_project_lite::pin_project! {
-    struct Runner<'a, Req, F, Fut> {
+    struct Runner<'a, Req, F, Fut, R> {
         f: &'a F,
         #[pin]
         call: Option<Fut>,
+        // A reply refused with `ReplayBufferFull`, retried once room frees.
+        reply: Option<R>,
+        wait: Option<RoomWait>,
         _req: PhantomData<fn() -> Req>,
     }
 }
 
-impl<Req, F, Fut, R, E> HandlerRunner for Runner<'_, Req, F, Fut>
+impl<Req, F, Fut, R, E> HandlerRunner for Runner<'_, Req, F, Fut, R>
 where
     Req: Message + DeserializeOwned + 'static,
     F: Fn(StreamContext, Req) -> Fut,
@@ -113,6 +119,8 @@ where
     fn start(self: Pin<&mut Self>, ctx: &StreamContext, payload: Bytes) -> Result<(), DecodeError> {
         let mut this = self.project();
         this.call.set(None);
+        *this.reply = None;
+        *this.wait = None;
         let codec = ctx.conn.borrow().codec;
         let req = codec
             .decode_envelope(&payload)
@@ -124,22 +132,45 @@ where
 
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, ctx: &StreamContext) -> Poll<HandlerOutcome> {
         let mut this = self.project();
-        let Some(fut) = this.call.as_mut().as_pin_mut() else {
-            return Poll::Ready(HandlerOutcome::Failed("handler not started".to_owned()));
-        };
-        let r = std::task::ready!(fut.poll(cx));
-        this.call.set(None);
-        Poll::Ready(match r {
-            Ok(r) => match r.send_on(ctx) {
-                Ok(()) => HandlerOutcome::Replied,
-                Err(_) => HandlerOutcome::SendFailed,
-            },
-            Err(e) => HandlerOutcome::Failed(e.to_string()),
-        })
+        loop {
+            if let Some(w) = this.wait.as_mut() {
+                let room = std::task::ready!(w.as_mut().poll(cx));
+                *this.wait = None;
+                if !room {
+                    *this.reply = None;
+                    return Poll::Ready(HandlerOutcome::SendFailed);
+                }
+            }
+            if let Some(r) = this.reply.take() {
+                match r.send_on(ctx) {
+                    Ok(()) => return Poll::Ready(HandlerOutcome::Replied),
+                    // v3, detached or un-ACKed: wait for ring room (no seq was used).
+                    Err(Error::ReplayBufferFull { .. }) => {
+                        *this.reply = Some(r);
+                        let ctx = ctx.clone();
+                        *this.wait = Some(Box::pin(async move { wait_room(&ctx).await }));
+                        continue;
+                    }
+                    Err(_) => return Poll::Ready(HandlerOutcome::SendFailed),
+                }
+            }
+            let Some(fut) = this.call.as_mut().as_pin_mut() else {
+                return Poll::Ready(HandlerOutcome::Failed("handler not started".to_owned()));
+            };
+            let r = std::task::ready!(fut.poll(cx));
+            this.call.set(None);
+            match r {
+                Ok(r) => *this.reply = Some(r),
+                Err(e) => return Poll::Ready(HandlerOutcome::Failed(e.to_string())),
+            }
+        }
     }
 
     fn reset(self: Pin<&mut Self>) {
-        self.project().call.set(None);
+        let mut this = self.project();
+        this.call.set(None);
+        *this.reply = None;
+        *this.wait = None;
     }
 }
 
@@ -152,12 +183,41 @@ where
     E: Display + 'static,
 {
     fn runner(&self) -> BoxedRunner<'_> {
-        Box::pin(Runner::<Req, F, Fut> {
+        Box::pin(Runner::<Req, F, Fut, R> {
             f: &self.f,
             call: None,
+            reply: None,
+            wait: None,
             _req: PhantomData,
         })
     }
+}
+
+/// After a `ReplayBufferFull`: waits until an ACK or a resume frees ring
+/// room. False when waiting cannot help (closed, or the ring is empty so the
+/// frame can never fit).
+async fn wait_room(ctx: &StreamContext) -> bool {
+    let start = {
+        let st = ctx.conn.borrow();
+        let limit = st.proto.config().recovery.map_or(0, |p| p.max_replay_bytes);
+        let room = st.proto.replay_room();
+        if st.closed || st.proto.is_closed() || room >= limit {
+            return false;
+        }
+        room
+    };
+    std::future::poll_fn(|cx| {
+        let mut st = ctx.conn.borrow_mut();
+        if st.closed || st.proto.is_closed() {
+            return std::task::Poll::Ready(false);
+        }
+        if st.proto.replay_room() > start {
+            return std::task::Poll::Ready(true);
+        }
+        st.room_wakers.push(cx.waker().clone());
+        std::task::Poll::Pending
+    })
+    .await
 }
 
 /// Handlers by wire name (a snapshot taken by `serve`, §5.3).
@@ -304,8 +364,9 @@ impl ServerBuilder {
         self
     }
 
-    /// v3 recovery options (slot; v3 is not wired into the driver yet, so v3
-    /// hellos are still answered with `accept=0, version=2`).
+    /// v3 recovery options (spec §7): with `Some`, v3 hellos are accepted and
+    /// logical connections survive transport loss for `detached_ttl`; with
+    /// `None` a v3 hello gets `accept=0, version=2` so clients fall back (§2.6).
     pub fn recovery(mut self, opts: Option<RecoveryOptions>) -> Self {
         self.cfg.recovery = opts;
         self

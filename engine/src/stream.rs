@@ -470,6 +470,8 @@ pub struct ConnDebugState {
     pub counters: ConnCounters,
     /// Per stream, sorted by id.
     pub streams: Vec<StreamDebugState>,
+    /// v3 only: the §8.2 "Recovery" fields.
+    pub recovery: Option<crate::proto::RecoveryDebug>,
 }
 
 impl ConnDebugState {
@@ -483,6 +485,11 @@ impl ConnDebugState {
         counters.bytes_read = t.bytes_read;
         counters.control_frames_written = t.control_frames_written;
         counters.control_frames_read = t.control_frames_read;
+        let recovery = st.proto.recovery_debug();
+        if let Some(r) = &recovery {
+            counters.transport_attaches = r.transport_attaches;
+            counters.transport_detaches = r.transport_detaches;
+        }
         let mut streams: Vec<_> = st.streams.iter().map(|(id, s)| StreamDebugState::of(*id, s)).collect();
         streams.sort_by_key(|s| s.id);
         ConnDebugState {
@@ -495,6 +502,7 @@ impl ConnDebugState {
             stream_count: st.streams.len(),
             counters,
             streams,
+            recovery,
         }
     }
 }

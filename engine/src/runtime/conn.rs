@@ -55,6 +55,17 @@ impl ConnHooks {
     }
 }
 
+/// How one transport's run ended.
+#[derive(Debug)]
+pub(crate) enum TransportEnd {
+    /// The logical connection is over (v2 always; v3 permanent close or local close).
+    Closed(DriverEnd),
+    /// v3: the transport was lost; the logical connection survives (already detached).
+    Detached,
+    /// v3: a resume attached a newer transport; this one just goes away.
+    Replaced,
+}
+
 /// Why the driver stopped.
 #[derive(Debug)]
 pub(crate) enum DriverEnd {
@@ -75,18 +86,20 @@ struct Driver<'a> {
     timer: Option<(Instant, Timer)>,
     sweep: Option<Timer>,
     hooks: Option<&'a ConnHooks>,
+    /// v3 transport epoch: `(current, mine)`; a mismatch means a resume replaced us.
+    epoch: Option<(&'a std::cell::Cell<u64>, u64)>,
 }
 
 impl Driver<'_> {
     /// Feeds buffered bytes to the protocol and routes every delivered frame.
-    fn process_input(&mut self) -> Result<(), String> {
+    fn process_input(&mut self) -> Result<(), crate::proto::ConnError> {
         let now = Instant::now();
         loop {
             let r = self.conn.borrow_mut().proto.handle_input(now, &mut self.rbuf);
             let d = match r {
                 Ok(Some(d)) => d,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("reader loop failed: {e}")),
+                Err(e) => return Err(e),
             };
             let (routed, _) = self.conn.borrow_mut().route(d.stream_id, d.payload, now);
             if let Routed::Handler { spawn: true } = routed {
@@ -107,18 +120,69 @@ impl Driver<'_> {
         super::spawn(stream_worker(self.conn.clone(), id, gen, h.clone()));
     }
 
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<DriverEnd> {
+    fn is_v3(&self) -> bool {
+        self.epoch.is_some()
+    }
+
+    /// The transport failed (read/write error, EOF, bad frame, heartbeat):
+    /// v3 detaches (the logical connection survives), v2 closes.
+    fn lost(&mut self, v2_code: FailureCode, v3_code: FailureCode, text: String, end: DriverEnd) -> TransportEnd {
+        let mut st = self.conn.borrow_mut();
+        if self.is_v3() && !st.proto.is_closed() {
+            st.proto.detach(Instant::now());
+            st.transport_stats = *st.proto.stats();
+            st.fail(None, v3_code, text);
+            return TransportEnd::Detached;
+        }
+        st.fail(None, v2_code, text);
+        TransportEnd::Closed(end)
+    }
+
+    /// An error from `handle_input`/`handle_timeout`.
+    fn proto_error(&mut self, e: crate::proto::ConnError) -> TransportEnd {
+        use crate::proto::ConnError;
+        if !self.is_v3() {
+            let text = format!("reader loop failed: {e}");
+            self.conn.borrow_mut().fail(None, FailureCode::ConnectionReader, text);
+            return TransportEnd::Closed(DriverEnd::Failed);
+        }
+        if !e.is_permanent() {
+            return self.lost(
+                FailureCode::ConnectionReader,
+                FailureCode::RecoveryRead,
+                format!("recovery read failed: {e}"),
+                DriverEnd::Failed,
+            );
+        }
+        let mut st = self.conn.borrow_mut();
+        st.proto.close();
+        let (code, end) = match e {
+            ConnError::Control(_) => (FailureCode::RecoveryControl, DriverEnd::Failed),
+            ConnError::PeerClosed => (FailureCode::RecoveryRead, DriverEnd::Eof),
+            ConnError::ResumeBehind { .. } => (FailureCode::RecoveryResume, DriverEnd::Failed),
+            _ => (FailureCode::RecoveryData, DriverEnd::Failed),
+        };
+        st.fail(None, code, e.to_string());
+        TransportEnd::Closed(end)
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<TransportEnd> {
         let mut read_any = false;
         loop {
             let mut progress = false;
+            if let Some((cur, mine)) = self.epoch {
+                if cur.get() != mine {
+                    return Poll::Ready(TransportEnd::Replaced);
+                }
+            }
             let (closed, closing, paused) = {
                 let mut st = self.conn.borrow_mut();
                 st.driver_waker = Some(cx.waker().clone());
                 let paused = st.pending_requests >= st.limits.max_pending_requests;
-                (st.closed, st.closing, paused)
+                (st.closed || (st.proto.is_closed() && !st.closing), st.closing, paused)
             };
             if closed {
-                return Poll::Ready(DriverEnd::Local);
+                return Poll::Ready(TransportEnd::Closed(DriverEnd::Local));
             }
             // Read.
             if !closing && !paused {
@@ -131,25 +195,27 @@ impl Driver<'_> {
                         return Poll::Pending;
                     }
                     Poll::Ready(Ok(0)) => {
-                        self.conn.borrow_mut().fail(
-                            None,
+                        return Poll::Ready(self.lost(
                             FailureCode::ConnectionReader,
+                            FailureCode::RecoveryRead,
                             "reader loop failed: EOF".into(),
-                        );
-                        return Poll::Ready(DriverEnd::Eof);
+                            DriverEnd::Eof,
+                        ));
                     }
                     Poll::Ready(Ok(_)) => {
                         read_any = true;
-                        if let Err(text) = self.process_input() {
-                            self.conn.borrow_mut().fail(None, FailureCode::ConnectionReader, text);
-                            return Poll::Ready(DriverEnd::Failed);
+                        if let Err(e) = self.process_input() {
+                            return Poll::Ready(self.proto_error(e));
                         }
                         progress = true;
                     }
                     Poll::Ready(Err(e)) => {
-                        let text = format!("reader loop failed: {e}");
-                        self.conn.borrow_mut().fail(None, FailureCode::ConnectionReader, text);
-                        return Poll::Ready(DriverEnd::Failed);
+                        return Poll::Ready(self.lost(
+                            FailureCode::ConnectionReader,
+                            FailureCode::RecoveryRead,
+                            format!("reader loop failed: {e}"),
+                            DriverEnd::Failed,
+                        ));
                     }
                     Poll::Pending => {}
                 }
@@ -161,10 +227,7 @@ impl Driver<'_> {
                 if at <= now {
                     let r = self.conn.borrow_mut().proto.handle_timeout(now);
                     if let Err(e) = r {
-                        self.conn
-                            .borrow_mut()
-                            .fail(None, FailureCode::RecoveryRead, format!("{e}"));
-                        return Poll::Ready(DriverEnd::Failed);
+                        return Poll::Ready(self.proto_error(e));
                     }
                     progress = true;
                 } else {
@@ -179,6 +242,19 @@ impl Driver<'_> {
                             let _ = Pin::new(&mut t).poll(cx);
                             self.timer = Some((at, t));
                         }
+                    }
+                }
+            }
+            // Replay room freed: wake senders waiting for it.
+            {
+                let mut st = self.conn.borrow_mut();
+                let mut room = false;
+                while let Some(crate::proto::Event::ReplayRoom) = st.proto.poll_event() {
+                    room = true;
+                }
+                if room {
+                    for w in st.room_wakers.drain(..) {
+                        w.wake();
                     }
                 }
             }
@@ -220,17 +296,20 @@ impl Driver<'_> {
                         progress = true;
                     }
                     Poll::Ready(Ok(_)) => {
-                        self.conn.borrow_mut().fail(
-                            None,
+                        return Poll::Ready(self.lost(
                             FailureCode::ConnectionWriter,
+                            FailureCode::RecoveryLiveWrite,
                             "writer loop failed: write zero".into(),
-                        );
-                        return Poll::Ready(DriverEnd::Failed);
+                            DriverEnd::Failed,
+                        ));
                     }
                     Poll::Ready(Err(e)) => {
-                        let text = format!("writer loop failed: {e}");
-                        self.conn.borrow_mut().fail(None, FailureCode::ConnectionWriter, text);
-                        return Poll::Ready(DriverEnd::Failed);
+                        return Poll::Ready(self.lost(
+                            FailureCode::ConnectionWriter,
+                            FailureCode::RecoveryLiveWrite,
+                            format!("writer loop failed: {e}"),
+                            DriverEnd::Failed,
+                        ));
                     }
                     Poll::Pending => break,
                 }
@@ -239,7 +318,7 @@ impl Driver<'_> {
             if closing {
                 let st = self.conn.borrow();
                 if st.handlers_idle() && self.wpos == self.wbuf.len() && !st.proto.has_transmit() {
-                    return Poll::Ready(DriverEnd::Local);
+                    return Poll::Ready(TransportEnd::Closed(DriverEnd::Local));
                 }
             }
             if !progress {
@@ -249,47 +328,71 @@ impl Driver<'_> {
     }
 }
 
-/// Drives a live connection until it ends; then marks the state closed,
-/// fires close hooks for every remaining stream and closes the socket.
-pub(crate) async fn drive(conn: ConnRef, mut io: Transport, rbuf: BytesMut, hooks: Option<ConnHooks>) -> DriverEnd {
+/// Runs one transport of a connection until it ends (see [`TransportEnd`]).
+/// `epoch` is set for v3: the connection's transport epoch and this
+/// transport's value of it. Does not close the socket.
+pub(crate) async fn run_transport(
+    conn: &ConnRef,
+    io: &mut Transport,
+    rbuf: BytesMut,
+    hooks: Option<&ConnHooks>,
+    epoch: Option<(&std::cell::Cell<u64>, u64)>,
+) -> TransportEnd {
     let sweep = conn
         .borrow()
         .limits
         .idle_stream_timeout
         .map(|t| Timer::new((t / 2).max(Duration::from_millis(1))));
     let mut d = Driver {
-        conn: &conn,
-        io: &mut io,
+        conn,
+        io,
         rbuf,
         wbuf: BytesMut::with_capacity(64 * 1024),
         wpos: 0,
         timer: None,
         sweep,
-        hooks: hooks.as_ref(),
+        hooks,
+        epoch,
     };
     // Frames pipelined behind the handshake.
     let early = if d.rbuf.is_empty() { Ok(()) } else { d.process_input() };
-    let end = match early {
+    match early {
         Ok(()) => future::poll_fn(|cx| d.poll(cx)).await,
-        Err(text) => {
-            conn.borrow_mut().fail(None, FailureCode::ConnectionReader, text);
-            DriverEnd::Failed
-        }
-    };
+        Err(e) => d.proto_error(e),
+    }
+}
+
+/// The logical connection is over: marks the state closed and fires close
+/// hooks for every remaining stream (waiters see `Closed`).
+pub(crate) fn finish(conn: &ConnRef, hooks: Option<&ConnHooks>) {
     {
         let mut st = conn.borrow_mut();
+        st.proto.close();
         st.transport_stats = *st.proto.stats();
         let ids: Vec<u32> = st.streams.keys().copied().collect();
         st.mark_closed();
         for id in ids {
             st.discard(id);
         }
+        for w in st.room_wakers.drain(..) {
+            w.wake();
+        }
     }
-    if let Some(h) = &hooks {
-        h.fire(&conn);
+    if let Some(h) = hooks {
+        h.fire(conn);
     }
+}
+
+/// Drives a v2 connection until it ends; then finishes the logical state
+/// and closes the socket.
+pub(crate) async fn drive(conn: ConnRef, mut io: Transport, rbuf: BytesMut, hooks: Option<ConnHooks>) -> DriverEnd {
+    let end = run_transport(&conn, &mut io, rbuf, hooks.as_ref(), None).await;
+    finish(&conn, hooks.as_ref());
     io.close().await;
-    end
+    match end {
+        TransportEnd::Closed(e) => e,
+        TransportEnd::Detached | TransportEnd::Replaced => DriverEnd::Failed,
+    }
 }
 
 /// The outcome of a handler that panicked.

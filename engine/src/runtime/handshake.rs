@@ -100,6 +100,25 @@ pub(crate) async fn server(
     future::or(run, timer).await
 }
 
+/// Why a client handshake failed: the protocol error is kept for
+/// [`HandshakeError::is_v3_fallback`].
+#[derive(Debug)]
+pub(crate) enum ClientHsError {
+    /// The handshake state machine refused (reply, config or EOF).
+    Hs(HandshakeError),
+    /// Socket error.
+    Io(std::io::Error),
+}
+
+impl From<ClientHsError> for Error {
+    fn from(e: ClientHsError) -> Error {
+        match e {
+            ClientHsError::Hs(h) => h.into(),
+            ClientHsError::Io(e) => Error::Io(e),
+        }
+    }
+}
+
 /// Client side: writes the hello (header and codec list in one write), reads
 /// the reply. Bytes after the reply stay in `rbuf`.
 pub(crate) async fn client(
@@ -108,21 +127,31 @@ pub(crate) async fn client(
     local: &CodecRegistry,
     rbuf: &mut BytesMut,
 ) -> Result<Negotiated, Error> {
-    let mut hs = ClientHandshake::new(cfg, local)?;
+    client_raw(io, cfg, local, rbuf).await.map_err(Error::from)
+}
+
+/// [`client`] keeping the handshake error.
+pub(crate) async fn client_raw(
+    io: &mut Transport,
+    cfg: ClientHandshakeConfig,
+    local: &CodecRegistry,
+    rbuf: &mut BytesMut,
+) -> Result<Negotiated, ClientHsError> {
+    let mut hs = ClientHandshake::new(cfg, local).map_err(ClientHsError::Hs)?;
     let mut out = BytesMut::with_capacity(32);
     hs.write_hello(&mut out);
-    io.write_all(&out).await?;
+    io.write_all(&out).await.map_err(ClientHsError::Io)?;
     loop {
-        if let Some(done) = hs.handle_reply(rbuf)? {
+        if let Some(done) = hs.handle_reply(rbuf).map_err(ClientHsError::Hs)? {
             return Ok(Negotiated {
                 version: done.version,
                 codec: done.codec,
                 max_frame: done.max_frame,
             });
         }
-        let n = io.read_buf(rbuf).await?;
+        let n = io.read_buf(rbuf).await.map_err(ClientHsError::Io)?;
         if n == 0 {
-            return Err(hs.eof_error(rbuf).into());
+            return Err(ClientHsError::Hs(hs.eof_error(rbuf)));
         }
     }
 }

@@ -5,6 +5,7 @@
 pub(crate) mod conn;
 pub(crate) mod handshake;
 pub(crate) mod io;
+pub(crate) mod recovery;
 pub(crate) mod shard;
 pub(crate) mod socket;
 

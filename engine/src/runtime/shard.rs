@@ -23,24 +23,30 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::conn::{drive, ConnHooks};
 use super::handshake::{self, ServerHsFail};
 use super::io::Transport;
+use super::recovery::{HandoffRx, HandoffTx, ShardRecovery};
 use super::socket;
 use crate::addr::{Addr, BoundAddr};
 use crate::dispatch::{ConnRef, ConnState};
 use crate::error::Error;
 use crate::proto::handshake::ServerHandshakeConfig;
-use crate::proto::{ConnConfig, Role};
+use crate::proto::{ConnConfig, Role, Version};
 use crate::server::{ServerConfig, ServerHandle, Shards};
 use crate::stream::ConnInfo;
 
 /// Counters of one shard (atomics: read from the handle's thread).
 #[derive(Debug, Default)]
-struct ShardCounters {
-    accepted: AtomicU64,
-    active: AtomicU64,
-    served: AtomicU64,
-    rejected_limit: AtomicU64,
-    handshake_timeouts: AtomicU64,
-    handshake_failures: AtomicU64,
+pub(crate) struct ShardCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) served: AtomicU64,
+    pub(crate) rejected_limit: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) sessions: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resume_rejects: AtomicU64,
+    pub(crate) handoffs_in: AtomicU64,
+    pub(crate) handoffs_out: AtomicU64,
 }
 
 /// Snapshot of one shard's counters.
@@ -60,6 +66,16 @@ pub struct ShardStats {
     pub handshake_timeouts: u64,
     /// Hellos rejected or malformed (`handshake.rejected`).
     pub handshake_failures: u64,
+    /// v3 logical connections registered on this shard now (attached or detached).
+    pub sessions: u64,
+    /// v3 resumes accepted by this shard (as owner).
+    pub resumes: u64,
+    /// v3 attach requests rejected (unknown id, wrong secret, expired, codec, bad mode).
+    pub resume_rejects: u64,
+    /// v3 resumes received from another shard (socket handed over to this owner).
+    pub handoffs_in: u64,
+    /// v3 resumes that landed here and were handed to the owning shard.
+    pub handoffs_out: u64,
 }
 
 /// State shared by the shards of one server (control plane only).
@@ -69,9 +85,9 @@ pub(crate) struct ServerShared {
     /// polling timer, so an idle shard keeps no timer armed).
     stop_wakers: Mutex<Vec<Option<Waker>>>,
     deadline: Mutex<Option<Instant>>,
-    active: AtomicUsize,
+    pub(crate) active: AtomicUsize,
     next_conn: AtomicU64,
-    shards: Vec<ShardCounters>,
+    pub(crate) shards: Vec<ShardCounters>,
 }
 
 impl ServerShared {
@@ -87,6 +103,11 @@ impl ServerShared {
                 rejected_limit: c.rejected_limit.load(Ordering::Relaxed),
                 handshake_timeouts: c.handshake_timeouts.load(Ordering::Relaxed),
                 handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+                sessions: c.sessions.load(Ordering::Relaxed),
+                resumes: c.resumes.load(Ordering::Relaxed),
+                resume_rejects: c.resume_rejects.load(Ordering::Relaxed),
+                handoffs_in: c.handoffs_in.load(Ordering::Relaxed),
+                handoffs_out: c.handoffs_out.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -131,7 +152,7 @@ impl ServerShared {
         drop(old);
     }
 
-    fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
 
@@ -200,15 +221,25 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
         shards: places.iter().map(|_| ShardCounters::default()).collect(),
     });
     let mut joins = Vec::with_capacity(places.len());
+    // v3 resume hand-off channels between every pair of shards (TCP only).
+    let (mut htx, mut hrx) = if cfg.recovery.is_some() && matches!(addr, Addr::Tcp(_)) {
+        super::recovery::handoff_mesh(places.len())
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
     for (idx, (place, sock)) in places.into_iter().zip(socks).enumerate() {
         let cfg = cfg.clone();
         let shared2 = shared.clone();
         let ready = ready_tx.clone();
+        let mesh = (
+            std::mem::take(htx.get_mut(idx).unwrap_or(&mut Vec::new())),
+            std::mem::take(hrx.get_mut(idx).unwrap_or(&mut Vec::new())),
+        );
         let j = LocalExecutorBuilder::new(place)
             .name(&format!("amring-shard-{idx}"))
             .io_memory(cfg.io_memory)
-            .spawn(move || async move { shard_main(idx, sock, cfg, shared2, ready).await })
+            .spawn(move || async move { shard_main(idx, sock, cfg, shared2, ready, mesh).await })
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
         joins.push(j);
     }
@@ -251,7 +282,7 @@ impl Listener {
 }
 
 /// The live connections of one shard (for graceful shutdown).
-type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;
+pub(crate) type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;
 
 async fn shard_main(
     idx: usize,
@@ -259,6 +290,7 @@ async fn shard_main(
     cfg: Arc<ServerConfig>,
     shared: Arc<ServerShared>,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
+    mesh: (Vec<Option<HandoffTx>>, Vec<Option<HandoffRx>>),
 ) {
     let listener = match sock {
         // SAFETY: the fd comes from a listening socket2 socket we own.
@@ -287,6 +319,10 @@ async fn shard_main(
     let _ = ready.send(Ok(()));
     drop(ready);
     let live: Live = Rc::new(RefCell::new(Vec::new()));
+    let rec = ShardRecovery::new(idx, cfg.clone(), shared.clone(), live.clone());
+    if let Some(r) = &rec {
+        r.start(mesh.0, mesh.1);
+    }
     if let Some(l) = &listener {
         while !shared.stopping() {
             let accepted = future::or(async { Some(l.accept().await) }, async {
@@ -307,7 +343,14 @@ async fn shard_main(
             counters.active.fetch_add(1, Ordering::Relaxed);
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             let info = Rc::new(ConnInfo { id, shard: idx, peer });
-            super::spawn(serve_conn(io, info, cfg.clone(), shared.clone(), live.clone()));
+            super::spawn(serve_conn(
+                io,
+                info,
+                cfg.clone(),
+                shared.clone(),
+                live.clone(),
+                rec.clone(),
+            ));
         }
     }
     shared.clear_stop_waker(idx);
@@ -318,6 +361,9 @@ async fn shard_main(
         }
     }
     drop(listener);
+    if let Some(r) = &rec {
+        r.drop_detached();
+    }
     // Graceful: stop reading, let handlers finish and replies flush.
     for (_, c) in live.borrow().iter() {
         let mut st = c.borrow_mut();
@@ -344,13 +390,14 @@ async fn serve_conn(
     cfg: Arc<ServerConfig>,
     shared: Arc<ServerShared>,
     live: Live,
+    rec: Option<Rc<ShardRecovery>>,
 ) {
     let counters = &shared.shards[info.shard];
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let hs_cfg = ServerHandshakeConfig {
         codecs: cfg.codecs.clone(),
-        // v3 is not wired into the driver yet: a v3 hello gets accept=0, version=2 (§2.6).
-        recovery: false,
+        // Without recovery options a v3 hello gets accept=0, version=2 (§2.6).
+        recovery: rec.is_some(),
         max_frame: cfg.max_frame,
     };
     let done = || {
@@ -371,6 +418,11 @@ async fn serve_conn(
             return;
         }
     };
+    if let (Version::V3, Some(r)) = (neg.version, &rec) {
+        r.serve(io, rbuf, neg.codec, neg.max_frame, info).await;
+        done();
+        return;
+    }
     counters.served.fetch_add(1, Ordering::Relaxed);
     if let Some(f) = &cfg.hooks.on_connect {
         if f(&info).is_err() {
