@@ -135,7 +135,7 @@ pub(crate) struct ConnState {
     pub(crate) closed: bool,
     /// Close requested locally (graceful: flush first).
     pub(crate) closing: bool,
-    pub(crate) streams: HashMap<u32, StreamSlot>,
+    pub(crate) streams: StreamMap,
     pub(crate) counters: ConnCounters,
     pub(crate) failure: LastFailure,
     pub(crate) next_stream_id: u32,
@@ -156,7 +156,16 @@ pub(crate) struct ConnState {
     pub(crate) events: Vec<(bool, u32)>,
     /// Whether to record `events` (a server with hooks).
     pub(crate) record_events: bool,
+    /// The latest clock reading seen (frame arrival). Handed to the sans-IO
+    /// `send`, which only queues and does not read it, so that a send costs
+    /// no clock read.
+    pub(crate) clock: Instant,
 }
+
+/// Stream states by id. Stream ids are small integers chosen by the peer's
+/// counter: the Fx hash is several times cheaper than SipHash on this
+/// per-frame lookup, and a hostile peer gains nothing beyond the stream limit.
+pub(crate) type StreamMap = HashMap<u32, StreamSlot, rustc_hash::FxBuildHasher>;
 
 /// Shared handle to a connection's state (single core).
 pub(crate) type ConnRef = Rc<RefCell<ConnState>>;
@@ -190,7 +199,8 @@ impl ConnState {
             max_frame,
             closed: false,
             closing: false,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
+            clock: Instant::now(),
             counters: ConnCounters::default(),
             failure: LastFailure::default(),
             next_stream_id: 0,
@@ -241,6 +251,15 @@ impl ConnState {
         self.streams.get_mut(&id).map(|s| (s, created))
     }
 
+    /// Like [`ConnState::slot_or_create`], reading the clock only when the
+    /// slot has to be created.
+    pub(crate) fn slot_or_create_now(&mut self, id: u32) -> Option<(&mut StreamSlot, bool)> {
+        if self.streams.contains_key(&id) {
+            return self.streams.get_mut(&id).map(|s| (s, false));
+        }
+        self.slot_or_create(id, Instant::now())
+    }
+
     /// Discards a stream's local state (spec §5.4 step 1): waiters see `Closed`.
     pub(crate) fn discard(&mut self, id: u32) -> bool {
         match self.streams.remove(&id) {
@@ -282,7 +301,7 @@ impl ConnState {
         let codec = self.codec;
         let r = self
             .proto
-            .send(Instant::now(), id, |buf| codec.encode(msg, Profile::Interop, buf));
+            .send(self.clock, id, |buf| codec.encode(msg, Profile::Interop, buf));
         match r {
             Ok(()) => {
                 self.counters.data_messages_sent += 1;
@@ -366,6 +385,7 @@ impl ConnState {
     /// Routes one delivered data frame (spec §5.4); the flag tells whether
     /// the stream state was created by it.
     pub(crate) fn route(&mut self, stream_id: u32, payload: Bytes, now: Instant) -> (Routed, bool) {
+        self.clock = now;
         let codec = self.codec;
         // Step 1: envelope decode (borrowed, no allocation).
         let handler = match codec.decode_envelope(&payload) {

@@ -113,8 +113,7 @@ impl Stream {
 
     pub(crate) fn send_now<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         let mut st = self.conn.borrow_mut();
-        let now = Instant::now();
-        if st.slot_or_create(self.id, now).is_none() {
+        if st.slot_or_create_now(self.id).is_none() {
             return Err(Error::TooManyStreams(st.limits.max_streams));
         }
         st.send_msg(self.id, msg)
@@ -136,7 +135,7 @@ impl Stream {
             let mut st = self.conn.borrow_mut();
             let closed = st.closed;
             let max = st.limits.max_streams;
-            let Some((slot, _)) = st.slot_or_create(self.id, Instant::now()) else {
+            let Some((slot, _)) = st.slot_or_create_now(self.id) else {
                 return Err(Error::TooManyStreams(max));
             };
             if slot.receiving {
@@ -158,6 +157,7 @@ impl Stream {
         let wait = future::poll_fn(|cx| {
             let mut st = self.conn.borrow_mut();
             let closed = st.closed;
+            let evicting = st.limits.idle_stream_timeout.is_some();
             let st = &mut *st;
             let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) else {
                 return Poll::Ready(Err(Error::Closed));
@@ -170,7 +170,10 @@ impl Stream {
             match item {
                 Some(p) => {
                     s.counters.data_messages_received += 1;
-                    s.last_active = Instant::now();
+                    if evicting {
+                        // Only idle eviction reads it: no clock read otherwise.
+                        s.last_active = Instant::now();
+                    }
                     if !peek {
                         st.parked -= 1;
                     }
