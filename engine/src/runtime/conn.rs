@@ -88,6 +88,8 @@ struct Driver<'a> {
     hooks: Option<&'a ConnHooks>,
     /// v3 transport epoch: `(current, mine)`; a mismatch means a resume replaced us.
     epoch: Option<(&'a std::cell::Cell<u64>, u64)>,
+    /// The last read left the socket empty (see `Transport::poll_read_hinted`).
+    drained: bool,
 }
 
 impl Driver<'_> {
@@ -186,7 +188,7 @@ impl Driver<'_> {
             }
             // Read.
             if !closing && !paused {
-                match self.io.poll_read_buf(cx, &mut self.rbuf) {
+                match self.io.poll_read_hinted(cx, &mut self.rbuf, &mut self.drained) {
                     Poll::Ready(Ok(0)) if read_any => {
                         // EOF right behind data of this wake: let the tasks
                         // woken by that data take it before the streams go
@@ -353,6 +355,7 @@ pub(crate) async fn run_transport(
         sweep,
         hooks,
         epoch,
+        drained: false,
     };
     // Frames pipelined behind the handshake.
     let early = if d.rbuf.is_empty() { Ok(()) } else { d.process_input() };

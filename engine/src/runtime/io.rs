@@ -73,6 +73,19 @@ impl Transport {
     /// spare capacity (no zero-fill, no allocation). Only when the socket has
     /// nothing does glommio get involved, to wait for readability.
     pub(crate) fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        self.poll_read_hinted(cx, buf, &mut false)
+    }
+
+    /// [`Transport::poll_read_buf`] for a read loop: `drained` is set when a
+    /// read did not fill the room offered (the socket is most likely empty),
+    /// and the next call then goes straight to glommio's readiness wait,
+    /// saving one `recv(2)` that would only say `EAGAIN`.
+    pub(crate) fn poll_read_hinted(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        drained: &mut bool,
+    ) -> Poll<io::Result<usize>> {
         if buf.capacity() - buf.len() < READ_CHUNK {
             buf.reserve(READ_RESERVE);
         }
@@ -80,12 +93,18 @@ impl Transport {
             Transport::Tcp(s) => s,
             Transport::Unix(s) => return poll_read_zeroed(Pin::new(s), cx, buf),
         };
-        loop {
-            match recv_spare(s.as_raw_fd(), buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Poll::Ready(Err(e)),
+        if !std::mem::take(drained) {
+            loop {
+                let room = buf.capacity() - buf.len();
+                match recv_spare(s.as_raw_fd(), buf) {
+                    Ok(n) => {
+                        *drained = n > 0 && n < room;
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
             }
         }
         // Nothing readable: let glommio arm a readiness poll. It tries one
