@@ -1,35 +1,33 @@
 #!/usr/bin/env bash
-# loadgen-vs-go.sh — drive the Go reference server and the amring server with the
-# exact same loadgen workload and print both reports (JSON with --json).
+# loadgen-vs-go.sh — drive the Go reference server and the embedded amring server with
+# the exact same loadgen workload and print both reports.
 #
-# Usage: scripts/loadgen-vs-go.sh [loadgen flags...]      e.g. --conns 100 --duration 10s
+# Usage: AMRING_GO_PEER=/path/to/go-peer scripts/loadgen-vs-go.sh [loadgen flags...]
+#        e.g. --conns 10k --duration 10s      or   --conns 16 --pipeline 16 --output json
 #
-# Needs the Go peer (tests/go-peer, `go-peer server --addr tcp://127.0.0.1:0`), which is
-# BLOCKED on this machine: the Go module proxy refuses github.com/adaptivemsg/adaptivemsg-go
-# (403), so the script stops with a clear message instead of faking a comparison.
-# Cores: the Go server is restricted to core 0 with taskset, loadgen runs on core 1
-# (its default), matching the embedded amring server's placement.
+# AMRING_GO_PEER is a built tests/go-peer binary (`go-peer server --addr tcp://127.0.0.1:0
+# [--recovery]` prints "listening tcp://HOST:PORT"); it is never built or committed here.
+# Placement: both servers on core 0 (Go via taskset, amring via --server-cores 1), loadgen on
+# the highest core (its default). The Go server runs with --recovery so that `--recovery`
+# runs work; v2 clients are unaffected. Its CPU time and RSS per connection are measured
+# through `--server-pid` exactly like the embedded server's.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-if ! command -v go >/dev/null 2>&1; then
-  echo "loadgen-vs-go: 'go' not found; install Go to build tests/go-peer" >&2
-  exit 2
-fi
-if [ ! -f tests/go-peer/go.sum ]; then
-  echo "loadgen-vs-go: tests/go-peer has no go.sum: the Go module proxy refuses" >&2
-  echo "  github.com/adaptivemsg/adaptivemsg-go here (see tests/go-peer/README.md)." >&2
+peer="${AMRING_GO_PEER:-}"
+if [ -z "$peer" ] || [ ! -x "$peer" ]; then
+  echo "loadgen-vs-go: set AMRING_GO_PEER to a built go-peer binary (tests/go-peer)" >&2
   exit 2
 fi
 
-cargo build --release -p loadgen
-(cd tests/go-peer && go build -o "$root/target/go-peer" .)
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+cargo build --release -p loadgen >&2
+loadgen="$target_dir/release/loadgen"
 
-# Start the Go server on core 0 and read its address from "listening tcp://HOST:PORT".
 log="$(mktemp)"
-taskset -c 0 "$root/target/go-peer" server --addr tcp://127.0.0.1:0 >"$log" &
+taskset -c 0 "$peer" server --addr tcp://127.0.0.1:0 --recovery >"$log" &
 go_pid=$!
 trap 'kill "$go_pid" 2>/dev/null || true; rm -f "$log"' EXIT
 go_addr=""
@@ -39,8 +37,13 @@ for _ in $(seq 1 100); do   # bounded wait: 10 s
   sleep 0.1
 done
 [ -n "$go_addr" ] || { echo "loadgen-vs-go: Go server did not start" >&2; exit 1; }
+hp="${go_addr#tcp://}"
+for _ in $(seq 1 100); do   # the peer listens just after printing its address
+  (exec 3<>"/dev/tcp/${hp%:*}/${hp##*:}") 2>/dev/null && break
+  sleep 0.1
+done
 
-echo "== Go reference server at $go_addr"
-"$root/target/release/loadgen" --target "$go_addr" --no-progress "$@"
-echo "== amring embedded server"
-"$root/target/release/loadgen" --no-progress "$@"
+echo "== Go reference server at $go_addr (pid $go_pid, core 0)"
+"$loadgen" --target "$go_addr" --server-pid "$go_pid" --no-progress "$@"
+echo "== amring embedded server (core 0)"
+"$loadgen" --no-progress "$@"

@@ -1,24 +1,34 @@
-//! The embedded server started when `--target` is omitted.
+//! The embedded server started when `--target` is omitted: the real amring
+//! echo server (`--server amring`, the default) or the null server
+//! (`--server null`, measures the generator's own ceiling).
 //!
-//! TEMPORARY: the amring server API (`amring::server::Server`) is being
-//! written in parallel; until it is merged the embedded server is the
-//! [`NullServer`](crate::null_server::NullServer) and the report says so
-//! (`server.kind = "embedded-null"`). All of it sits behind [`start`].
+//! The amring server is `amring::server::Server` with one handler,
+//! `am.capmsg.EchoRequest{text}` → `am.capmsg.EchoReply{text}`, listen
+//! backlog 16384, one shard pinned per server core (the lowest cores; the
+//! generator takes the highest), and recovery (v3) enabled when `--recovery`
+//! is asked for.
 //!
 //! The server runs either in this process (threads) or, from the CLI, in a
 //! child process (the same binary with a hidden `--internal-serve` flag): a
 //! child keeps the generator's memory out of the per-connection RSS figure and
 //! gives each side its own RLIMIT_NOFILE (10k connections need 20k sockets).
+//! The child prints `listening ADDR`, answers a `stats` line on stdin with
+//! `stats ACTIVE SERVED` (the server's own connection accounting) and exits
+//! when stdin closes.
 
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use amring::codec::CodecKind;
+use amring::proto::attach::RecoveryOptions;
+use amring::server::{Server, ServerHandle, Shards};
+use amring::stream::StreamContext;
 
-use crate::null_server::{NullServer, NullServerConfig};
+use crate::msg::{EchoReply, EchoRequest};
+use crate::null_server::{NullServer, NullServerConfig, DEFAULT_BACKLOG};
+use crate::opts::EmbeddedKind;
 use crate::sys;
 
 /// Where the embedded server runs.
@@ -30,16 +40,122 @@ pub enum Launch {
     ChildProcess(PathBuf),
 }
 
+/// What an embedded server is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// amring or null.
+    pub kind: EmbeddedKind,
+    /// Server cores (the lowest ones).
+    pub cores: usize,
+    /// Enable v3 recovery on the server.
+    pub recovery: bool,
+}
+
+/// A server of this process (either kind).
+enum Local {
+    Amring(ServerHandle),
+    Null(NullServer),
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Local::Amring(h) => f.debug_tuple("Amring").field(h).finish(),
+            Local::Null(s) => f.debug_tuple("Null").field(s).finish(),
+        }
+    }
+}
+
+impl Local {
+    fn start(spec: ServerSpec) -> io::Result<Local> {
+        match spec.kind {
+            EmbeddedKind::Null => {
+                if spec.recovery {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "the null server speaks v2 only; --recovery needs --server amring",
+                    ));
+                }
+                NullServer::start(NullServerConfig {
+                    cores: server_cores(spec.cores),
+                    ..NullServerConfig::default()
+                })
+                .map(Local::Null)
+            }
+            EmbeddedKind::Amring => start_amring(spec.cores, spec.recovery).map(Local::Amring),
+        }
+    }
+
+    fn addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Local::Null(s) => Ok(s.addr()),
+            Local::Amring(h) => h
+                .dial_addr()
+                .parse()
+                .map_err(|e| io::Error::other(format!("amring server address {}: {e}", h.dial_addr()))),
+        }
+    }
+
+    /// `(active, served)` connections from the server's own counters.
+    fn conn_stats(&self) -> Option<(u64, u64)> {
+        match self {
+            Local::Amring(h) => {
+                let st = h.stats();
+                Some((st.iter().map(|s| s.active).sum(), st.iter().map(|s| s.served).sum()))
+            }
+            Local::Null(_) => None,
+        }
+    }
+
+    fn cpu_time(&self) -> Duration {
+        match self {
+            Local::Null(s) => s.cpu_time(),
+            Local::Amring(_) => sys::named_threads_cpu_time(std::process::id(), "amring-shard-"),
+        }
+    }
+
+    fn stop(self) {
+        match self {
+            Local::Null(s) => s.shutdown(),
+            Local::Amring(h) => {
+                h.shutdown(Duration::from_millis(200));
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Starts the real amring echo server on the lowest `cores` cores.
+pub fn start_amring(cores: usize, recovery: bool) -> io::Result<ServerHandle> {
+    Server::builder()
+        .shards(Shards::Cores(server_cores(cores)))
+        .backlog(DEFAULT_BACKLOG)
+        .recovery(recovery.then(RecoveryOptions::default))
+        .handler(|_ctx: StreamContext, req: EchoRequest| async move {
+            Ok::<_, std::convert::Infallible>(EchoReply { text: req.text })
+        })
+        .serve("127.0.0.1:0")
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+#[derive(Debug)]
+struct ChildServer {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
 #[derive(Debug)]
 enum Inner {
-    InProcess(NullServer),
-    Child(Child),
+    InProcess(Local),
+    Child(ChildServer),
 }
 
 /// A running embedded server.
 #[derive(Debug)]
 pub struct EmbeddedServer {
     addr: SocketAddr,
+    kind: EmbeddedKind,
     inner: Option<Inner>,
 }
 
@@ -49,17 +165,19 @@ pub fn server_cores(n: usize) -> Vec<usize> {
     (0..n).map(|i| i % cpus).collect()
 }
 
-/// Starts the embedded echo server on `cores` cores.
-pub fn start(cores: usize, codec: CodecKind, recovery: bool, launch: &Launch) -> io::Result<EmbeddedServer> {
-    // Both codecs are always served; the argument documents the contract.
-    let _ = codec;
-    if recovery {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the embedded server does not speak v3 yet (amring server not merged); use --target",
-        ));
-    }
-    let server = launch_server(cores, launch)?;
+/// Starts the embedded echo server described by `spec`.
+pub fn start(spec: ServerSpec, launch: &Launch) -> io::Result<EmbeddedServer> {
+    let server = match launch {
+        Launch::InProcess => {
+            let local = Local::start(spec)?;
+            EmbeddedServer {
+                addr: local.addr()?,
+                kind: spec.kind,
+                inner: Some(Inner::InProcess(local)),
+            }
+        }
+        Launch::ChildProcess(exe) => start_child(exe, spec)?,
+    };
     probe(server.addr);
     Ok(server)
 }
@@ -67,7 +185,7 @@ pub fn start(cores: usize, codec: CodecKind, recovery: bool, launch: &Launch) ->
 /// One throw-away connection and handshake, so that one-time costs (first
 /// accept, allocator arenas) are in the "before" RSS, not in the per-connection figure.
 fn probe(addr: SocketAddr) {
-    use std::io::{Read, Write};
+    use std::io::Read;
     if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = s.write_all(&[0x41, 0x4d, 2, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1]);
@@ -77,42 +195,52 @@ fn probe(addr: SocketAddr) {
     std::thread::sleep(Duration::from_millis(50));
 }
 
-fn launch_server(cores: usize, launch: &Launch) -> io::Result<EmbeddedServer> {
-    match launch {
-        Launch::InProcess => {
-            let s = NullServer::start(NullServerConfig {
-                cores: server_cores(cores),
-                ..NullServerConfig::default()
-            })?;
-            Ok(EmbeddedServer {
-                addr: s.addr(),
-                inner: Some(Inner::InProcess(s)),
-            })
-        }
-        Launch::ChildProcess(exe) => {
-            let mut child = Command::new(exe)
-                .args(["--internal-serve", "--server-cores", &cores.to_string()])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()?;
-            let mut line = String::new();
-            let out = child.stdout.take().ok_or_else(|| io::Error::other("no child stdout"))?;
-            BufReader::new(out).read_line(&mut line)?;
-            let addr = line
-                .trim()
-                .strip_prefix("listening ")
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| {
-                    let _ = child.kill();
-                    io::Error::other(format!("embedded server did not start: {line:?}"))
-                })?;
-            Ok(EmbeddedServer {
-                addr,
-                inner: Some(Inner::Child(child)),
-            })
-        }
+fn start_child(exe: &PathBuf, spec: ServerSpec) -> io::Result<EmbeddedServer> {
+    let kind = match spec.kind {
+        EmbeddedKind::Amring => "amring",
+        EmbeddedKind::Null => "null",
+    };
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--internal-serve",
+        "--server",
+        kind,
+        "--server-cores",
+        &spec.cores.to_string(),
+    ]);
+    if spec.recovery {
+        cmd.arg("--recovery");
     }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let (Some(stdin), Some(out)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(io::Error::other("no child stdio"));
+    };
+    let mut stdout = BufReader::new(out);
+    let mut line = String::new();
+    let addr = stdout
+        .read_line(&mut line)
+        .ok()
+        .and_then(|_| line.trim().strip_prefix("listening ")?.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(io::Error::other(format!("embedded server did not start: {line:?}")));
+    };
+    Ok(EmbeddedServer {
+        addr,
+        kind: spec.kind,
+        inner: Some(Inner::Child(ChildServer {
+            child,
+            stdin: Some(stdin),
+            stdout,
+        })),
+    })
 }
 
 impl EmbeddedServer {
@@ -121,9 +249,12 @@ impl EmbeddedServer {
         self.addr
     }
 
-    /// `embedded-null` until the amring server is merged.
+    /// `embedded-amring` or `embedded-null`.
     pub fn kind(&self) -> &'static str {
-        "embedded-null"
+        match self.kind {
+            EmbeddedKind::Amring => "embedded-amring",
+            EmbeddedKind::Null => "embedded-null",
+        }
     }
 
     /// `in-process` or `child-process`.
@@ -136,7 +267,7 @@ impl EmbeddedServer {
 
     fn pid(&self) -> u32 {
         match &self.inner {
-            Some(Inner::Child(c)) => c.id(),
+            Some(Inner::Child(c)) => c.child.id(),
             _ => std::process::id(),
         }
     }
@@ -145,7 +276,7 @@ impl EmbeddedServer {
     pub fn cpu_time(&self) -> Duration {
         match &self.inner {
             Some(Inner::InProcess(s)) => s.cpu_time(),
-            Some(Inner::Child(c)) => sys::process_cpu_time(c.id()),
+            Some(Inner::Child(c)) => sys::process_cpu_time(c.child.id()),
             None => Duration::ZERO,
         }
     }
@@ -155,6 +286,23 @@ impl EmbeddedServer {
         sys::rss_bytes(self.pid())
     }
 
+    /// `(active, served)` connections by the server's own accounting (amring
+    /// only: `ServerHandle::stats()`, summed over shards).
+    pub fn conn_stats(&mut self) -> Option<(u64, u64)> {
+        match self.inner.as_mut()? {
+            Inner::InProcess(l) => l.conn_stats(),
+            Inner::Child(c) => {
+                let stdin = c.stdin.as_mut()?;
+                stdin.write_all(b"stats\n").ok()?;
+                stdin.flush().ok()?;
+                let mut line = String::new();
+                c.stdout.read_line(&mut line).ok()?;
+                let mut it = line.trim().strip_prefix("stats ")?.split(' ');
+                Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+            }
+        }
+    }
+
     /// Stops the server.
     pub fn shutdown(mut self) {
         self.stop();
@@ -162,17 +310,17 @@ impl EmbeddedServer {
 
     fn stop(&mut self) {
         match self.inner.take() {
-            Some(Inner::InProcess(s)) => s.shutdown(),
+            Some(Inner::InProcess(s)) => s.stop(),
             Some(Inner::Child(mut c)) => {
                 drop(c.stdin.take()); // EOF on stdin: the child exits.
-                for _ in 0..200 {
-                    if let Ok(Some(_)) = c.try_wait() {
+                for _ in 0..300 {
+                    if let Ok(Some(_)) = c.child.try_wait() {
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                let _ = c.kill();
-                let _ = c.wait();
+                let _ = c.child.kill();
+                let _ = c.child.wait();
             }
             None => {}
         }
@@ -185,19 +333,25 @@ impl Drop for EmbeddedServer {
     }
 }
 
-/// Body of the hidden `--internal-serve` mode: serve until stdin closes.
-pub fn serve_until_stdin_closes(cores: usize) -> io::Result<()> {
-    use std::io::{Read, Write};
+/// Body of the hidden `--internal-serve` mode: serve until stdin closes,
+/// answering `stats` lines.
+pub fn serve_until_stdin_closes(spec: ServerSpec) -> io::Result<()> {
     sys::raise_nofile_limit();
-    let s = NullServer::start(NullServerConfig {
-        cores: server_cores(cores),
-        ..NullServerConfig::default()
-    })?;
+    let local = Local::start(spec)?;
     let mut out = io::stdout();
-    writeln!(out, "listening {}", s.addr())?;
+    writeln!(out, "listening {}", local.addr()?)?;
     out.flush()?;
-    let mut sink = Vec::new();
-    let _ = io::stdin().read_to_end(&mut sink);
-    s.shutdown();
+    let stdin = io::stdin();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() == "stats" {
+            match local.conn_stats() {
+                Some((active, served)) => writeln!(out, "stats {active} {served}")?,
+                None => writeln!(out, "stats -")?,
+            }
+            out.flush()?;
+        }
+    }
+    local.stop();
     Ok(())
 }

@@ -78,7 +78,15 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     let server = match &opts.target {
         Some(_) => None,
         None => Some(
-            embedded::start(opts.server_cores, opts.codec.kind(), opts.recovery, launch).map_err(RunError::Server)?,
+            embedded::start(
+                embedded::ServerSpec {
+                    kind: opts.server,
+                    cores: opts.server_cores,
+                    recovery: opts.recovery,
+                },
+                launch,
+            )
+            .map_err(RunError::Server)?,
         ),
     };
     let target = match (&opts.target, &server) {
@@ -86,7 +94,18 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
         (None, Some(s)) => opts::Target::Tcp(s.addr()),
         (None, None) => unreachable!("a server exists when no target is given"),
     };
-    let rss_before = server.as_ref().map(|s| s.rss());
+    let mut server = server;
+    // An external server can still be measured when its pid is given.
+    let ext_pid = opts.target.as_ref().and(opts.server_pid);
+    let rss_of = |server: &Option<embedded::EmbeddedServer>| match server {
+        Some(s) => Some(s.rss()),
+        None => ext_pid.map(sys::rss_bytes),
+    };
+    let cpu_of = |server: &Option<embedded::EmbeddedServer>| match server {
+        Some(s) => Some(s.cpu_time()),
+        None => ext_pid.map(sys::process_cpu_time),
+    };
+    let rss_before = rss_of(&server);
 
     let shared = Arc::new(Shared::new(opts.clone(), target.clone(), opts.cores));
     let connect_start = Instant::now();
@@ -119,8 +138,9 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
         }
     }
     let connect_time = connect_start.elapsed();
-    let rss_connected = server.as_ref().map(|s| s.rss());
-    let server_cpu_before = server.as_ref().map(|s| s.cpu_time());
+    let rss_connected = rss_of(&server);
+    let server_conns = server.as_mut().and_then(|s| s.conn_stats());
+    let server_cpu_before = cpu_of(&server);
     let t0 = Instant::now();
     let _ = shared.t0.set(t0);
 
@@ -144,8 +164,8 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     if progress {
         eprint!("\r\x1b[2K");
     }
-    let server_cpu = match (&server, server_cpu_before) {
-        (Some(s), Some(b)) => Some(s.cpu_time().saturating_sub(b).as_secs_f64()),
+    let server_cpu = match (cpu_of(&server), server_cpu_before) {
+        (Some(a), Some(b)) => Some(a.saturating_sub(b).as_secs_f64()),
         _ => None,
     };
 
@@ -161,24 +181,20 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     }
 
     let elapsed = opts.duration.as_secs_f64();
-    let server_info = match &server {
-        None => ServerInfo::external(),
-        Some(s) => {
-            let per_conn = match (rss_before, rss_connected) {
-                (Some(b), Some(a)) if total.connected > 0 => Some((a as f64 - b as f64) / total.connected as f64),
-                _ => None,
-            };
-            ServerInfo {
-                kind: s.kind(),
-                process: s.process(),
-                cores: opts.server_cores,
-                cpu_s: server_cpu,
-                rss_before_bytes: rss_before,
-                rss_connected_bytes: rss_connected,
-                rss_per_conn_bytes: per_conn,
-                accounted_per_conn_bytes: None,
-            }
-        }
+    let per_conn = match (rss_before, rss_connected) {
+        (Some(b), Some(a)) if total.connected > 0 => Some((a as f64 - b as f64) / total.connected as f64),
+        _ => None,
+    };
+    let server_info = ServerInfo {
+        kind: server.as_ref().map_or("external", |s| s.kind()),
+        process: server.as_ref().map_or("external", |s| s.process()),
+        cores: if server.is_some() { opts.server_cores } else { 0 },
+        cpu_s: server_cpu,
+        rss_before_bytes: rss_before,
+        rss_connected_bytes: rss_connected,
+        rss_per_conn_bytes: per_conn,
+        accounted_per_conn_bytes: None,
+        active_conns: server_conns.map(|(active, _)| active),
     };
     if let Some(s) = server {
         s.shutdown();

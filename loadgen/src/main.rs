@@ -11,7 +11,11 @@ use loadgen::{Launch, Options};
 fn main() {
     let opts = Options::parse();
     if opts.internal_serve {
-        if let Err(e) = loadgen::embedded::serve_until_stdin_closes(opts.server_cores) {
+        if let Err(e) = loadgen::embedded::serve_until_stdin_closes(loadgen::embedded::ServerSpec {
+            kind: opts.server,
+            cores: opts.server_cores,
+            recovery: opts.recovery,
+        }) {
             eprintln!("loadgen: embedded server: {e}");
             std::process::exit(1);
         }

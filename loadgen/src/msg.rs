@@ -10,7 +10,7 @@
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
-use amring::codec::{CodecKind, Message};
+use amring::codec::{CodecKind, Message, Profile};
 
 /// Request of the workload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,39 +37,26 @@ impl Message for EchoReply {
 /// Length of the unique request id written at the start of every text.
 pub const ID_LEN: usize = 16;
 
-/// Appends a MessagePack str header for `len` bytes (smallest form).
-fn str_header(out: &mut Vec<u8>, len: usize) {
-    // Writing into a Vec cannot fail.
-    let _ = rmp::encode::write_str_len(out, len as u32);
+/// Encodes `msg` (whose last encoded field is `text`) with `codec` through
+/// the engine's encoder (`CodecKind::encode`, interop profile), returning the
+/// payload and the offset of the text bytes in it: in both codecs the
+/// message's only field is the payload's last item.
+fn encode_with_text<M: Message>(codec: CodecKind, msg: &M, text_len: usize) -> (Vec<u8>, usize) {
+    let mut out = BytesMut::with_capacity(text_len + 64);
+    // Two strings cannot fail to encode; an empty payload would fail every check loudly.
+    let _ = codec.encode(msg, Profile::Interop, &mut out);
+    let off = out.len().saturating_sub(text_len);
+    (out.to_vec(), off)
 }
 
-fn str_(out: &mut Vec<u8>, s: &str) {
-    str_header(out, s.len());
-    out.extend_from_slice(s.as_bytes());
+/// `am.capmsg.EchoRequest{text}` encoded with `codec`, and the offset of the text bytes.
+pub fn encode_request(codec: CodecKind, text: &str) -> (Vec<u8>, usize) {
+    encode_with_text(codec, &EchoRequest { text: text.into() }, text.len())
 }
 
-/// Encodes `{text}` under `wire` with `codec`, returning the payload and the
-/// offset of the text bytes in it.
-pub fn encode_text_message(codec: CodecKind, wire: &str, text: &[u8]) -> (Vec<u8>, usize) {
-    let mut out = Vec::with_capacity(text.len() + 48);
-    match codec {
-        CodecKind::Compact => {
-            let _ = rmp::encode::write_array_len(&mut out, 2);
-            str_(&mut out, wire);
-        }
-        CodecKind::Map => {
-            let _ = rmp::encode::write_map_len(&mut out, 2);
-            str_(&mut out, "type");
-            str_(&mut out, wire);
-            str_(&mut out, "data");
-            let _ = rmp::encode::write_map_len(&mut out, 1);
-            str_(&mut out, "text");
-        }
-    }
-    str_header(&mut out, text.len());
-    let off = out.len();
-    out.extend_from_slice(text);
-    (out, off)
+/// `am.capmsg.EchoReply{text}` encoded with `codec`, and the offset of the text bytes.
+pub fn encode_reply(codec: CodecKind, text: &str) -> (Vec<u8>, usize) {
+    encode_with_text(codec, &EchoReply { text: text.into() }, text.len())
 }
 
 /// Writes `id` as 16 lowercase hex digits into `dst[..16]` (fewer if `dst` is shorter).
@@ -95,9 +82,9 @@ pub struct Templates {
 impl Templates {
     /// Templates for `payload` bytes of text with `codec`.
     pub fn new(codec: CodecKind, payload: usize) -> Templates {
-        let text = vec![b'x'; payload];
-        let (request, req_off) = encode_text_message(codec, EchoRequest::WIRE_NAME, &text);
-        let (reply, rep_off) = encode_text_message(codec, EchoReply::WIRE_NAME, &text);
+        let text = "x".repeat(payload);
+        let (request, req_off) = encode_request(codec, &text);
+        let (reply, rep_off) = encode_reply(codec, &text);
         Templates {
             request,
             req_off,
@@ -151,7 +138,7 @@ mod tests {
     #[test]
     fn compact_request_matches_spec_example() {
         // Spec §3.1: compact EchoRequest{text:"hello"}, 29-byte payload.
-        let (p, off) = encode_text_message(CodecKind::Compact, EchoRequest::WIRE_NAME, b"hello");
+        let (p, off) = encode_request(CodecKind::Compact, "hello");
         let want = hex_decode("92b5616d2e6361706d73672e4563686f52657175657374a568656c6c6f");
         assert_eq!(p, want);
         assert_eq!(&p[off..], b"hello");
@@ -159,7 +146,7 @@ mod tests {
 
     #[test]
     fn map_layout() {
-        let (p, off) = encode_text_message(CodecKind::Map, EchoReply::WIRE_NAME, b"hi");
+        let (p, off) = encode_reply(CodecKind::Map, "hi");
         assert_eq!(p[0], 0x82);
         assert_eq!(&p[1..6], b"\xa4type");
         assert_eq!(&p[off..], b"hi");
@@ -186,7 +173,7 @@ mod tests {
             assert!(req.windows(16).any(|w| w == b"0123456789abcdef"));
             // Build the true echo reply from the request's text.
             let text_at = req.len() - 64;
-            let (reply, _) = encode_text_message(codec, EchoReply::WIRE_NAME, &req[text_at..]);
+            let (reply, _) = encode_reply(codec, std::str::from_utf8(&req[text_at..]).unwrap());
             assert!(t.check_reply(0x0123_4567_89ab_cdef, &reply));
             assert!(!t.check_reply(0x0123_4567_89ab_cdee, &reply));
             let mut bad = reply.clone();
@@ -214,10 +201,42 @@ mod tests {
         p.push(0xa4);
         p.extend_from_slice(b"boom");
         assert!(is_error_reply(CodecKind::Compact, &p));
-        let (p, _) = encode_text_message(CodecKind::Compact, EchoReply::WIRE_NAME, b"x");
+        let (p, _) = encode_reply(CodecKind::Compact, "x");
         assert!(!is_error_reply(CodecKind::Compact, &p));
         assert!(!is_error_reply(CodecKind::Compact, &[]));
         assert!(!is_error_reply(CodecKind::Map, &[0xc1]));
+    }
+
+    /// The patched templates are exactly what the engine's encoder emits
+    /// for the same message, for both codecs and every str header width, and
+    /// the engine decodes them back to the same text.
+    #[test]
+    fn templates_equal_engine_encoding() {
+        for codec in [CodecKind::Compact, CodecKind::Map] {
+            for payload in [0, 4, 16, 31, 32, 255, 256, 65_535, 65_536] {
+                let t = Templates::new(codec, payload);
+                let id = 0xfeed_beef_0000_0042u64;
+                let mut req = BytesMut::new();
+                t.write_request(id, &mut req);
+                let mut text = "x".repeat(payload).into_bytes();
+                write_id(&mut text, id);
+                let text = String::from_utf8(text).unwrap();
+                let mut want = BytesMut::new();
+                codec
+                    .encode(&EchoRequest { text: text.clone() }, Profile::Exact, &mut want)
+                    .unwrap();
+                assert_eq!(&req[..], &want[..], "{codec:?} payload {payload}");
+                let env = codec.decode_envelope(&req).unwrap();
+                assert_eq!(env.wire, EchoRequest::WIRE_NAME);
+                let back: EchoRequest = codec.decode_body(&env).unwrap();
+                assert_eq!(back.text, text);
+                let mut rep = BytesMut::new();
+                codec.encode(&EchoReply { text }, Profile::Exact, &mut rep).unwrap();
+                assert!(t.check_reply(id, &rep), "{codec:?} payload {payload}");
+                // Another id differs in its first hex digit: only an empty text cannot tell.
+                assert!(!t.check_reply(id ^ (1 << 62), &rep) || payload == 0);
+            }
+        }
     }
 
     fn hex_decode(s: &str) -> Vec<u8> {

@@ -22,10 +22,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use amring::codec::{CodecKind, Message};
+use amring::codec::{CodecKind, ErrorReply, Message, Profile};
 use amring::proto::{FrameDecoder, FrameEncoder, ServerHandshake, ServerHandshakeConfig, ServerStep, Version};
 
-use crate::msg::{encode_text_message, EchoReply, EchoRequest};
+use crate::msg::{encode_reply, encode_request, EchoReply, EchoRequest};
 
 /// Listen backlog of the embedded servers.
 pub const DEFAULT_BACKLOG: i32 = 16384;
@@ -41,6 +41,9 @@ pub struct NullServerConfig {
     pub backlog: i32,
     /// Test hook: after this many requests (per core), stall once for this long.
     pub stall_once: Option<(u64, Duration)>,
+    /// Test hook: answer every n-th request (per core, counting from 1) with
+    /// `am.message.ErrorReply{handler_error, "null server error"}` instead of its echo.
+    pub error_every: Option<u64>,
 }
 
 impl Default for NullServerConfig {
@@ -50,6 +53,7 @@ impl Default for NullServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             backlog: DEFAULT_BACKLOG,
             stall_once: None,
+            error_every: None,
         }
     }
 }
@@ -65,8 +69,7 @@ pub struct NullServer {
 
 /// The two envelope prefixes (request, reply) of one codec, up to and including the wire name.
 fn prefixes(codec: CodecKind) -> (Vec<u8>, Vec<u8>) {
-    let cut = |wire: &str| {
-        let (enc, _) = encode_text_message(codec, wire, b"");
+    let cut = |wire: &str, enc: Vec<u8>| {
         let at = enc
             .windows(wire.len())
             .position(|w| w == wire.as_bytes())
@@ -74,7 +77,10 @@ fn prefixes(codec: CodecKind) -> (Vec<u8>, Vec<u8>) {
             .unwrap_or(enc.len());
         enc[..at].to_vec()
     };
-    (cut(EchoRequest::WIRE_NAME), cut(EchoReply::WIRE_NAME))
+    (
+        cut(EchoRequest::WIRE_NAME, encode_request(codec, "").0),
+        cut(EchoReply::WIRE_NAME, encode_reply(codec, "").0),
+    )
 }
 
 fn listener(addr: SocketAddr, backlog: i32) -> io::Result<StdListener> {
@@ -103,7 +109,10 @@ impl NullServer {
             let fd = l.into_raw_fd();
             let stop = stop.clone();
             let tids = tids.clone();
-            let stall = cfg.stall_once;
+            let hooks = Hooks {
+                stall: cfg.stall_once,
+                error_every: cfg.error_every.filter(|&n| n > 0),
+            };
             let h = LocalExecutorBuilder::new(Placement::Fixed(core))
                 .name("null-server")
                 .io_memory(512 << 10)
@@ -113,7 +122,7 @@ impl NullServer {
                     }
                     // SAFETY: `fd` is a listening socket whose ownership moved here.
                     let l = unsafe { TcpListener::from_raw_fd(fd) };
-                    accept_loop(l, stop, stall).await;
+                    accept_loop(l, stop, hooks).await;
                 })
                 .map_err(|e| io::Error::other(e.to_string()))?;
             threads.push(h);
@@ -165,7 +174,14 @@ impl Drop for NullServer {
     }
 }
 
-async fn accept_loop(l: TcpListener, stop: Arc<AtomicBool>, stall: Option<(u64, Duration)>) {
+/// The test hooks of one core.
+#[derive(Clone, Copy, Debug)]
+struct Hooks {
+    stall: Option<(u64, Duration)>,
+    error_every: Option<u64>,
+}
+
+async fn accept_loop(l: TcpListener, stop: Arc<AtomicBool>, hooks: Hooks) {
     let served = Rc::new(Cell::new(0u64));
     let stalled = Rc::new(Cell::new(false));
     loop {
@@ -178,7 +194,7 @@ async fn accept_loop(l: TcpListener, stop: Arc<AtomicBool>, stall: Option<(u64, 
                 let served = served.clone();
                 let stalled = stalled.clone();
                 glommio::spawn_local(async move {
-                    let _ = serve(s, served, stalled, stall).await;
+                    let _ = serve(s, served, stalled, hooks).await;
                 })
                 .detach();
             }
@@ -218,17 +234,23 @@ async fn handshake(s: &mut TcpStream) -> io::Result<Option<CodecKind>> {
     }
 }
 
-async fn serve(
-    mut s: TcpStream,
-    served: Rc<Cell<u64>>,
-    stalled: Rc<Cell<bool>>,
-    stall: Option<(u64, Duration)>,
-) -> io::Result<()> {
+async fn serve(mut s: TcpStream, served: Rc<Cell<u64>>, stalled: Rc<Cell<bool>>, hooks: Hooks) -> io::Result<()> {
     s.set_nodelay(true).map_err(io::Error::from)?;
     let Some(codec) = handshake(&mut s).await? else {
         return Ok(());
     };
     let (req_prefix, rep_prefix) = prefixes(codec);
+    let mut error_reply = BytesMut::new();
+    codec
+        .encode(
+            &ErrorReply {
+                code: ErrorReply::HANDLER_ERROR.into(),
+                message: "null server error".into(),
+            },
+            Profile::Interop,
+            &mut error_reply,
+        )
+        .map_err(io::Error::other)?;
     let enc = FrameEncoder::new(Version::V2, u32::MAX);
     let mut dec = FrameDecoder::new(Version::V2, u32::MAX);
     let mut rbuf = BytesMut::with_capacity(16 << 10);
@@ -244,7 +266,7 @@ async fn serve(
         if n == 0 {
             return Ok(());
         }
-        if let Some((after, dur)) = stall {
+        if let Some((after, dur)) = hooks.stall {
             if !stalled.get() && served.get() >= after {
                 stalled.set(true);
                 glommio::timer::sleep(dur).await;
@@ -252,9 +274,11 @@ async fn serve(
         }
         while let Some(f) = dec.decode(&mut rbuf).map_err(io::Error::other)? {
             served.set(served.get() + 1);
+            let fail = hooks.error_every.is_some_and(|n| served.get() % n == 0);
             let p = &f.payload[..];
             let _ = enc.encode_with(&mut wbuf, f.header.stream_id, 0, |b| {
                 match p.strip_prefix(&req_prefix[..]) {
+                    _ if fail => b.extend_from_slice(&error_reply),
                     Some(rest) => {
                         b.extend_from_slice(&rep_prefix);
                         b.extend_from_slice(rest);

@@ -225,6 +225,11 @@ pub struct Options {
     #[arg(long)]
     pub server_in_process: bool,
 
+    /// With --target: pid of the server process, to report its CPU time and
+    /// RSS per connection like an embedded server's (e.g. the Go peer).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
     /// Internal: serve as the embedded server until stdin closes.
     #[arg(long, hide = true)]
     pub internal_serve: bool,
@@ -241,11 +246,6 @@ impl Options {
         }
         if self.connect_rate == 0 {
             return Err("--connect-rate must be positive".into());
-        }
-        if self.recovery {
-            // The v3 data path (attach, seq numbers, ACKs) is not driven yet;
-            // refusing beats sending v2-style frames on a v3 connection.
-            return Err("--recovery (v3) is not implemented in loadgen yet".into());
         }
         if self.conns.checked_mul(self.streams).is_none() {
             return Err("--conns × --streams overflows".into());
@@ -319,6 +319,6 @@ mod tests {
         assert!(o.validate().is_ok());
         assert!(Options::try_parse_from(["loadgen", "--conns", "0"]).is_err());
         let v3 = Options::try_parse_from(["loadgen", "--recovery"]).unwrap();
-        assert!(v3.validate().is_err());
+        assert!(v3.recovery && v3.validate().is_ok());
     }
 }

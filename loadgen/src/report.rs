@@ -155,6 +155,10 @@ pub struct ServerInfo {
     pub rss_per_conn_bytes: Option<f64>,
     /// Per-connection memory from the server's own accounting, when it has one.
     pub accounted_per_conn_bytes: Option<f64>,
+    /// Live connections by the server's own counters once every connection
+    /// is up (amring: `ServerHandle::stats()`; includes the RSS probe's
+    /// connection only if it has not been reaped yet).
+    pub active_conns: Option<u64>,
 }
 
 impl ServerInfo {
@@ -169,6 +173,7 @@ impl ServerInfo {
             rss_connected_bytes: None,
             rss_per_conn_bytes: None,
             accounted_per_conn_bytes: None,
+            active_conns: None,
         }
     }
 }
@@ -236,6 +241,9 @@ impl Report {
             let _ = write!(s, ", server {cpu:.2} s on {} core(s)", self.server.cores);
         }
         let _ = writeln!(s);
+        if let Some(n) = self.server.active_conns {
+            let _ = writeln!(s, "server:     {n} live connections by its own count once all were up");
+        }
         if let (Some(b), Some(a), Some(per)) = (
             self.server.rss_before_bytes,
             self.server.rss_connected_bytes,

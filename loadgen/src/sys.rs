@@ -57,6 +57,21 @@ pub fn task_cpu_time(pid: u32, tid: i32) -> Duration {
         .unwrap_or_default()
 }
 
+/// Summed CPU time of the threads of process `pid` whose name (`comm`)
+/// starts with `prefix` (e.g. the `amring-shard-N` executors).
+pub fn named_threads_cpu_time(pid: u32, prefix: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let tid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.starts_with(prefix).then(|| task_cpu_time(pid, tid))
+        })
+        .sum()
+}
+
 /// CPU time (user + system) of process `pid` from `/proc/<pid>/stat`.
 pub fn process_cpu_time(pid: u32) -> Duration {
     let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -25,8 +25,9 @@ use futures_lite::future;
 use glommio::timer::sleep;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use amring::codec::CodecRegistry;
-use amring::proto::{ClientDone, ClientHandshake, ClientHandshakeConfig, FrameDecoder, FrameEncoder, Version};
+use amring::codec::{CodecKind, CodecRegistry};
+use amring::proto::attach::{AttachRequest, AttachResponse, RecoveryOptions};
+use amring::proto::{ClientHandshake, ClientHandshakeConfig, ConnConfig, ConnError, Connection, Role, Version};
 
 use crate::msg::Templates;
 use crate::opts::{Options, Target};
@@ -86,7 +87,7 @@ impl Shared {
     }
 }
 
-/// Largest single read of a connection.
+/// Largest single read of a connection (smaller with small pipelines).
 const READ_CHUNK: usize = 32 << 10;
 
 /// io_uring memory per generator executor.
@@ -174,12 +175,14 @@ fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
     ctx.shared.live[ctx.idx].errors.fetch_add(1, Ordering::Relaxed);
 }
 
-/// A connection that completed its handshake.
+/// A connection that completed its handshake (and, in v3, its attach).
 struct Ready {
     gidx: usize,
     transport: Transport,
-    done: ClientDone,
-    /// Bytes read after the handshake reply.
+    /// The sans-IO connection (v2, or v3 with the negotiated recovery parameters).
+    conn: Connection,
+    codec: CodecKind,
+    /// Bytes read after the handshake reply (v3: after the attach response).
     rest: BytesMut,
 }
 
@@ -248,16 +251,39 @@ async fn connect_one(ctx: &ConnCtx, gidx: usize) -> Result<Ready, ErrorKind> {
                 Ok(None) => {}
                 Err(_) => return Err(ErrorKind::Handshake),
             }
-            let mut chunk = [0u8; 64];
-            match transport.read(&mut chunk).await {
-                Ok(0) | Err(_) => return Err(ErrorKind::Handshake),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+            read_more(&mut transport, &mut buf).await?;
         };
+        let recovery = if done.version == Version::V3 {
+            // Initial attach (spec §7.2–7.5): new session, then the server's
+            // negotiated values, checked like the reference client does.
+            let mut req = BytesMut::with_capacity(64);
+            AttachRequest::new_session().write(&mut req);
+            transport.write_all(&req).await.map_err(|_| ErrorKind::Connect)?;
+            let resp = loop {
+                if let Some(r) = AttachResponse::decode(&mut buf) {
+                    break r;
+                }
+                read_more(&mut transport, &mut buf).await?;
+            };
+            let max_replay = RecoveryOptions::default().max_replay_bytes;
+            Some(resp.validate_initial(max_replay).map_err(|_| ErrorKind::Handshake)?)
+        } else {
+            None
+        };
+        let conn = Connection::new(
+            ConnConfig {
+                role: Role::Client,
+                version: done.version,
+                max_frame: done.max_frame,
+                recovery,
+            },
+            Instant::now(),
+        );
         Ok::<_, ErrorKind>(Ready {
             gidx,
             transport,
-            done,
+            conn,
+            codec: done.codec,
             rest: buf,
         })
     };
@@ -266,6 +292,27 @@ async fn connect_one(ctx: &ConnCtx, gidx: usize) -> Result<Ready, ErrorKind> {
         Err(ErrorKind::Connect)
     };
     future::or(attempt, timeout).await
+}
+
+/// Reads more handshake/attach bytes; EOF or an error is a handshake failure.
+async fn read_more(t: &mut Transport, buf: &mut BytesMut) -> Result<(), ErrorKind> {
+    let mut chunk = [0u8; 64];
+    match t.read(&mut chunk).await {
+        Ok(0) | Err(_) => Err(ErrorKind::Handshake),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+    }
+}
+
+/// Maps a connection error to the kind reported.
+fn conn_error_kind(e: &ConnError) -> ErrorKind {
+    match e {
+        ConnError::HeartbeatTimeout => ErrorKind::Timeout,
+        ConnError::PeerClosed => ErrorKind::Closed,
+        _ => ErrorKind::Protocol,
+    }
 }
 
 /// One request in flight: its id and the instant latency is measured from
@@ -296,19 +343,20 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
     let Ready {
         gidx,
         transport: mut t,
-        done,
+        mut conn,
+        codec,
         rest,
     } = ready;
-    let codec = done.codec;
-    let enc = FrameEncoder::new(done.version, done.max_frame);
-    let mut dec = FrameDecoder::new(done.version, done.max_frame);
     let nstreams = opts.streams;
     let mut streams: Vec<StreamState> = (0..nstreams).map(|_| StreamState::default()).collect();
     let mut next_id: u64 = (gidx as u64) << 32;
-    let req_len = ctx.templates.request_len() + 10;
+    let req_len = ctx.templates.request_len() + 18;
     let mut wbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).min(1 << 20));
     let mut rbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).clamp(4096, 256 << 10));
     rbuf.extend_from_slice(&rest);
+    // Each read offers (and zero-fills) room for about two full pipelines of
+    // replies, not a fixed 32 KiB: the memset is paid on every read.
+    let read_chunk = (2 * req_len * nstreams * opts.pipeline).clamp(2048, READ_CHUNK);
     let mut sched = opts.rate.map(|rate| {
         let per_conn = rate as f64 / opts.conns as f64;
         let interval = Duration::from_secs_f64(1.0 / per_conn);
@@ -321,145 +369,164 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
         }
     });
 
-    let send = |s: usize, id: u64, wbuf: &mut BytesMut| {
-        let _ = enc.encode_with(wbuf, s as u32, 0, |b| {
+    // Queues one request through the sans-IO connection (v3: seq + replay ring).
+    let send = |conn: &mut Connection, now: Instant, s: usize, id: u64| -> Result<(), ErrorKind> {
+        conn.send(now, s as u32, |b| {
             ctx.templates.write_request(id, b);
             Ok::<(), std::convert::Infallible>(())
-        });
+        })
+        .map_err(|_| ErrorKind::Protocol)
     };
 
-    // Closed loop: fill every stream's pipeline at once.
-    if sched.is_none() {
-        let now = Instant::now();
-        for (s, st) in streams.iter_mut().enumerate() {
-            for _ in 0..opts.pipeline {
-                send(s, next_id, &mut wbuf);
-                st.inflight.push_back(InFlight { id: next_id, t: now });
-                next_id += 1;
-            }
-        }
-    }
-
-    let outcome: Result<(), ErrorKind> = 'conn: loop {
-        let now = Instant::now();
-        if now >= end {
-            break Ok(());
-        }
-        if let Some(sc) = sched.as_mut() {
-            // Due requests join their stream's backlog, then go out as the pipeline allows.
-            while sc.next <= now {
-                let s = (sc.k % nstreams as u64) as usize;
-                streams[s].backlog.push_back(sc.next);
-                sc.k += 1;
-                sc.next += sc.interval;
-            }
+    let outcome: Result<(), ErrorKind> = 'conn: {
+        // Closed loop: fill every stream's pipeline at once.
+        if sched.is_none() {
+            let now = Instant::now();
             for (s, st) in streams.iter_mut().enumerate() {
-                while st.inflight.len() < opts.pipeline {
-                    let Some(intended) = st.backlog.pop_front() else { break };
-                    send(s, next_id, &mut wbuf);
-                    st.inflight.push_back(InFlight {
-                        id: next_id,
-                        t: intended,
-                    });
+                for _ in 0..opts.pipeline {
+                    if let Err(k) = send(&mut conn, now, s, next_id) {
+                        break 'conn Err(k);
+                    }
+                    st.inflight.push_back(InFlight { id: next_id, t: now });
                     next_id += 1;
                 }
             }
         }
-        if !wbuf.is_empty() {
-            if t.write_all(&wbuf).await.is_err() {
-                break Err(ErrorKind::Io);
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                break Ok(());
             }
-            wbuf.clear();
-        }
-
-        // Wait for bytes, the next intended send, the oldest timeout or the end.
-        let mut deadline = end;
-        if let Some(sc) = &sched {
-            deadline = deadline.min(sc.next);
-        }
-        for st in &streams {
-            if let Some(f) = st.inflight.front() {
-                deadline = deadline.min(f.t.max(now) + opts.timeout);
-            }
-        }
-        if rbuf.capacity() - rbuf.len() < 1024 {
-            rbuf.reserve(rbuf.capacity().max(4096));
-        }
-        let start = rbuf.len();
-        // Zero-fill at most one read chunk of the spare capacity.
-        rbuf.resize(rbuf.capacity().min(start + READ_CHUNK), 0);
-        let wait = deadline.saturating_duration_since(Instant::now());
-        let got = future::or(async { Some(t.read(&mut rbuf[start..]).await) }, async {
-            sleep(wait).await;
-            None
-        })
-        .await;
-        match got {
-            None => {
-                rbuf.truncate(start);
-                let now = Instant::now();
-                let expired = streams.iter().any(|st| {
-                    st.inflight
-                        .front()
-                        .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
-                });
-                if expired {
-                    break Err(ErrorKind::Timeout);
+            if let Some(sc) = sched.as_mut() {
+                // Due requests join their stream's backlog, then go out as the pipeline allows.
+                while sc.next <= now {
+                    let s = (sc.k % nstreams as u64) as usize;
+                    streams[s].backlog.push_back(sc.next);
+                    sc.k += 1;
+                    sc.next += sc.interval;
                 }
-            }
-            Some(Err(_)) => break Err(ErrorKind::Io),
-            Some(Ok(0)) => break Err(ErrorKind::Closed),
-            Some(Ok(n)) => {
-                rbuf.truncate(start + n);
-                let now = Instant::now();
-                let in_warmup = now < warm_end;
-                if now >= end {
-                    break Ok(());
-                }
-                let mut done = 0u64;
-                let mut stats = ctx.stats.borrow_mut();
-                loop {
-                    let frame = match dec.decode(&mut rbuf) {
-                        Ok(Some(f)) => f,
-                        Ok(None) => break,
-                        Err(_) => {
-                            drop(stats);
-                            break 'conn Err(ErrorKind::Protocol);
+                for (s, st) in streams.iter_mut().enumerate() {
+                    while st.inflight.len() < opts.pipeline {
+                        let Some(intended) = st.backlog.pop_front() else { break };
+                        if let Err(k) = send(&mut conn, now, s, next_id) {
+                            break 'conn Err(k);
                         }
-                    };
-                    let s = frame.header.stream_id as usize;
-                    let Some(req) = streams.get_mut(s).and_then(|st| st.inflight.pop_front()) else {
-                        // A reply nobody asked for.
-                        stats.errors.add(ErrorKind::Mismatch);
-                        live.errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    if ctx.templates.check_reply(req.id, &frame.payload) {
-                        let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
-                        if in_warmup {
-                            stats.record_warmup(ns);
-                        } else {
-                            stats.record(ns);
-                        }
-                        done += 1;
-                    } else {
-                        let kind = if crate::msg::is_error_reply(codec, &frame.payload) {
-                            ErrorKind::Remote
-                        } else {
-                            ErrorKind::Mismatch
-                        };
-                        stats.errors.add(kind);
-                        live.errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if sched.is_none() {
-                        send(s, next_id, &mut wbuf);
-                        streams[s].inflight.push_back(InFlight { id: next_id, t: now });
+                        st.inflight.push_back(InFlight {
+                            id: next_id,
+                            t: intended,
+                        });
                         next_id += 1;
                     }
                 }
-                drop(stats);
-                if done > 0 {
-                    live.done.fetch_add(done, Ordering::Relaxed);
+            }
+            // Requests, and in v3 due ACKs/PINGs.
+            conn.poll_transmit(now, &mut wbuf);
+            if !wbuf.is_empty() {
+                if t.write_all(&wbuf).await.is_err() {
+                    break Err(ErrorKind::Io);
+                }
+                wbuf.clear();
+            }
+
+            // Wait for bytes, the next intended send, the oldest timeout, a
+            // protocol timer (v3 ACK delay, heartbeat) or the end.
+            let mut deadline = end;
+            if let Some(sc) = &sched {
+                deadline = deadline.min(sc.next);
+            }
+            if let Some(pt) = conn.poll_timeout() {
+                deadline = deadline.min(pt);
+            }
+            for st in &streams {
+                if let Some(f) = st.inflight.front() {
+                    deadline = deadline.min(f.t.max(now) + opts.timeout);
+                }
+            }
+            if rbuf.capacity() - rbuf.len() < 1024 {
+                rbuf.reserve(rbuf.capacity().max(4096));
+            }
+            let start = rbuf.len();
+            // Zero-fill at most one read chunk of the spare capacity.
+            rbuf.resize(rbuf.capacity().min(start + read_chunk), 0);
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let got = future::or(async { Some(t.read(&mut rbuf[start..]).await) }, async {
+                sleep(wait).await;
+                None
+            })
+            .await;
+            match got {
+                None => {
+                    rbuf.truncate(start);
+                    let now = Instant::now();
+                    if let Err(e) = conn.handle_timeout(now) {
+                        break Err(conn_error_kind(&e));
+                    }
+                    let expired = streams.iter().any(|st| {
+                        st.inflight
+                            .front()
+                            .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
+                    });
+                    if expired {
+                        break Err(ErrorKind::Timeout);
+                    }
+                }
+                Some(Err(_)) => break Err(ErrorKind::Io),
+                Some(Ok(0)) => break Err(ErrorKind::Closed),
+                Some(Ok(n)) => {
+                    rbuf.truncate(start + n);
+                    let now = Instant::now();
+                    let in_warmup = now < warm_end;
+                    if now >= end {
+                        break Ok(());
+                    }
+                    let mut done = 0u64;
+                    let mut stats = ctx.stats.borrow_mut();
+                    loop {
+                        let frame = match conn.handle_input(now, &mut rbuf) {
+                            Ok(Some(f)) => f,
+                            Ok(None) => break,
+                            Err(e) => {
+                                drop(stats);
+                                break 'conn Err(conn_error_kind(&e));
+                            }
+                        };
+                        let s = frame.stream_id as usize;
+                        let Some(req) = streams.get_mut(s).and_then(|st| st.inflight.pop_front()) else {
+                            // A reply nobody asked for.
+                            stats.errors.add(ErrorKind::Mismatch);
+                            live.errors.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        };
+                        if ctx.templates.check_reply(req.id, &frame.payload) {
+                            let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
+                            if in_warmup {
+                                stats.record_warmup(ns);
+                            } else {
+                                stats.record(ns);
+                            }
+                            done += 1;
+                        } else {
+                            let kind = if crate::msg::is_error_reply(codec, &frame.payload) {
+                                ErrorKind::Remote
+                            } else {
+                                ErrorKind::Mismatch
+                            };
+                            stats.errors.add(kind);
+                            live.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if sched.is_none() {
+                            if let Err(k) = send(&mut conn, now, s, next_id) {
+                                drop(stats);
+                                break 'conn Err(k);
+                            }
+                            streams[s].inflight.push_back(InFlight { id: next_id, t: now });
+                            next_id += 1;
+                        }
+                    }
+                    drop(stats);
+                    if done > 0 {
+                        live.done.fetch_add(done, Ordering::Relaxed);
+                    }
                 }
             }
         }

@@ -54,6 +54,12 @@ fn closed_loop_json_run_is_valid_and_error_free() {
     assert!(doc["warmup_requests"].as_u64().unwrap() > 0);
     assert_eq!(doc["config"]["rate"], serde_json::Value::Null);
     assert_eq!(doc["server"]["process"], "child-process");
+    // The real amring server answered, and its own count saw every connection.
+    assert_eq!(doc["server"]["kind"], "embedded-amring");
+    let active = doc["server"]["active_conns"]
+        .as_u64()
+        .expect("amring reports its connections");
+    assert!((4..=5).contains(&active), "active {active} (4 + maybe the probe's)");
     let thr = doc["throughput_rps"].as_f64().unwrap();
     let el = doc["elapsed_s"].as_f64().unwrap();
     assert!((thr * el - requests as f64).abs() < 1.0);
@@ -107,7 +113,7 @@ fn text_output_and_hdr_log() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("throughput:"), "{text}");
     assert!(text.contains("errors:     none"), "{text}");
-    assert!(text.contains("in-process"), "{text}");
+    assert!(text.contains("embedded-amring, in-process"), "{text}");
     // --out gets the same text.
     assert_eq!(std::fs::read_to_string(&json).unwrap(), text);
     let log = std::fs::read_to_string(&hdr).unwrap();
@@ -152,4 +158,150 @@ fn bad_arguments_are_rejected() {
         let out = loadgen(args);
         assert!(!out.status.success(), "{args:?} accepted");
     }
+}
+
+#[test]
+fn null_server_mode_is_explicit() {
+    let doc = run_json(&[
+        "--server",
+        "null",
+        "--conns",
+        "2",
+        "--pipeline",
+        "4",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(doc["server"]["kind"], "embedded-null");
+    assert_eq!(doc["server"]["active_conns"], serde_json::Value::Null);
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(doc["errors_total"], 0, "{doc}");
+}
+
+#[test]
+fn map_codec_against_amring_in_process() {
+    let doc = run_json(&[
+        "--codec",
+        "map",
+        "--server-in-process",
+        "--conns",
+        "3",
+        "--streams",
+        "3",
+        "--payload",
+        "1000",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(doc["server"]["kind"], "embedded-amring");
+    assert_eq!(doc["server"]["process"], "in-process");
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(doc["errors_total"], 0, "{doc}");
+    assert!(doc["server"]["cpu_s"].as_f64().unwrap() > 0.0, "{doc}");
+}
+
+#[test]
+fn recovery_v3_against_amring_is_valid_and_error_free() {
+    let doc = run_json(&[
+        "--recovery",
+        "--conns",
+        "3",
+        "--streams",
+        "2",
+        "--pipeline",
+        "4",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+    ]);
+    assert_eq!(doc["config"]["recovery"], true);
+    assert_eq!(doc["server"]["kind"], "embedded-amring");
+    assert_eq!(doc["connect"]["connected"], 3, "{doc}");
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    assert_eq!(doc["errors_total"], 0, "{doc}");
+}
+
+#[test]
+fn recovery_against_a_v2_only_server_is_a_handshake_error() {
+    // The null server answers a v3 hello with `accept=0, version=2`.
+    let server = loadgen::null_server::NullServer::start(Default::default()).unwrap();
+    let target = format!("tcp://{}", server.addr());
+    let doc = run_json(&[
+        "--target",
+        &target,
+        "--recovery",
+        "--conns",
+        "2",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "0s",
+    ]);
+    server.shutdown();
+    assert_eq!(doc["connect"]["connected"], 0, "{doc}");
+    assert_eq!(doc["errors"]["handshake"], 2, "{doc}");
+}
+
+/// The Go reference server (`AMRING_GO_PEER=/path/go-peer`), v2 and v3, with
+/// its RSS measured through `--server-pid`. Skips loudly when unset.
+#[test]
+fn go_peer_v2_and_v3() {
+    let Ok(peer) = std::env::var("AMRING_GO_PEER") else {
+        eprintln!("SKIPPED go_peer_v2_and_v3: AMRING_GO_PEER not set");
+        return;
+    };
+    use std::io::BufRead;
+    let mut child = Command::new(&peer)
+        .args(["server", "--addr", "tcp://127.0.0.1:0", "--recovery"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start go-peer");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening ")
+        .expect("listening line")
+        .to_string();
+    // The peer picks a free port, closes it and then listens: wait until it accepts.
+    let hp = addr.trim_start_matches("tcp://").to_string();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&hp).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    for extra in [&[][..], &["--recovery"][..]] {
+        let mut args = vec![
+            "--target",
+            &addr,
+            "--server-pid",
+            &pid,
+            "--conns",
+            "3",
+            "--pipeline",
+            "2",
+            "--duration",
+            "400ms",
+            "--warmup",
+            "0s",
+        ];
+        args.extend_from_slice(extra);
+        let doc = run_json(&args);
+        assert_eq!(doc["connect"]["connected"], 3, "{doc}");
+        assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+        assert_eq!(doc["errors_total"], 0, "{doc}");
+        assert!(doc["server"]["rss_connected_bytes"].as_u64().unwrap() > 0, "{doc}");
+        assert!(doc["server"]["cpu_s"].as_f64().is_some(), "{doc}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
