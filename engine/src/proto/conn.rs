@@ -581,7 +581,8 @@ impl Connection {
 
     fn drop_transport(&mut self) {
         self.decoder = FrameDecoder::new(self.config.version, self.config.max_frame);
-        self.tx.clear();
+        // Release the buffer (it may be a driver's 64 KiB write buffer swapped in).
+        self.tx = BytesMut::new();
         self.tx_frames = 0;
         self.tx_control = 0;
     }
