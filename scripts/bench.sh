@@ -33,6 +33,11 @@ while [[ $# -gt 0 ]]; do
     shift
 done
 
+# Only the criterion targets (bench/benches/*.rs): the lib's libtest harness
+# (also selected by `--benches`) rejects criterion flags such as --quick.
+if [[ ${#benches[@]} -eq 0 ]]; then
+    for f in bench/benches/*.rs; do benches+=(--bench "$(basename "$f" .rs)"); done
+fi
 crit_args=()
 [[ $mode == quick ]] && crit_args+=(--quick)
 crit_args+=("${extra[@]}")
