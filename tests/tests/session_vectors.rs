@@ -27,11 +27,6 @@ use amring_tests::{load_vectors, unhex};
 use bytes::BytesMut;
 use serde_json::Value;
 
-/// Whether `CodecKind::decode_envelope` is implemented on this branch. The
-/// decode side is written in parallel; until it lands, [`check_envelope_wire`]
-/// only counts the checks it could not run (reported by the test).
-const ENVELOPE_DECODE_AVAILABLE: bool = false;
-
 const MAX_REPLAY: usize = 8 * 1024 * 1024;
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -152,15 +147,10 @@ struct Stats {
     refused_frames: usize,
     attaches: usize,
     wire_checked: usize,
-    wire_pending: usize,
 }
 
-/// Envelope wire-name check of a data frame (needs the codec decode side).
+/// Envelope wire-name check of a data frame.
 fn check_envelope_wire(codec: CodecKind, payload: &[u8], want: &str, ctx: &str, st: &mut Stats) {
-    if !ENVELOPE_DECODE_AVAILABLE {
-        st.wire_pending += 1;
-        return;
-    }
     match codec.decode_envelope(payload) {
         Ok(env) => assert_eq!(env.wire, want, "{ctx}: wire name"),
         Err(e) => assert!(want.is_empty(), "{ctx}: envelope refused ({e}) but Go read {want:?}"),
@@ -530,7 +520,7 @@ fn sessions_replay() {
     }
     println!(
         "sessions.json: ran {} scenarios, {} connections, {} attaches, {} data frames ({} refused), {} control frames; \
-         envelope wire checks: {} run, {} pending (ENVELOPE_DECODE_AVAILABLE={})",
+         envelope wire checks: {} run",
         scenarios.len(),
         st.connections,
         st.attaches,
@@ -538,12 +528,11 @@ fn sessions_replay() {
         st.refused_frames,
         st.control_frames,
         st.wire_checked,
-        st.wire_pending,
-        ENVELOPE_DECODE_AVAILABLE
     );
     assert_eq!(scenarios.len(), 31);
     assert_eq!(st.attaches, 17);
     // raw_v2_bad_frame_version and raw_v2_payload_exceeds_max_frame.
     assert_eq!(st.refused_frames, 2);
     assert!(st.frames > 70 && st.control_frames > 20);
+    assert_eq!(st.wire_checked, st.frames, "every data frame gets its envelope checked");
 }

@@ -10,6 +10,7 @@
 
 pub mod attrs;
 mod de;
+mod de_read;
 mod envelope;
 mod error;
 mod message;

@@ -1,0 +1,265 @@
+//! # loadgen
+//!
+//! A thread-per-core load generator for adaptivemsg servers (amring or the Go
+//! reference). Every generator core runs a pinned glommio executor with its
+//! own connections and its own HdrHistogram; the histograms are merged at the
+//! end. The workload is `am.capmsg.EchoRequest{text}` →
+//! `am.capmsg.EchoReply{text}`, every reply is checked against its request.
+//!
+//! * closed loop (default): a new request as soon as a reply arrives, up to
+//!   `--pipeline` in flight per stream;
+//! * open loop (`--rate`): every request has an intended send time on a fixed
+//!   schedule and its latency is measured from it (no coordinated omission).
+//!
+//! The workers drive the sans-IO frame layer (`FrameEncoder`/`FrameDecoder`)
+//! directly with pre-encoded templates: the generator does no per-request
+//! serialization and is never the bottleneck.
+
+pub mod embedded;
+pub mod msg;
+pub mod null_server;
+pub mod opts;
+pub mod report;
+pub mod stats;
+pub mod sys;
+pub mod transport;
+pub mod worker;
+
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use embedded::Launch;
+pub use opts::Options;
+pub use report::Report;
+
+use report::{ConfigEcho, ConnectInfo, GeneratorInfo, Latency, ServerInfo};
+use stats::WorkerStats;
+use worker::Shared;
+
+/// Why a run could not be carried out (per-request failures are counted in
+/// the report instead).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The options are inconsistent.
+    #[error("invalid options: {0}")]
+    Options(String),
+    /// The embedded server did not start.
+    #[error("embedded server: {0}")]
+    Server(std::io::Error),
+    /// A generator executor did not start.
+    #[error("generator executor: {0}")]
+    Executor(std::io::Error),
+    /// A generator thread panicked.
+    #[error("generator worker {0} failed")]
+    Worker(usize),
+    /// Writing an output file failed.
+    #[error("writing {path}: {source}")]
+    Output {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Cores of the generator workers: the highest cores first.
+pub fn generator_cores(n: usize) -> Vec<usize> {
+    let cpus = sys::cpu_count();
+    (0..n).map(|i| cpus - 1 - (i % cpus)).collect()
+}
+
+/// Runs one load test as configured; the embedded server (if any) is launched as `launch` says.
+pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
+    opts.validate().map_err(RunError::Options)?;
+    sys::raise_nofile_limit();
+
+    let server = match &opts.target {
+        Some(_) => None,
+        None => Some(
+            embedded::start(opts.server_cores, opts.codec.kind(), opts.recovery, launch).map_err(RunError::Server)?,
+        ),
+    };
+    let target = match (&opts.target, &server) {
+        (Some(t), _) => t.clone(),
+        (None, Some(s)) => opts::Target::Tcp(s.addr()),
+        (None, None) => unreachable!("a server exists when no target is given"),
+    };
+    let rss_before = server.as_ref().map(|s| s.rss());
+
+    let shared = Arc::new(Shared::new(opts.clone(), target.clone(), opts.cores));
+    let connect_start = Instant::now();
+    let mut handles = Vec::new();
+    for (i, core) in generator_cores(opts.cores).into_iter().enumerate() {
+        match worker::spawn(i, core, shared.clone()) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shared.abort.store(true, Ordering::SeqCst);
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(RunError::Executor(e));
+            }
+        }
+    }
+
+    let progress = !opts.no_progress && sys::stdout_is_tty();
+    // Connect phase: wait until every worker is done connecting (bounded).
+    let connect_deadline = connect_start + Duration::from_secs(600);
+    let mut last_tick = Instant::now();
+    while shared.connected_workers.load(Ordering::Acquire) < opts.cores {
+        if Instant::now() > connect_deadline || shared.finished_workers.load(Ordering::Acquire) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        if progress && last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            print_progress(&shared, connect_start, "connecting");
+        }
+    }
+    let connect_time = connect_start.elapsed();
+    let rss_connected = server.as_ref().map(|s| s.rss());
+    let server_cpu_before = server.as_ref().map(|s| s.cpu_time());
+    let t0 = Instant::now();
+    let _ = shared.t0.set(t0);
+
+    // Load phase: progress once a second until the workers return.
+    let (warm_end, end) = shared.phases(t0);
+    while shared.finished_workers.load(Ordering::Acquire) < handles.len() {
+        std::thread::sleep(Duration::from_millis(20));
+        if progress && last_tick.elapsed() >= Duration::from_secs(1) {
+            last_tick = Instant::now();
+            let phase = if Instant::now() < warm_end {
+                "warm-up"
+            } else {
+                "measuring"
+            };
+            print_progress(&shared, t0, phase);
+        }
+        if Instant::now() > end + opts.timeout + Duration::from_secs(30) {
+            break; // hard deadline: report what we have; stuck threads are abandoned
+        }
+    }
+    if progress {
+        eprint!("\r\x1b[2K");
+    }
+    let server_cpu = match (&server, server_cpu_before) {
+        (Some(s), Some(b)) => Some(s.cpu_time().saturating_sub(b).as_secs_f64()),
+        _ => None,
+    };
+
+    let mut total = WorkerStats::default();
+    let all_finished = shared.finished_workers.load(Ordering::Acquire) == handles.len();
+    for (i, h) in handles.into_iter().enumerate() {
+        if !all_finished {
+            shared.abort.store(true, Ordering::SeqCst);
+            return Err(RunError::Worker(i));
+        }
+        let st = h.join().map_err(|_| RunError::Worker(i))?;
+        total.merge(&st);
+    }
+
+    let elapsed = opts.duration.as_secs_f64();
+    let server_info = match &server {
+        None => ServerInfo::external(),
+        Some(s) => {
+            let per_conn = match (rss_before, rss_connected) {
+                (Some(b), Some(a)) if total.connected > 0 => Some((a as f64 - b as f64) / total.connected as f64),
+                _ => None,
+            };
+            ServerInfo {
+                kind: s.kind(),
+                process: s.process(),
+                cores: opts.server_cores,
+                cpu_s: server_cpu,
+                rss_before_bytes: rss_before,
+                rss_connected_bytes: rss_connected,
+                rss_per_conn_bytes: per_conn,
+                accounted_per_conn_bytes: None,
+            }
+        }
+    };
+    if let Some(s) = server {
+        s.shutdown();
+    }
+
+    let report = Report {
+        schema: report::SCHEMA_ID,
+        target: target.to_string(),
+        config: ConfigEcho {
+            conns: opts.conns,
+            streams: opts.streams,
+            pipeline: opts.pipeline,
+            rate: opts.rate,
+            duration_s: opts.duration.as_secs_f64(),
+            warmup_s: opts.warmup.as_secs_f64(),
+            payload: opts.payload,
+            codec: opts.codec.kind().name(),
+            recovery: opts.recovery,
+            cores: opts.cores,
+            server_cores: if opts.target.is_some() { 0 } else { opts.server_cores },
+            connect_rate: opts.connect_rate,
+        },
+        connect: ConnectInfo {
+            attempted: opts.conns,
+            connected: total.connected,
+            time_s: connect_time.as_secs_f64(),
+        },
+        requests: total.ok,
+        warmup_requests: total.warmup_hist.len(),
+        elapsed_s: elapsed,
+        throughput_rps: total.ok as f64 / elapsed,
+        latency_us: Latency::from_ns(&total.hist),
+        errors: total.errors,
+        errors_total: total.errors.total(),
+        generator: GeneratorInfo {
+            cores: opts.cores,
+            cpu_s: total.cpu_s,
+        },
+        server: server_info,
+        histogram: total.hist,
+    };
+    if let Some(path) = &opts.hdr_log {
+        write_hdr_log(&report.histogram, opts.duration, path).map_err(|source| RunError::Output {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(report)
+}
+
+fn print_progress(shared: &Shared, since: Instant, phase: &str) {
+    let done: u64 = shared.live.iter().map(|l| l.done.load(Ordering::Relaxed)).sum();
+    let errors: u64 = shared.live.iter().map(|l| l.errors.load(Ordering::Relaxed)).sum();
+    let up: u64 = shared.live.iter().map(|l| l.conns_up.load(Ordering::Relaxed)).sum();
+    let p99 = shared
+        .live
+        .iter()
+        .map(|l| l.p99_ns.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    let secs = since.elapsed().as_secs_f64().max(1e-9);
+    eprint!(
+        "\r\x1b[2K[{phase} {secs:5.1}s] {:>10.0} req/s  errors {errors}  p99 {:.1} µs  conns {up}",
+        done as f64 / secs,
+        p99 as f64 / 1000.0
+    );
+    let _ = std::io::stderr().flush();
+}
+
+fn write_hdr_log(h: &hdrhistogram::Histogram<u64>, dur: Duration, path: &std::path::Path) -> std::io::Result<()> {
+    use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+    use hdrhistogram::serialization::V2Serializer;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut ser = V2Serializer::new();
+    let mut w = IntervalLogWriterBuilder::new()
+        .add_comment("loadgen latency (ns) of the measured phase")
+        .with_max_value_divisor(1e3)
+        .begin_log_with(&mut file, &mut ser)
+        .map_err(std::io::Error::other)?;
+    w.write_histogram(h, Duration::ZERO, dur, None)
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    drop(w);
+    file.flush()
+}

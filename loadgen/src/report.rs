@@ -1,0 +1,255 @@
+//! The final report: a serde struct (JSON, schema in
+//! `loadgen/schema/report.schema.json`) and its text rendering.
+
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::stats::ErrorCounts;
+
+/// Version tag of the JSON layout; bump on any incompatible change.
+pub const SCHEMA_ID: &str = "loadgen-report/1";
+
+/// The whole report of one run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Always [`SCHEMA_ID`].
+    pub schema: &'static str,
+    /// The address driven (`tcp://…`, `uds://…`).
+    pub target: String,
+    /// What the generator was configured to do.
+    pub config: ConfigEcho,
+    /// Connection set-up.
+    pub connect: ConnectInfo,
+    /// Correct replies received in the measured phase.
+    pub requests: u64,
+    /// Correct replies received during warm-up (not in the latency figures).
+    pub warmup_requests: u64,
+    /// Length of the measured phase (s).
+    pub elapsed_s: f64,
+    /// `requests / elapsed_s`.
+    pub throughput_rps: f64,
+    /// Latency of the measured phase (µs); from the intended send time when `config.rate` is set.
+    pub latency_us: Latency,
+    /// Errors by kind (all phases).
+    pub errors: ErrorCounts,
+    /// Sum of `errors`.
+    pub errors_total: u64,
+    /// Generator resource use.
+    pub generator: GeneratorInfo,
+    /// The server, when embedded (`kind = "external"` otherwise).
+    pub server: ServerInfo,
+    /// The merged measured histogram (ns); not serialized.
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
+}
+
+/// Echo of the options that shape the workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConfigEcho {
+    /// Connections.
+    pub conns: usize,
+    /// Streams per connection.
+    pub streams: usize,
+    /// Requests in flight per stream.
+    pub pipeline: usize,
+    /// Open-loop total rate (req/s); `null` = closed loop.
+    pub rate: Option<u64>,
+    /// Measured phase (s).
+    pub duration_s: f64,
+    /// Warm-up (s).
+    pub warmup_s: f64,
+    /// Bytes of text per request.
+    pub payload: usize,
+    /// `compact` or `map`.
+    pub codec: &'static str,
+    /// Protocol v3 requested.
+    pub recovery: bool,
+    /// Generator cores.
+    pub cores: usize,
+    /// Embedded server cores (0 with an external target).
+    pub server_cores: usize,
+    /// Connect ramp (connects/s).
+    pub connect_rate: u64,
+}
+
+/// Connection set-up figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectInfo {
+    /// Connections attempted.
+    pub attempted: usize,
+    /// Connections that completed the handshake.
+    pub connected: u64,
+    /// From the first connect until every worker finished connecting (s).
+    pub time_s: f64,
+}
+
+/// Latency summary in microseconds.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Latency {
+    /// Number of samples.
+    pub count: u64,
+    /// Smallest.
+    pub min: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Summary of a nanosecond histogram.
+    pub fn from_ns(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let us = |v: u64| v as f64 / 1000.0;
+        Latency {
+            count: h.len(),
+            min: us(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: us(h.value_at_quantile(0.50)),
+            p90: us(h.value_at_quantile(0.90)),
+            p99: us(h.value_at_quantile(0.99)),
+            p999: us(h.value_at_quantile(0.999)),
+            max: us(h.max()),
+        }
+    }
+}
+
+/// Generator resource use.
+#[derive(Clone, Debug, Serialize)]
+pub struct GeneratorInfo {
+    /// Generator cores.
+    pub cores: usize,
+    /// CPU time of the worker threads (getrusage RUSAGE_THREAD, s).
+    pub cpu_s: f64,
+}
+
+/// The embedded server's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerInfo {
+    /// `external`, `embedded-null` or `embedded-amring`.
+    pub kind: &'static str,
+    /// `in-process`, `child-process` or `external`.
+    pub process: &'static str,
+    /// Server cores (0 when external).
+    pub cores: usize,
+    /// Server CPU time during the load phase (s).
+    pub cpu_s: Option<f64>,
+    /// Server process RSS before the first connect (bytes).
+    pub rss_before_bytes: Option<u64>,
+    /// Server process RSS once every connection is up, before any load (bytes).
+    pub rss_connected_bytes: Option<u64>,
+    /// `(rss_connected - rss_before) / connected` (bytes). In-process this
+    /// includes the generator's own per-connection memory.
+    pub rss_per_conn_bytes: Option<f64>,
+    /// Per-connection memory from the server's own accounting, when it has one.
+    pub accounted_per_conn_bytes: Option<f64>,
+}
+
+impl ServerInfo {
+    /// Figures for an external target.
+    pub fn external() -> ServerInfo {
+        ServerInfo {
+            kind: "external",
+            process: "external",
+            cores: 0,
+            cpu_s: None,
+            rss_before_bytes: None,
+            rss_connected_bytes: None,
+            rss_per_conn_bytes: None,
+            accounted_per_conn_bytes: None,
+        }
+    }
+}
+
+impl Report {
+    /// The JSON document.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The human-readable summary.
+    pub fn to_text(&self) -> String {
+        let c = &self.config;
+        let mut s = String::new();
+        let mode = match c.rate {
+            Some(r) => format!("open loop at {r} req/s"),
+            None => "closed loop".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "loadgen: {} conns × {} streams × pipeline {}, {mode}, {:.2} s (+{:.2} s warm-up), payload {} B, {}, {}",
+            c.conns,
+            c.streams,
+            c.pipeline,
+            c.duration_s,
+            c.warmup_s,
+            c.payload,
+            c.codec,
+            if c.recovery { "v3" } else { "v2" }
+        );
+        let _ = writeln!(
+            s,
+            "target:     {} ({}, {})",
+            self.target, self.server.kind, self.server.process
+        );
+        let _ = writeln!(
+            s,
+            "connect:    {}/{} up in {:.3} s",
+            self.connect.connected, self.connect.attempted, self.connect.time_s
+        );
+        let _ = writeln!(
+            s,
+            "throughput: {:.0} req/s ({} replies in {:.2} s)",
+            self.throughput_rps, self.requests, self.elapsed_s
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            s,
+            "latency µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1})",
+            l.p50, l.p90, l.p99, l.p999, l.max, l.mean
+        );
+        let errs = self.errors.nonzero();
+        if errs.is_empty() {
+            let _ = writeln!(s, "errors:     none");
+        } else {
+            let list: Vec<String> = errs.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            let _ = writeln!(s, "errors:     {} ({})", self.errors_total, list.join(" "));
+        }
+        let _ = write!(
+            s,
+            "cpu:        generator {:.2} s on {} core(s)",
+            self.generator.cpu_s, self.generator.cores
+        );
+        if let Some(cpu) = self.server.cpu_s {
+            let _ = write!(s, ", server {cpu:.2} s on {} core(s)", self.server.cores);
+        }
+        let _ = writeln!(s);
+        if let (Some(b), Some(a), Some(per)) = (
+            self.server.rss_before_bytes,
+            self.server.rss_connected_bytes,
+            self.server.rss_per_conn_bytes,
+        ) {
+            let _ = writeln!(
+                s,
+                "memory:     server RSS {:.1} MiB → {:.1} MiB with {} idle conns = {:.0} B/conn",
+                b as f64 / 1048576.0,
+                a as f64 / 1048576.0,
+                self.connect.connected,
+                per
+            );
+        }
+        s
+    }
+}
