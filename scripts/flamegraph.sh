@@ -113,9 +113,12 @@ lg_pid=""
 folded="flamegraphs/$scenario.folded"
 svg="flamegraphs/$scenario.svg"
 perf script -i "$perf_data" 2>/dev/null | inferno-collapse-perf >"$folded"
-samples=$(awk '{s += $NF} END {print s + 0}' "$folded")
-[[ "$samples" -gt 0 ]] || { echo "flamegraph.sh: no samples recorded" >&2; exit 1; }
-inferno-flamegraph --title "amring server: $scenario (${wl[*]})" --subtitle "perf cpu-clock ${freq} Hz, $call_graph, ${duration}s, $samples samples" \
+[[ -s "$folded" ]] || { echo "flamegraph.sh: no stacks recorded" >&2; exit 1; }
+samples=$(sed -n 's/.*(\([0-9]*\) samples).*/\1/p' "$work/perf.err" | tail -1)
+samples="${samples:-?}"
+kind=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("server",{}).get("kind","?"))' "$report")
+[[ $kind == embedded-amring ]] || echo "flamegraph.sh: WARNING: loadgen's embedded server is '$kind', not amring" >&2
+inferno-flamegraph --title "$kind server: $scenario (${wl[*]})" --subtitle "perf cpu-clock ${freq} Hz, $call_graph, ${duration}s, $samples samples" \
     <"$folded" >"$svg"
 
 python3 - "$scenario" "$report" "$samples" "${lg_cmd[*]}" "${perf_cmd[*]}" "$root" <<'PY'
@@ -129,13 +132,18 @@ lat = r.get("latency_us", {})
 srv = r.get("server", {})
 lg_cmd = lg_cmd.replace(root + "/", "")
 perf_cmd = re.sub(r"-p \d+", "-p <server pid>", perf_cmd).replace(root + "/", "")
+note = ""
+if srv.get("kind") != "embedded-amring":
+    note = (f"\n**Not amring yet:** loadgen's embedded server was `{srv.get('kind')}` for this run (the amring\n"
+            "server had not landed in loadgen), so this profiles that server and the shared glommio/socket\n"
+            "path, not amring's engine. Re-run `scripts/flamegraph.sh " + scenario + "` once loadgen embeds amring.\n")
 section = f"""<!-- scenario:{scenario} -->
 ## {scenario}
 
-`{scenario}.svg` / `{scenario}.folded`: {samples} samples of the amring server process
+`{scenario}.svg` / `{scenario}.folded`: {samples} samples of loadgen's embedded server process
 (`server.kind` = `{srv.get('kind')}`), commit `{sha}`, {datetime.date.today().isoformat()},
 {os.cpu_count()} CPUs.
-
+{note}
 ```sh
 scripts/flamegraph.sh {scenario}
 # which ran:
