@@ -68,7 +68,11 @@ fn bodies(kind: CodecKind, payload: &[u8]) {
     let range = payload.as_ptr_range();
     assert!(range.contains(&env.wire.as_ptr()) || env.wire.is_empty());
     assert!(range.contains(&env.body.as_ptr()) || env.body.is_empty());
-    assert_eq!(kind.decode_envelope(payload), Ok(env), "envelope decode not deterministic");
+    assert_eq!(
+        kind.decode_envelope(payload),
+        Ok(env),
+        "envelope decode not deterministic"
+    );
 
     macro_rules! body {
         ($t:ty) => {{

@@ -11,9 +11,7 @@
 
 use amring::codec::CodecRegistry;
 use amring::proto::handshake::Reply;
-use amring::proto::{
-    AttachResponse, ClientDone, ClientHandshake, ClientHandshakeConfig, HandshakeError, Version,
-};
+use amring::proto::{AttachResponse, ClientDone, ClientHandshake, ClientHandshakeConfig, HandshakeError, Version};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
