@@ -106,6 +106,8 @@ def fmt_ratio(r) -> str:
 def fmt_num(v, unit="") -> str:
     if v is None:
         return "–"
+    if unit == "µs" and abs(v) >= 1e3:
+        return f"{v / 1e3:.2f} ms"
     if abs(v) >= 1e6:
         return f"{v / 1e6:.2f} M{unit}"
     if abs(v) >= 1e3:
