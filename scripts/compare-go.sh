@@ -73,7 +73,9 @@ cleanup() {
         wait "$p" 2>/dev/null || true
     done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT # exit, so the EXIT trap runs and no further case starts
+trap 'exit 143' TERM
 
 # Starts `go-peer server` (127.0.0.1, ephemeral port) in the background and
 # sets go_addr to its address (not in a subshell: the trap needs the pid).

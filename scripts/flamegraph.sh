@@ -79,7 +79,9 @@ freq="${PERF_FREQ:-499}"
 
 lg_pid=""
 cleanup() { [[ -n "$lg_pid" ]] && kill "$lg_pid" 2>/dev/null; true; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT # exit, so the EXIT trap runs and no further case starts
+trap 'exit 143' TERM
 
 echo "flamegraph.sh: ${lg_cmd[*]}" >&2
 rm -f "$report"
