@@ -74,7 +74,6 @@ lg_duration=$((duration + 3)) # the recording window sits inside the measured ph
 
 lg_cmd=("$LOADGEN" "${wl[@]}" --warmup "${warmup}s" --duration "${lg_duration}s" --output json --out "$report" --no-progress)
 perf_cg=(--call-graph "$call_graph")
-[[ $call_graph == fp ]] && perf_cg=(--call-graph fp)
 freq="${PERF_FREQ:-499}"
 
 lg_pid=""
