@@ -13,7 +13,22 @@
 //! * [`proto`]: sans-IO core (handshake, frames, control frames, recovery).
 //! * [`codec`]: the MessagePack compact and map codecs and the [`codec::Message`] trait.
 //! * [`debug`]: counters and failure codes.
+//! * [`server`] / [`client`] / [`stream`]: the public API; [`runtime`]: the glommio shell.
 
+pub mod addr;
+pub mod client;
 pub mod codec;
 pub mod debug;
+pub mod dispatch;
+pub mod error;
 pub mod proto;
+pub mod runtime;
+pub mod server;
+pub mod stream;
+
+pub use addr::{Addr, BoundAddr};
+pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
+pub use dispatch::Limits;
+pub use error::Error;
+pub use server::{Reply, Server, ServerBuilder, ServerHandle, Shards};
+pub use stream::{ConnDebugState, ConnInfo, RawMessage, Stream, StreamContext, StreamDebugState};

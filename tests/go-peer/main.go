@@ -92,6 +92,15 @@ func runClient(args []string) int {
 		fmt.Sscanf(c, "%d", &id)
 		codecs = append(codecs, am.CodecID(id))
 	}
+	known := *which == "all"
+	for _, sc := range scenarios {
+		known = known || *which == sc.name
+	}
+	if !known {
+		// A typo or a peer built before the scenario existed must not pass silently.
+		fmt.Printf("FAIL %s: unknown scenario\n", *which)
+		return 2
+	}
 	failed := 0
 	for _, sc := range scenarios {
 		if *which != "all" && *which != sc.name {

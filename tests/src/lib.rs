@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+pub mod capmsg;
+pub mod faultproxy;
+pub mod gopeer;
+
 /// Directory holding the golden vectors captured from the Go reference.
 ///
 /// `AMRING_VECTORS` overrides the default `tests/vectors` (a verbatim copy of `../shared/vectors`, see `scripts/sync-vectors.sh`).

@@ -13,9 +13,11 @@ mod de;
 mod de_read;
 mod envelope;
 mod error;
+mod macros;
 mod message;
 mod ser;
 
+pub use attrs::Timestamp;
 pub use envelope::{BodyKind, Envelope};
 pub use error::{DecodeError, EncodeError};
 pub use message::{wire_name_for, ErrorReply, Message, OkReply};

@@ -1,0 +1,410 @@
+//! The client API (runs inside a glommio executor): dial, v2 handshake, and a
+//! [`Connection`] that is also stream 0 (spec §6).
+//!
+//! ```no_run
+//! # async fn f() -> Result<(), amring::Error> {
+//! # use amring::{client::Client, codec::OkReply};
+//! let conn = Client::builder().timeout(Some(std::time::Duration::from_secs(1))).connect("127.0.0.1:7000").await?;
+//! let s = conn.new_stream()?;
+//! let _r: OkReply = s.send_recv(&OkReply {}).await?;
+//! # Ok(()) }
+//! ```
+
+use std::cell::RefCell;
+use std::ops::Deref;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use serde::de::DeserializeOwned;
+
+use crate::addr::Addr;
+use crate::codec::{CodecId, CodecKind, CodecRegistry, Message};
+use crate::dispatch::{ConnRef, ConnState, Limits};
+use crate::error::Error;
+use crate::proto::attach::{AttachError, AttachRequest};
+use crate::proto::frame::DEFAULT_MAX_FRAME;
+use crate::proto::handshake::ClientHandshakeConfig;
+use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
+use crate::proto::{ConnConfig, Role, Version};
+use crate::runtime::recovery::{client_supervisor, ClientResume};
+use crate::runtime::{conn::drive, handshake, io::Transport, socket};
+use crate::stream::{ConnDebugState, Stream};
+
+/// Entry point: `Client::builder()`.
+#[derive(Debug)]
+pub struct Client;
+
+impl Client {
+    /// Defaults: compact then map, max_frame `0xFFFFFFFF`, no timeout.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder {
+            codecs: vec![crate::codec::COMPACT_ID, crate::codec::MAP_ID],
+            registry: CodecRegistry::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            timeout: None,
+            limits: Limits::default(),
+            recovery: None,
+        }
+    }
+}
+
+/// Client v3 recovery options (spec §7.6, §7.10). Zero values mean the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientRecoveryOptions {
+    /// First wait after a failed resume attempt (default 100 ms).
+    pub min_backoff: Duration,
+    /// Backoff cap; the wait doubles up to it (default 2 s, raised to `min_backoff`).
+    pub max_backoff: Duration,
+    /// Bound of the client's replay ring in accounted bytes (default 8 MiB).
+    pub max_replay_bytes: usize,
+}
+
+impl Default for ClientRecoveryOptions {
+    fn default() -> Self {
+        ClientRecoveryOptions {
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            max_replay_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+impl ClientRecoveryOptions {
+    fn normalized(&self) -> ClientRecoveryOptions {
+        let d = ClientRecoveryOptions::default();
+        let min_backoff = if self.min_backoff.is_zero() {
+            d.min_backoff
+        } else {
+            self.min_backoff
+        };
+        let max_backoff = if self.max_backoff.is_zero() {
+            d.max_backoff
+        } else {
+            self.max_backoff
+        };
+        ClientRecoveryOptions {
+            min_backoff,
+            max_backoff: max_backoff.max(min_backoff),
+            max_replay_bytes: if self.max_replay_bytes == 0 {
+                d.max_replay_bytes
+            } else {
+                self.max_replay_bytes
+            },
+        }
+    }
+}
+
+/// Configures and dials a client connection.
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    codecs: Vec<CodecId>,
+    registry: CodecRegistry,
+    max_frame: u32,
+    timeout: Option<Duration>,
+    limits: Limits,
+    recovery: Option<ClientRecoveryOptions>,
+}
+
+impl ClientBuilder {
+    /// Codecs offered, in preference order.
+    pub fn codecs(mut self, codecs: impl IntoIterator<Item = CodecKind>) -> Self {
+        self.codecs = codecs.into_iter().map(CodecKind::id).collect();
+        self
+    }
+
+    /// Raw codec ids offered (validated before the hello is sent, §2.8).
+    pub fn codec_ids(mut self, ids: Vec<CodecId>) -> Self {
+        self.codecs = ids;
+        self
+    }
+
+    /// The largest payload this client accepts (offered in the hello).
+    pub fn max_frame(mut self, max_frame: u32) -> Self {
+        self.max_frame = max_frame;
+        self
+    }
+
+    /// Bounds dial + handshake (`Error::ConnectTimeout`); `None` = no bound.
+    pub fn timeout(mut self, t: Option<Duration>) -> Self {
+        self.timeout = t.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Per-connection limits (inbox bounds, stream count).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// v3 recovery (spec §7): the hello asks for v3 and the connection
+    /// survives transport loss by resuming with backoff. Against a server
+    /// without v3 the client falls back to v2 on a new connection (§2.6).
+    pub fn recovery(mut self, opts: ClientRecoveryOptions) -> Self {
+        self.recovery = Some(opts.normalized());
+        self
+    }
+
+    /// Dials `addr` (spec §1.1 forms), runs the handshake (v3 + attach when
+    /// recovery is set) and starts the driver.
+    pub async fn connect(&self, addr: &str) -> Result<Connection, Error> {
+        let addr = Addr::parse(addr)?;
+        let setup = async {
+            let mut io = dial(&addr).await?;
+            let cfg = ClientHandshakeConfig {
+                version: if self.recovery.is_some() {
+                    Version::V3
+                } else {
+                    Version::V2
+                },
+                codecs: self.codecs.clone(),
+                max_frame: self.max_frame,
+            };
+            let mut rbuf = BytesMut::with_capacity(16 * 1024);
+            let neg = match handshake::client_raw(&mut io, cfg.clone(), &self.registry, &mut rbuf).await {
+                Ok(n) => n,
+                Err(handshake::ClientHsError::Hs(e)) if e.is_v3_fallback() => {
+                    // §2.6: a plain server; v2 hello on a new connection.
+                    io.close().await;
+                    io = dial(&addr).await?;
+                    rbuf.clear();
+                    match handshake::client(&mut io, cfg.fallback_v2(), &self.registry, &mut rbuf).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            io.close().await;
+                            return Err(e);
+                        }
+                    }
+                }
+                Err(e) => {
+                    io.close().await;
+                    return Err(e.into());
+                }
+            };
+            let attach = match (neg.version, &self.recovery) {
+                (Version::V3, Some(ro)) => {
+                    let r =
+                        crate::runtime::recovery::client_attach(&mut io, &mut rbuf, AttachRequest::new_session()).await;
+                    let checked = match r {
+                        Ok(resp) => match resp.validate_initial(ro.max_replay_bytes) {
+                            Ok(params) => Ok((resp, params)),
+                            Err(e @ AttachError::InitialRejected { .. }) => Err(Error::ResumeRejected(e.to_string())),
+                            Err(e) => Err(Error::InvalidMessage(e.to_string())),
+                        },
+                        Err(e) => Err(Error::Io(e)),
+                    };
+                    match checked {
+                        Ok(v) => Some(v),
+                        Err(e) => {
+                            io.close().await;
+                            return Err(e);
+                        }
+                    }
+                }
+                _ => None,
+            };
+            Ok((io, neg, rbuf, attach))
+        };
+        let (io, neg, rbuf, attach) = match self.timeout {
+            None => setup.await?,
+            Some(t) => {
+                let timer = async {
+                    crate::runtime::sleep(t).await;
+                    Err(Error::ConnectTimeout)
+                };
+                future::or(setup, timer).await?
+            }
+        };
+        let mut proto = crate::proto::Connection::new(
+            ConnConfig {
+                role: Role::Client,
+                version: neg.version,
+                max_frame: neg.max_frame,
+                recovery: attach.as_ref().map(|(_, p)| *p),
+            },
+            Instant::now(),
+        );
+        if let Some((resp, _)) = &attach {
+            proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
+        }
+        let st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
+        let conn: ConnRef = Rc::new(RefCell::new(st));
+        match (attach, &self.recovery) {
+            (Some((resp, params)), Some(ro)) => {
+                let r = ClientResume {
+                    addr,
+                    id: resp.connection_id,
+                    secret: resp.resume_secret,
+                    codec: neg.codec,
+                    max_frame: neg.max_frame,
+                    registry: self.registry.clone(),
+                    min_backoff: ro.min_backoff,
+                    max_backoff: ro.max_backoff,
+                    max_replay_bytes: ro.max_replay_bytes,
+                    attempt_timeout: params.heartbeat_timeout,
+                };
+                crate::runtime::spawn(client_supervisor(conn.clone(), io, rbuf, r));
+            }
+            _ => {
+                crate::runtime::spawn({
+                    let conn = conn.clone();
+                    async move {
+                        drive(conn, io, rbuf, None).await;
+                    }
+                });
+            }
+        }
+        Ok(Connection {
+            stream0: Stream::new(conn, 0),
+        })
+    }
+}
+
+pub(crate) async fn dial(addr: &Addr) -> Result<Transport, Error> {
+    match addr {
+        Addr::Tcp(hp) => {
+            let sa = Addr::resolve_tcp(hp)?;
+            let s = glommio::net::TcpStream::connect(sa)
+                .await
+                .map_err(std::io::Error::from)?;
+            socket::borrow_tune_tcp(s.as_raw_fd())?;
+            Ok(Transport::Tcp(s))
+        }
+        Addr::Unix(_) | Addr::Abstract(_) => {
+            let s = socket::unix_connect(addr)?;
+            // SAFETY: `s` is a connected Unix stream socket we own.
+            Ok(Transport::Unix(unsafe {
+                glommio::net::UnixStream::from_raw_fd(s.into_raw_fd())
+            }))
+        }
+    }
+}
+
+/// A client connection; derefs to its stream 0.
+pub struct Connection {
+    stream0: Stream,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").finish_non_exhaustive()
+    }
+}
+
+impl Deref for Connection {
+    type Target = Stream;
+    fn deref(&self) -> &Stream {
+        &self.stream0
+    }
+}
+
+impl Connection {
+    fn conn(&self) -> &ConnRef {
+        &self.stream0.conn
+    }
+
+    /// A new stream with the next id (1, 2, 3, … like the reference); nothing
+    /// is sent until its first message.
+    pub fn new_stream(&self) -> Result<Stream, Error> {
+        let mut st = self.conn().borrow_mut();
+        if st.closed {
+            return Err(Error::Closed);
+        }
+        st.next_stream_id = st.next_stream_id.wrapping_add(1);
+        let id = st.next_stream_id;
+        if st.slot_or_create(id, Instant::now()).is_none() {
+            return Err(Error::TooManyStreams(st.limits.max_streams));
+        }
+        drop(st);
+        Ok(Stream::new(self.conn().clone(), id))
+    }
+
+    /// The negotiated codec.
+    pub fn codec(&self) -> CodecKind {
+        self.conn().borrow().codec
+    }
+
+    /// The negotiated max_frame.
+    pub fn max_frame(&self) -> u32 {
+        self.conn().borrow().max_frame
+    }
+
+    /// True once the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.conn().borrow().closed
+    }
+
+    /// Closes at once: queued but unwritten frames are lost (spec §6 Close).
+    ///
+    /// v3 between two amring peers (graceful close negotiated in the attach
+    /// exchange) with a transport attached: the queued frames and a CLOSE
+    /// control frame are flushed first, so the server drops the session at
+    /// once instead of keeping it for DetachedTTL. Pending receives end with
+    /// `Error::Closed` either way.
+    pub fn close(&self) {
+        close_conn(self.conn());
+    }
+
+    /// Waits until the connection has ended (peer close, error or `close`).
+    pub async fn wait_closed(&self) {
+        future::poll_fn(|cx| {
+            let mut st = self.conn().borrow_mut();
+            if st.closed {
+                Poll::Ready(())
+            } else {
+                st.closed_wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Snapshot of the connection's debug state (§8.2).
+    pub fn debug_state(&self) -> ConnDebugState {
+        ConnDebugState::of(self.conn())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.stream0.conn.try_borrow_mut().is_ok() {
+            close_conn(&self.stream0.conn);
+        }
+    }
+}
+
+fn close_conn(conn: &ConnRef) {
+    let mut st = conn.borrow_mut();
+    if st.closed || st.closing {
+        return;
+    }
+    if st.version == Version::V3 && st.proto.is_attached() && st.proto.close_gracefully(Instant::now()) {
+        // The driver flushes what is queued plus CLOSE, then finishes the state.
+        st.closing = true;
+        st.wake_driver();
+        return;
+    }
+    st.mark_closed();
+}
+
+/// One request/reply over a fresh connection (v2, default codecs), with a 5 s
+/// timeout on connect and on the receive (spec §6 Once).
+pub async fn once<Req: Message + ?Sized, Rep: Message + DeserializeOwned>(addr: &str, req: &Req) -> Result<Rep, Error> {
+    once_with_timeout(addr, req, Duration::from_secs(5)).await
+}
+
+/// [`once`] with an explicit timeout.
+pub async fn once_with_timeout<Req: Message + ?Sized, Rep: Message + DeserializeOwned>(
+    addr: &str,
+    req: &Req,
+    timeout: Duration,
+) -> Result<Rep, Error> {
+    let conn = Client::builder().timeout(Some(timeout)).connect(addr).await?;
+    conn.set_recv_timeout(Some(timeout));
+    let r = conn.send_recv(req).await;
+    conn.close();
+    r
+}

@@ -1,0 +1,420 @@
+//! Shards: one glommio `LocalExecutor` per core, each with its own listener
+//! on the same TCP address (SO_REUSEPORT; the kernel spreads connections) and
+//! an accept loop spawning one driver task per connection.
+//!
+//! Unix listeners cannot share an address via SO_REUSEPORT: a UDS (or
+//! abstract) address is served by shard 0 alone (backlog fixed by glommio at
+//! 128 there).
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+use glommio::net::{TcpListener, UnixListener};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::conn::{drive, ConnHooks};
+use super::handshake::{self, ServerHsFail};
+use super::io::Transport;
+use super::recovery::{HandoffRx, HandoffTx, ShardRecovery};
+use super::socket;
+use crate::addr::{Addr, BoundAddr};
+use crate::dispatch::{ConnRef, ConnState};
+use crate::error::Error;
+use crate::proto::handshake::ServerHandshakeConfig;
+use crate::proto::{ConnConfig, Role, Version};
+use crate::server::{ServerConfig, ServerHandle, Shards};
+use crate::stream::ConnInfo;
+
+/// How often an idle accept loop checks for shutdown.
+const STOP_POLL: Duration = Duration::from_millis(20);
+
+/// Counters of one shard (atomics: read from the handle's thread).
+#[derive(Debug, Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) served: AtomicU64,
+    pub(crate) rejected_limit: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) sessions: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resume_rejects: AtomicU64,
+    pub(crate) handoffs_in: AtomicU64,
+    pub(crate) handoffs_out: AtomicU64,
+}
+
+/// Snapshot of one shard's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Shard index.
+    pub shard: usize,
+    /// Sockets accepted.
+    pub accepted: u64,
+    /// Live connections now.
+    pub active: u64,
+    /// Connections that completed the handshake.
+    pub served: u64,
+    /// Closed on accept because of `max_connections` (`limit.connections`).
+    pub rejected_limit: u64,
+    /// Hellos not completed within the handshake timeout (`handshake.timeout`).
+    pub handshake_timeouts: u64,
+    /// Hellos rejected or malformed (`handshake.rejected`).
+    pub handshake_failures: u64,
+    /// v3 logical connections registered on this shard now (attached or detached).
+    pub sessions: u64,
+    /// v3 resumes accepted by this shard (as owner).
+    pub resumes: u64,
+    /// v3 attach requests rejected (unknown id, wrong secret, expired, codec, bad mode).
+    pub resume_rejects: u64,
+    /// v3 resumes received from another shard (socket handed over to this owner).
+    pub handoffs_in: u64,
+    /// v3 resumes that landed here and were handed to the owning shard.
+    pub handoffs_out: u64,
+}
+
+/// State shared by the shards of one server (control plane only).
+pub(crate) struct ServerShared {
+    stop: AtomicBool,
+    deadline: Mutex<Option<Instant>>,
+    pub(crate) active: AtomicUsize,
+    next_conn: AtomicU64,
+    pub(crate) shards: Vec<ShardCounters>,
+}
+
+impl ServerShared {
+    pub(crate) fn snapshot(&self) -> Vec<ShardStats> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ShardStats {
+                shard: i,
+                accepted: c.accepted.load(Ordering::Relaxed),
+                active: c.active.load(Ordering::Relaxed),
+                served: c.served.load(Ordering::Relaxed),
+                rejected_limit: c.rejected_limit.load(Ordering::Relaxed),
+                handshake_timeouts: c.handshake_timeouts.load(Ordering::Relaxed),
+                handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+                sessions: c.sessions.load(Ordering::Relaxed),
+                resumes: c.resumes.load(Ordering::Relaxed),
+                resume_rejects: c.resume_rejects.load(Ordering::Relaxed),
+                handoffs_in: c.handoffs_in.load(Ordering::Relaxed),
+                handoffs_out: c.handoffs_out.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    pub(crate) fn request_stop(&self, grace: Duration) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A listener created on the caller's thread, adopted inside its shard.
+enum ListenSock {
+    Tcp(socket2::Socket),
+    Unix(Addr),
+    None,
+}
+
+fn placements(shards: &Shards) -> Vec<Placement> {
+    match shards {
+        Shards::PerCore => {
+            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            (0..n).map(Placement::Fixed).collect()
+        }
+        Shards::Cores(cores) => cores.iter().map(|&c| Placement::Fixed(c)).collect(),
+        Shards::Unpinned(n) => (0..(*n).max(1)).map(|_| Placement::Unbound).collect(),
+    }
+}
+
+/// Binds and starts every shard (see the module docs).
+pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Result<ServerHandle, Error> {
+    let places = placements(&shards);
+    let mut socks = Vec::with_capacity(places.len());
+    let mut addrs = Vec::new();
+    match &addr {
+        Addr::Tcp(hp) => {
+            let mut sa = Addr::resolve_tcp(hp)?;
+            for _ in 0..places.len() {
+                let s = socket::tcp_listener(sa, cfg.backlog)?;
+                // Port 0: shard 0 picked the port; the others bind to it.
+                sa = s.local_addr()?.as_socket().unwrap_or(sa);
+                addrs.push(BoundAddr::Tcp(sa));
+                socks.push(ListenSock::Tcp(s));
+            }
+        }
+        Addr::Unix(p) => {
+            addrs.push(BoundAddr::Unix(p.clone()));
+            socks.push(ListenSock::Unix(addr.clone()));
+        }
+        Addr::Abstract(n) => {
+            addrs.push(BoundAddr::Abstract(n.clone()));
+            socks.push(ListenSock::Unix(addr.clone()));
+        }
+    }
+    while socks.len() < places.len() {
+        socks.push(ListenSock::None);
+    }
+    let shared = Arc::new(ServerShared {
+        stop: AtomicBool::new(false),
+        deadline: Mutex::new(None),
+        active: AtomicUsize::new(0),
+        next_conn: AtomicU64::new(1),
+        shards: places.iter().map(|_| ShardCounters::default()).collect(),
+    });
+    let mut joins = Vec::with_capacity(places.len());
+    // v3 resume hand-off channels between every pair of shards (TCP only).
+    let (mut htx, mut hrx) = if cfg.recovery.is_some() && matches!(addr, Addr::Tcp(_)) {
+        super::recovery::handoff_mesh(places.len())
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+    for (idx, (place, sock)) in places.into_iter().zip(socks).enumerate() {
+        let cfg = cfg.clone();
+        let shared2 = shared.clone();
+        let ready = ready_tx.clone();
+        let mesh = (
+            std::mem::take(htx.get_mut(idx).unwrap_or(&mut Vec::new())),
+            std::mem::take(hrx.get_mut(idx).unwrap_or(&mut Vec::new())),
+        );
+        let j = LocalExecutorBuilder::new(place)
+            .name(&format!("amring-shard-{idx}"))
+            .io_memory(cfg.io_memory)
+            .spawn(move || async move { shard_main(idx, sock, cfg, shared2, ready, mesh).await })
+            .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        joins.push(j);
+    }
+    drop(ready_tx);
+    let handle = ServerHandle { addrs, shared, joins };
+    for _ in 0..handle.joins.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(text)) => {
+                handle.shutdown(Duration::ZERO);
+                let _ = handle.join();
+                return Err(Error::Io(std::io::Error::other(text)));
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(handle)
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<(Transport, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let s = l.accept().await.map_err(std::io::Error::from)?;
+                socket::borrow_tune_tcp(s.as_raw_fd())?;
+                let peer = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                Ok((Transport::Tcp(s), peer))
+            }
+            Listener::Unix(l) => {
+                let s = l.accept().await.map_err(std::io::Error::from)?;
+                Ok((Transport::Unix(s), "unix".to_owned()))
+            }
+        }
+    }
+}
+
+/// The live connections of one shard (for graceful shutdown).
+pub(crate) type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;
+
+async fn shard_main(
+    idx: usize,
+    sock: ListenSock,
+    cfg: Arc<ServerConfig>,
+    shared: Arc<ServerShared>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+    mesh: (Vec<Option<HandoffTx>>, Vec<Option<HandoffRx>>),
+) {
+    let listener = match sock {
+        // SAFETY: the fd comes from a listening socket2 socket we own.
+        ListenSock::Tcp(s) => Some(Listener::Tcp(unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) })),
+        ListenSock::Unix(addr) => {
+            let path = match &addr {
+                Addr::Unix(p) => p.clone(),
+                Addr::Abstract(n) => {
+                    use std::os::unix::ffi::OsStringExt;
+                    let mut b = vec![0u8];
+                    b.extend_from_slice(n.as_bytes());
+                    std::path::PathBuf::from(std::ffi::OsString::from_vec(b))
+                }
+                Addr::Tcp(_) => std::path::PathBuf::new(),
+            };
+            match UnixListener::bind(&path) {
+                Ok(l) => Some(Listener::Unix(l)),
+                Err(e) => {
+                    let _ = ready.send(Err(format!("bind {addr}: {e}")));
+                    return;
+                }
+            }
+        }
+        ListenSock::None => None,
+    };
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    let live: Live = Rc::new(RefCell::new(Vec::new()));
+    let rec = ShardRecovery::new(idx, cfg.clone(), shared.clone(), live.clone());
+    if let Some(r) = &rec {
+        r.start(mesh.0, mesh.1);
+    }
+    if let Some(l) = &listener {
+        while !shared.stopping() {
+            let accepted = future::or(async { Some(l.accept().await) }, async {
+                super::sleep(STOP_POLL).await;
+                None
+            })
+            .await;
+            let Some(r) = accepted else { continue };
+            let Ok((io, peer)) = r else { continue };
+            let counters = &shared.shards[idx];
+            counters.accepted.fetch_add(1, Ordering::Relaxed);
+            if shared.active.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
+                shared.active.fetch_sub(1, Ordering::AcqRel);
+                counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
+                super::spawn(io.close());
+                continue;
+            }
+            counters.active.fetch_add(1, Ordering::Relaxed);
+            let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+            let info = Rc::new(ConnInfo { id, shard: idx, peer });
+            super::spawn(serve_conn(
+                io,
+                info,
+                cfg.clone(),
+                shared.clone(),
+                live.clone(),
+                rec.clone(),
+            ));
+        }
+    }
+    if let Some(Listener::Unix(l)) = &listener {
+        // A filesystem socket is unlinked when its server stops.
+        if let Ok(Some(p)) = l.local_addr().map(|a| a.as_pathname().map(|p| p.to_path_buf())) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    drop(listener);
+    if let Some(r) = &rec {
+        r.drop_detached();
+    }
+    // Graceful: stop reading, let handlers finish and replies flush.
+    for (_, c) in live.borrow().iter() {
+        let mut st = c.borrow_mut();
+        st.closing = true;
+        st.wake_driver();
+    }
+    let deadline = shared.deadline().unwrap_or_else(Instant::now);
+    while !live.borrow().is_empty() && Instant::now() < deadline {
+        super::sleep(Duration::from_millis(5)).await;
+    }
+    // Deadline: force-close what is left.
+    for (_, c) in live.borrow().iter() {
+        c.borrow_mut().mark_closed();
+    }
+    let hard = Instant::now() + Duration::from_secs(1);
+    while !live.borrow().is_empty() && Instant::now() < hard {
+        super::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn serve_conn(
+    mut io: Transport,
+    info: Rc<ConnInfo>,
+    cfg: Arc<ServerConfig>,
+    shared: Arc<ServerShared>,
+    live: Live,
+    rec: Option<Rc<ShardRecovery>>,
+) {
+    let counters = &shared.shards[info.shard];
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let hs_cfg = ServerHandshakeConfig {
+        codecs: cfg.codecs.clone(),
+        // Without recovery options a v3 hello gets accept=0, version=2 (§2.6).
+        recovery: rec.is_some(),
+        max_frame: cfg.max_frame,
+    };
+    let done = || {
+        counters.active.fetch_sub(1, Ordering::Relaxed);
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+    };
+    let neg = match handshake::server(&mut io, hs_cfg, &mut rbuf, cfg.handshake_timeout).await {
+        Ok(n) => n,
+        Err(fail) => {
+            match fail {
+                ServerHsFail::Timeout => counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed),
+                ServerHsFail::Rejected | ServerHsFail::Io => {
+                    counters.handshake_failures.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+            io.close().await;
+            done();
+            return;
+        }
+    };
+    if let (Version::V3, Some(r)) = (neg.version, &rec) {
+        r.serve(io, rbuf, neg.codec, neg.max_frame, info).await;
+        done();
+        return;
+    }
+    counters.served.fetch_add(1, Ordering::Relaxed);
+    if let Some(f) = &cfg.hooks.on_connect {
+        if f(&info).is_err() {
+            io.close().await;
+            done();
+            return;
+        }
+    }
+    let proto = crate::proto::Connection::new(
+        ConnConfig {
+            role: Role::Server,
+            version: neg.version,
+            max_frame: neg.max_frame,
+            recovery: None,
+        },
+        Instant::now(),
+    );
+    let mut st = ConnState::new(
+        proto,
+        neg.codec,
+        neg.version,
+        neg.max_frame,
+        cfg.limits.clone(),
+        Some(cfg.table.clone()),
+    );
+    st.record_events = cfg.hooks.on_new_stream.is_some() || cfg.hooks.on_close_stream.is_some();
+    let conn: ConnRef = Rc::new(RefCell::new(st));
+    live.borrow_mut().push((info.id, conn.clone()));
+    let hooks = ConnHooks {
+        hooks: cfg.hooks.clone(),
+        info: info.clone(),
+    };
+    drive(conn, io, rbuf, Some(hooks)).await;
+    live.borrow_mut().retain(|(id, _)| *id != info.id);
+    if let Some(f) = &cfg.hooks.on_disconnect {
+        f(&info);
+    }
+    done();
+}

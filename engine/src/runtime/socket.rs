@@ -1,0 +1,114 @@
+//! Socket setup with socket2 (spec §1.2): listeners with SO_REUSEADDR +
+//! SO_REUSEPORT and a configurable backlog, and the reference's per-connection
+//! options (TCP_NODELAY, keep-alive 15 s idle / 15 s interval).
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, TcpKeepalive, Type};
+
+use crate::addr::Addr;
+
+/// Keep-alive idle time and interval, as the Go runtime sets them.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// A bound, listening, nonblocking TCP socket with SO_REUSEPORT so that every
+/// shard can own one on the same address (the kernel spreads connections).
+pub(crate) fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&SockAddr::from(addr))?;
+    sock.listen(backlog)?;
+    Ok(sock)
+}
+
+/// A bound, listening, nonblocking Unix socket (path or abstract name).
+/// Unix listeners cannot be shared with SO_REUSEPORT: one shard owns it.
+/// (Servers bind Unix listeners through glommio, which has no `from_raw_fd`
+/// for them; this one backs the socket tests.)
+#[cfg(test)]
+pub(crate) fn unix_listener(addr: &Addr, backlog: i32) -> io::Result<Socket> {
+    let sa = match addr.unix_sockaddr() {
+        Some(sa) => sa?,
+        None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a unix address")),
+    };
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&sa)?;
+    sock.listen(backlog)?;
+    Ok(sock)
+}
+
+/// Options of an accepted or dialed TCP socket (spec §1.2).
+pub(crate) fn tune_tcp(sock: &Socket) -> io::Result<()> {
+    sock.set_nodelay(true)?;
+    let ka = TcpKeepalive::new().with_time(KEEPALIVE).with_interval(KEEPALIVE);
+    sock.set_tcp_keepalive(&ka)?;
+    Ok(())
+}
+
+/// Takes ownership of a raw fd as a socket2 socket (for option setting).
+pub(crate) fn borrow_tune_tcp(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: `fd` is an open socket owned by the caller; the temporary
+    // `Socket` is turned back into a raw fd without closing it.
+    let sock = unsafe { Socket::from_raw_fd(fd) };
+    let r = tune_tcp(&sock);
+    let _ = sock.into_raw_fd();
+    r
+}
+
+/// Dials a Unix socket (path or abstract) synchronously; local connects
+/// complete immediately or fail. Returns a nonblocking socket.
+pub(crate) fn unix_connect(addr: &Addr) -> io::Result<Socket> {
+    let sa = match addr.unix_sockaddr() {
+        Some(sa) => sa?,
+        None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a unix address")),
+    };
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    sock.connect(&sa)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuseport_lets_two_listeners_share_a_port() {
+        let a = tcp_listener("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+        let port = a.local_addr().unwrap().as_socket().unwrap().port();
+        let b = tcp_listener(SocketAddr::from(([127, 0, 0, 1], port)), 128).unwrap();
+        assert!(a.reuse_port().unwrap() && b.reuse_port().unwrap());
+        assert!(a.reuse_address().unwrap());
+        assert_eq!(b.local_addr().unwrap().as_socket().unwrap().port(), port);
+    }
+
+    #[test]
+    fn dialed_socket_gets_reference_options() {
+        let l = tcp_listener("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        c.connect(&addr).unwrap();
+        tune_tcp(&c).unwrap();
+        assert!(c.nodelay().unwrap());
+        assert!(c.keepalive().unwrap());
+        assert_eq!(c.keepalive_time().unwrap(), KEEPALIVE);
+        assert_eq!(c.keepalive_interval().unwrap(), KEEPALIVE);
+    }
+
+    #[test]
+    fn abstract_unix_listen_and_connect() {
+        let name = format!("amring-sock-test-{}", std::process::id());
+        let addr = Addr::Abstract(name);
+        let _l = unix_listener(&addr, 16).unwrap();
+        let c = unix_connect(&addr).unwrap();
+        assert!(c.peer_addr().is_ok());
+        // A second listener on the same abstract name fails (no REUSEPORT for UDS).
+        assert!(unix_listener(&addr, 16).is_err());
+    }
+}

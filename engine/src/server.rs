@@ -1,0 +1,408 @@
+//! The server API: a builder with codecs, shards, limits and per-message-type
+//! handlers; `serve` starts one glommio executor per shard, each with its own
+//! listener on the address (SO_REUSEPORT), and returns a [`ServerHandle`].
+//!
+//! ```no_run
+//! # use amring::{server::Server, codec::Message, stream::StreamContext};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+//! # impl Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+//! let handle = Server::builder()
+//!     .handler(|_ctx: StreamContext, p: Ping| async move { Ok::<_, String>(Ping { n: p.n + 1 }) })
+//!     .serve("127.0.0.1:0")
+//!     .unwrap();
+//! handle.shutdown(std::time::Duration::from_secs(1));
+//! handle.join().unwrap();
+//! ```
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{CodecRegistry, DecodeError, Message, OkReply};
+use crate::dispatch::Limits;
+use crate::error::Error;
+use crate::proto::attach::RecoveryOptions;
+use crate::proto::frame::DEFAULT_MAX_FRAME;
+use crate::runtime::shard::{self, ServerShared, ShardStats};
+use crate::stream::{ConnInfo, StreamContext};
+
+pub use crate::addr::BoundAddr;
+
+/// What a handler's `Ok` value sends back (spec §5.4): a message, or `()` for
+/// `am.message.OkReply`.
+pub trait Reply {
+    /// Queues the reply on the handler's stream.
+    fn send_on(&self, ctx: &StreamContext) -> Result<(), Error>;
+}
+
+impl Reply for () {
+    fn send_on(&self, ctx: &StreamContext) -> Result<(), Error> {
+        ctx.conn.borrow_mut().send_msg(ctx.id, &OkReply {})
+    }
+}
+
+impl<M: Message> Reply for M {
+    fn send_on(&self, ctx: &StreamContext) -> Result<(), Error> {
+        ctx.conn.borrow_mut().send_msg(ctx.id, self)
+    }
+}
+
+/// What one handler invocation produced.
+pub(crate) enum HandlerOutcome {
+    /// The reply was queued.
+    Replied,
+    /// The reply could not be encoded/queued: nothing is sent (§5.4).
+    SendFailed,
+    /// The handler returned an error (or panicked): its text.
+    Failed(String),
+    /// The request body did not decode into the handler's type.
+    Decode(DecodeError),
+}
+
+/// A boxed, core-local handler future (the one allocation per request).
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = HandlerOutcome>>>;
+
+trait ErasedHandler: Send + Sync {
+    fn call(&self, ctx: StreamContext, payload: Bytes) -> HandlerFuture;
+}
+
+struct TypedHandler<Req, F> {
+    f: F,
+    _req: PhantomData<fn() -> Req>,
+}
+
+impl<Req, F, Fut, R, E> ErasedHandler for TypedHandler<Req, F>
+where
+    Req: Message + DeserializeOwned + 'static,
+    F: Fn(StreamContext, Req) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + 'static,
+    R: Reply + 'static,
+    E: Display + 'static,
+{
+    fn call(&self, ctx: StreamContext, payload: Bytes) -> HandlerFuture {
+        let codec = ctx.conn.borrow().codec;
+        let req = codec
+            .decode_envelope(&payload)
+            .and_then(|env| codec.decode_body::<Req>(&env));
+        drop(payload);
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return Box::pin(std::future::ready(HandlerOutcome::Decode(e))),
+        };
+        let fut = (self.f)(ctx.clone(), req);
+        Box::pin(async move {
+            match fut.await {
+                Ok(r) => loop {
+                    match r.send_on(&ctx) {
+                        Ok(()) => break HandlerOutcome::Replied,
+                        // v3, detached or un-ACKed: wait for ring room (no seq was used).
+                        Err(Error::ReplayBufferFull { .. }) if wait_room(&ctx).await => {}
+                        Err(_) => break HandlerOutcome::SendFailed,
+                    }
+                },
+                Err(e) => HandlerOutcome::Failed(e.to_string()),
+            }
+        })
+    }
+}
+
+/// After a `ReplayBufferFull`: waits until an ACK or a resume frees ring
+/// room. False when waiting cannot help (closed, or the ring is empty so the
+/// frame can never fit).
+async fn wait_room(ctx: &StreamContext) -> bool {
+    let start = {
+        let st = ctx.conn.borrow();
+        let limit = st.proto.config().recovery.map_or(0, |p| p.max_replay_bytes);
+        let room = st.proto.replay_room();
+        if st.closed || st.proto.is_closed() || room >= limit {
+            return false;
+        }
+        room
+    };
+    std::future::poll_fn(|cx| {
+        let mut st = ctx.conn.borrow_mut();
+        if st.closed || st.proto.is_closed() {
+            return std::task::Poll::Ready(false);
+        }
+        if st.proto.replay_room() > start {
+            return std::task::Poll::Ready(true);
+        }
+        st.room_wakers.push(cx.waker().clone());
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Handlers by wire name (a snapshot taken by `serve`, §5.3).
+#[derive(Default)]
+pub(crate) struct HandlerTable {
+    by_name: HashMap<&'static str, usize>,
+    entries: Vec<Box<dyn ErasedHandler>>,
+}
+
+impl HandlerTable {
+    /// The handler index for a wire name.
+    pub(crate) fn lookup(&self, wire: &str) -> Option<usize> {
+        self.by_name.get(wire).copied()
+    }
+
+    /// Decodes the request and starts the handler (panics are caught by the caller).
+    pub(crate) fn call(&self, idx: usize, ctx: StreamContext, payload: Bytes) -> HandlerFuture {
+        self.entries[idx].call(ctx, payload)
+    }
+}
+
+type ConnHook = Box<dyn Fn(&ConnInfo) -> Result<(), String> + Send + Sync>;
+type InfoHook = Box<dyn Fn(&ConnInfo) + Send + Sync>;
+type StreamHook = Box<dyn Fn(&StreamContext) + Send + Sync>;
+
+/// Lifecycle callbacks (run on the connection's core).
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_connect: Option<ConnHook>,
+    pub(crate) on_disconnect: Option<InfoHook>,
+    pub(crate) on_new_stream: Option<StreamHook>,
+    pub(crate) on_close_stream: Option<StreamHook>,
+}
+
+/// Where the shards run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shards {
+    /// One pinned executor per online core (default).
+    PerCore,
+    /// One pinned executor per listed core.
+    Cores(Vec<usize>),
+    /// `n` executors the OS may move (tests, shared machines).
+    Unpinned(usize),
+}
+
+/// Everything `serve` needs, shared read-only by the shards.
+pub(crate) struct ServerConfig {
+    pub(crate) codecs: CodecRegistry,
+    pub(crate) backlog: i32,
+    pub(crate) limits: Limits,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_frame: u32,
+    pub(crate) recovery: Option<RecoveryOptions>,
+    pub(crate) max_connections: usize,
+    pub(crate) io_memory: usize,
+    pub(crate) table: Arc<HandlerTable>,
+    pub(crate) hooks: Arc<Hooks>,
+}
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with the defaults (both codecs, one shard per core,
+    /// backlog 16384, handshake timeout 10 s, max_frame `0xFFFFFFFF`).
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            shards: Shards::PerCore,
+            cfg: ServerConfig {
+                codecs: CodecRegistry::default(),
+                backlog: 16384,
+                limits: Limits::default(),
+                handshake_timeout: Duration::from_secs(10),
+                max_frame: DEFAULT_MAX_FRAME,
+                recovery: None,
+                max_connections: 100_000,
+                io_memory: crate::runtime::IO_MEMORY,
+                table: Arc::new(HandlerTable::default()),
+                hooks: Arc::new(Hooks::default()),
+            },
+            table: HandlerTable::default(),
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+/// Configures and starts a server.
+pub struct ServerBuilder {
+    shards: Shards,
+    cfg: ServerConfig,
+    table: HandlerTable,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("shards", &self.shards)
+            .field("handlers", &self.table.by_name.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Supported codecs (selection walks the client's list, §2.5).
+    pub fn codecs(mut self, codecs: CodecRegistry) -> Self {
+        self.cfg.codecs = codecs;
+        self
+    }
+
+    /// Shard placement.
+    pub fn shards(mut self, shards: Shards) -> Self {
+        self.shards = shards;
+        self
+    }
+
+    /// Listen backlog of each TCP listener.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.cfg.backlog = backlog;
+        self
+    }
+
+    /// Per-connection limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.cfg.limits = limits;
+        self
+    }
+
+    /// Deadline for a client to complete its hello (the reference has none).
+    pub fn handshake_timeout(mut self, t: Duration) -> Self {
+        self.cfg.handshake_timeout = t;
+        self
+    }
+
+    /// The server's max_frame limit (negotiated as `min(client, this)`, §2.7).
+    pub fn max_frame(mut self, max_frame: u32) -> Self {
+        self.cfg.max_frame = max_frame;
+        self
+    }
+
+    /// v3 recovery options (spec §7): with `Some`, v3 hellos are accepted and
+    /// logical connections survive transport loss for `detached_ttl`; with
+    /// `None` a v3 hello gets `accept=0, version=2` so clients fall back (§2.6).
+    pub fn recovery(mut self, opts: Option<RecoveryOptions>) -> Self {
+        self.cfg.recovery = opts;
+        self
+    }
+
+    /// Connections open at once across all shards; more are closed on accept.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.cfg.max_connections = n;
+        self
+    }
+
+    /// `io_memory` of each shard executor.
+    pub fn io_memory(mut self, bytes: usize) -> Self {
+        self.cfg.io_memory = bytes;
+        self
+    }
+
+    /// Registers the handler for `Req`'s wire name (a later registration of the
+    /// same name wins). `Ok(R)` replies with `R` (`()` → `OkReply`), `Err(e)`
+    /// with `ErrorReply{handler_error, e.to_string()}`; a panic is caught and
+    /// answered like an error.
+    pub fn handler<Req, F, Fut, R, E>(mut self, f: F) -> Self
+    where
+        Req: Message + DeserializeOwned + 'static,
+        F: Fn(StreamContext, Req) -> Fut + Send + Sync + Clone + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Reply + 'static,
+        E: Display + 'static,
+    {
+        let h: Box<dyn ErasedHandler> = Box::new(TypedHandler::<Req, F> { f, _req: PhantomData });
+        match self.table.by_name.get(Req::WIRE_NAME) {
+            Some(&i) => self.table.entries[i] = h,
+            None => {
+                self.table.by_name.insert(Req::WIRE_NAME, self.table.entries.len());
+                self.table.entries.push(h);
+            }
+        }
+        self
+    }
+
+    /// Runs after the accept reply; an `Err` closes the connection (§2.4).
+    pub fn on_connect(mut self, f: impl Fn(&ConnInfo) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        self.hooks.on_connect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs when a connection ends.
+    pub fn on_disconnect(mut self, f: impl Fn(&ConnInfo) + Send + Sync + 'static) -> Self {
+        self.hooks.on_disconnect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs when an inbound frame creates a stream state (§3.4).
+    pub fn on_new_stream(mut self, f: impl Fn(&StreamContext) + Send + Sync + 'static) -> Self {
+        self.hooks.on_new_stream = Some(Box::new(f));
+        self
+    }
+
+    /// Runs when a stream state is discarded, evicted or its connection ends.
+    pub fn on_close_stream(mut self, f: impl Fn(&StreamContext) + Send + Sync + 'static) -> Self {
+        self.hooks.on_close_stream = Some(Box::new(f));
+        self
+    }
+
+    /// Binds `addr` on every shard and starts serving.
+    pub fn serve(mut self, addr: &str) -> Result<ServerHandle, Error> {
+        self.cfg.table = Arc::new(self.table);
+        self.cfg.hooks = Arc::new(self.hooks);
+        let addr = crate::addr::Addr::parse(addr)?;
+        shard::start(addr, self.shards, Arc::new(self.cfg))
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    pub(crate) addrs: Vec<BoundAddr>,
+    pub(crate) shared: Arc<ServerShared>,
+    pub(crate) joins: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle").field("addrs", &self.addrs).finish()
+    }
+}
+
+impl ServerHandle {
+    /// The address clients dial (port 0 resolved).
+    pub fn local_addr(&self) -> &BoundAddr {
+        &self.addrs[0]
+    }
+
+    /// The dialable address as a string (`127.0.0.1:port`, `uds:///p`, `uds://@n`).
+    pub fn dial_addr(&self) -> String {
+        match &self.addrs[0] {
+            BoundAddr::Tcp(a) => a.to_string(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Every shard's listening address.
+    pub fn addrs(&self) -> &[BoundAddr] {
+        &self.addrs
+    }
+
+    /// Per-shard counters.
+    pub fn stats(&self) -> Vec<ShardStats> {
+        self.shared.snapshot()
+    }
+
+    /// Stops accepting; in-flight handlers may finish until `deadline`, then
+    /// every connection is closed. Returns at once; see [`ServerHandle::join`].
+    pub fn shutdown(&self, deadline: Duration) {
+        self.shared.request_stop(deadline);
+    }
+
+    /// Waits for every shard to finish (after [`ServerHandle::shutdown`]).
+    pub fn join(self) -> Result<(), Error> {
+        for j in self.joins {
+            j.join().map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+        }
+        Ok(())
+    }
+}

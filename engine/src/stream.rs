@@ -1,0 +1,508 @@
+//! Streams (spec §3.3, §6): [`Stream`] for sending and receiving on one
+//! stream id, [`RawMessage`] for untyped receives, [`StreamContext`] for
+//! handlers, and the debug-state snapshots (§8.2).
+
+use std::any::Any;
+use std::cell::Cell;
+use std::future::Future;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_lite::future;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{CodecKind, ErrorReply, Message};
+use crate::debug::{ConnCounters, Failure, FailureCode, StreamCounters};
+use crate::dispatch::ConnRef;
+use crate::error::Error;
+
+/// One stream of a connection. The client's `Connection` derefs to stream 0.
+pub struct Stream {
+    pub(crate) conn: ConnRef,
+    pub(crate) id: u32,
+    recv_timeout: Cell<Option<Duration>>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").field("id", &self.id).finish()
+    }
+}
+
+/// An untyped received message: the wire name and the undecoded payload.
+#[derive(Clone, Debug)]
+pub struct RawMessage {
+    codec: CodecKind,
+    payload: Bytes,
+    wire: Bytes,
+}
+
+impl RawMessage {
+    fn new(codec: CodecKind, payload: Bytes) -> Result<RawMessage, crate::codec::DecodeError> {
+        let wire = {
+            let env = codec.decode_envelope(&payload)?;
+            payload.slice_ref(env.wire.as_bytes())
+        };
+        Ok(RawMessage { codec, payload, wire })
+    }
+
+    /// The wire name.
+    pub fn wire(&self) -> &str {
+        std::str::from_utf8(&self.wire).unwrap_or("")
+    }
+
+    /// The whole envelope as received.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Decodes the body as `T`; another wire name gives `Error::TypeMismatch`
+    /// (nothing is sent to the peer).
+    pub fn decode<T: Message + DeserializeOwned>(&self) -> Result<T, Error> {
+        if self.wire() != T::WIRE_NAME {
+            return Err(Error::TypeMismatch {
+                expected: T::WIRE_NAME.to_owned(),
+                got: self.wire().to_owned(),
+            });
+        }
+        let env = self.codec.decode_envelope(&self.payload)?;
+        Ok(self.codec.decode_body(&env)?)
+    }
+}
+
+/// Clears the stream's single-receiver flag when a receive ends (or is dropped).
+struct RecvGuard<'a> {
+    conn: &'a ConnRef,
+    id: u32,
+    gen: u64,
+}
+
+impl Drop for RecvGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.conn.try_borrow_mut() {
+            if let Some(s) = st.streams.get_mut(&self.id) {
+                if s.gen == self.gen {
+                    s.receiving = false;
+                    s.recv_waker = None;
+                }
+            }
+        }
+    }
+}
+
+impl Stream {
+    pub(crate) fn new(conn: ConnRef, id: u32) -> Stream {
+        Stream {
+            conn,
+            id,
+            recv_timeout: Cell::new(None),
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Encodes and queues `msg` on this stream (spec §6 Send: returns once queued).
+    pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+        self.send_now(msg)
+    }
+
+    pub(crate) fn send_now<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+        let mut st = self.conn.borrow_mut();
+        let now = Instant::now();
+        if st.slot_or_create(self.id, now).is_none() {
+            return Err(Error::TooManyStreams(st.limits.max_streams));
+        }
+        st.send_msg(self.id, msg)
+    }
+
+    /// Receive timeout for this stream (`None` or zero: wait forever).
+    pub fn set_recv_timeout(&self, timeout: Option<Duration>) {
+        let t = timeout.filter(|d| !d.is_zero());
+        self.recv_timeout.set(t);
+        if let Some(s) = self.conn.borrow_mut().streams.get_mut(&self.id) {
+            s.recv_timeout = t;
+        }
+    }
+
+    /// Takes (or peeks) the next inbox payload, honouring the timeout and the
+    /// single-receiver rule (§6).
+    async fn next_payload(&self, peek: bool) -> Result<Bytes, Error> {
+        let gen = {
+            let mut st = self.conn.borrow_mut();
+            let closed = st.closed;
+            let max = st.limits.max_streams;
+            let Some((slot, _)) = st.slot_or_create(self.id, Instant::now()) else {
+                return Err(Error::TooManyStreams(max));
+            };
+            if slot.receiving {
+                return Err(Error::ConcurrentRecv);
+            }
+            if closed && slot.inbox.is_empty() {
+                return Err(Error::Closed);
+            }
+            slot.receiving = true;
+            slot.recv_timeout = self.recv_timeout.get();
+            slot.gen
+        };
+        let _guard = RecvGuard {
+            conn: &self.conn,
+            id: self.id,
+            gen,
+        };
+        let id = self.id;
+        let wait = future::poll_fn(|cx| {
+            let mut st = self.conn.borrow_mut();
+            let closed = st.closed;
+            let st = &mut *st;
+            let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) else {
+                return Poll::Ready(Err(Error::Closed));
+            };
+            let item = if peek {
+                s.inbox.front().cloned()
+            } else {
+                s.inbox.pop_front()
+            };
+            match item {
+                Some(p) => {
+                    s.counters.data_messages_received += 1;
+                    s.last_active = Instant::now();
+                    if !peek {
+                        st.parked -= 1;
+                    }
+                    st.counters.data_messages_received += 1;
+                    Poll::Ready(Ok(p))
+                }
+                None if closed => Poll::Ready(Err(Error::Closed)),
+                None => {
+                    s.recv_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        });
+        match self.recv_timeout.get() {
+            None => wait.await,
+            Some(d) => {
+                let timer = async {
+                    crate::runtime::sleep(d).await;
+                    Err(Error::RecvTimeout)
+                };
+                let r = future::or(wait, timer).await;
+                if matches!(r, Err(Error::RecvTimeout)) {
+                    self.conn
+                        .borrow_mut()
+                        .fail(Some(id), FailureCode::StreamRecvTimeout, "stream recv timeout".into());
+                }
+                r
+            }
+        }
+    }
+
+    /// A receive-path failure: count, answer with an `ErrorReply`, discard the stream (§5.5).
+    fn protocol_failure(&self, code: &str, message: String, decode_text: String) {
+        let mut st = self.conn.borrow_mut();
+        st.count_decode_error(self.id, decode_text);
+        st.protocol_reply(self.id, code, message);
+        st.discard(self.id);
+    }
+
+    fn interpret<T: Message + DeserializeOwned>(&self, payload: Bytes, remote: bool) -> Result<T, Error> {
+        let codec = self.conn.borrow().codec;
+        let env = match codec.decode_envelope(&payload) {
+            Ok(env) => env,
+            Err(e) => {
+                self.protocol_failure(ErrorReply::CODEC_ERROR, e.to_string(), e.to_string());
+                return Err(e.into());
+            }
+        };
+        if remote && env.wire == ErrorReply::WIRE_NAME && T::WIRE_NAME != ErrorReply::WIRE_NAME {
+            let er: ErrorReply = codec.decode_body(&env).unwrap_or_default();
+            let mut st = self.conn.borrow_mut();
+            st.counters.remote_errors += 1;
+            if let Some(s) = st.streams.get_mut(&self.id) {
+                s.counters.remote_errors += 1;
+            }
+            return Err(Error::Remote {
+                code: er.code,
+                message: er.message,
+            });
+        }
+        if env.wire != T::WIRE_NAME {
+            let err = Error::TypeMismatch {
+                expected: T::WIRE_NAME.to_owned(),
+                got: env.wire.to_owned(),
+            };
+            let msg = format!("expected {} got {}", T::WIRE_NAME, env.wire);
+            self.protocol_failure(ErrorReply::PROTOCOL_ERROR, msg, err.to_string());
+            return Err(err);
+        }
+        match codec.decode_body::<T>(&env) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.protocol_failure(ErrorReply::CODEC_ERROR, e.to_string(), e.to_string());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Receives the next message as `T` (§5.5 typed `Recv`: an `ErrorReply` is a mismatch).
+    pub async fn recv<T: Message + DeserializeOwned>(&self) -> Result<T, Error> {
+        let p = self.next_payload(false).await?;
+        self.interpret(p, false)
+    }
+
+    /// Receives the next message untyped.
+    pub async fn recv_any(&self) -> Result<RawMessage, Error> {
+        let p = self.next_payload(false).await?;
+        let codec = self.conn.borrow().codec;
+        RawMessage::new(codec, p).map_err(|e| {
+            self.protocol_failure(ErrorReply::CODEC_ERROR, e.to_string(), e.to_string());
+            Error::Decode(e)
+        })
+    }
+
+    /// Sends `req` and receives the reply as `Rep`; an `ErrorReply` becomes `Error::Remote`.
+    pub async fn send_recv<Req: Message + ?Sized, Rep: Message + DeserializeOwned>(
+        &self,
+        req: &Req,
+    ) -> Result<Rep, Error> {
+        self.send_now(req)?;
+        let p = self.next_payload(false).await?;
+        self.interpret(p, true)
+    }
+
+    /// The next message's wire name, without consuming it.
+    pub async fn peek_wire(&self) -> Result<String, Error> {
+        let p = self.next_payload(true).await?;
+        let codec = self.conn.borrow().codec;
+        let r = codec.decode_envelope(&p).map(|e| e.wire.to_owned());
+        r.map_err(|e| {
+            self.protocol_failure(ErrorReply::CODEC_ERROR, e.to_string(), e.to_string());
+            Error::Decode(e)
+        })
+    }
+
+    /// Discards this stream's local state (nothing is sent, §3.4).
+    pub fn close(self) {
+        self.conn.borrow_mut().discard(self.id);
+    }
+
+    /// Snapshot of this stream's debug state, `None` when it has no state.
+    pub fn debug_state(&self) -> Option<StreamDebugState> {
+        let st = self.conn.borrow();
+        st.streams.get(&self.id).map(|s| StreamDebugState::of(self.id, s))
+    }
+}
+
+/// Who is on the other end, for hooks and handlers.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Server-unique connection id.
+    pub id: u64,
+    /// Shard (core index) that owns the connection.
+    pub shard: usize,
+    /// Peer address as text.
+    pub peer: String,
+}
+
+/// Handler-side view of a stream (spec §6 StreamContext): one per stream per
+/// connection, with one application value and at most one background task.
+#[derive(Clone)]
+pub struct StreamContext {
+    pub(crate) conn: ConnRef,
+    pub(crate) id: u32,
+    pub(crate) info: Rc<ConnInfo>,
+}
+
+impl std::fmt::Debug for StreamContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamContext")
+            .field("id", &self.id)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl StreamContext {
+    /// The stream id.
+    pub fn stream_id(&self) -> u32 {
+        self.id
+    }
+
+    /// The connection.
+    pub fn conn_info(&self) -> &ConnInfo {
+        &self.info
+    }
+
+    /// Snapshot of the connection's debug state (server side).
+    pub fn conn_debug_state(&self) -> ConnDebugState {
+        ConnDebugState::of(&self.conn)
+    }
+
+    /// Sets the stream's application value (replacing any previous one).
+    pub fn set_value<T: Any>(&self, value: T) {
+        if let Some(s) = self.conn.borrow_mut().streams.get_mut(&self.id) {
+            s.value = Some(Box::new(value));
+        }
+    }
+
+    /// A clone of the stream's value if it is a `T`.
+    pub fn value<T: Any + Clone>(&self) -> Option<T> {
+        let st = self.conn.borrow();
+        st.streams
+            .get(&self.id)
+            .and_then(|s| s.value.as_ref())
+            .and_then(|v| v.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Removes and returns the stream's value if it is a `T`.
+    pub fn take_value<T: Any>(&self) -> Option<T> {
+        let mut st = self.conn.borrow_mut();
+        let s = st.streams.get_mut(&self.id)?;
+        match s.value.take()?.downcast::<T>() {
+            Ok(v) => Some(*v),
+            Err(other) => {
+                s.value = Some(other);
+                None
+            }
+        }
+    }
+
+    /// Queues a message on this stream (server push).
+    pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+        self.conn.borrow_mut().send_msg(self.id, msg)
+    }
+
+    /// Starts the stream's single background task; it gets the [`Stream`] to
+    /// `send` (push) and `recv` messages that have no handler.
+    pub fn new_task<F, Fut>(&self, f: F) -> Result<(), Error>
+    where
+        F: FnOnce(Stream) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        {
+            let mut st = self.conn.borrow_mut();
+            let s = st.streams.get_mut(&self.id).ok_or(Error::Closed)?;
+            if s.task_busy {
+                return Err(Error::HandlerTaskBusy);
+            }
+            s.task_busy = true;
+        }
+        let fut = f(Stream::new(self.conn.clone(), self.id));
+        let conn = self.conn.clone();
+        let id = self.id;
+        crate::runtime::spawn(async move {
+            // Started from a handler: let its reply go out first (the push
+            // pattern of §6: OkReply, then the task's messages).
+            future::poll_fn(|cx| {
+                let mut st = conn.borrow_mut();
+                match st.streams.get_mut(&id) {
+                    Some(s) if s.handler_busy => {
+                        s.task_gate = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(()),
+                }
+            })
+            .await;
+            fut.await;
+            if let Some(s) = conn.borrow_mut().streams.get_mut(&id) {
+                s.task_busy = false;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Debug snapshot of one stream (spec §8.2).
+#[derive(Clone, Debug)]
+pub struct StreamDebugState {
+    /// Stream id.
+    pub id: u32,
+    /// Last failure on the stream.
+    pub last_failure: Option<Failure>,
+    /// Receive timeout in effect.
+    pub recv_timeout: Option<Duration>,
+    /// Messages waiting in the inbox.
+    pub inbox_depth: usize,
+    /// Requests waiting for the handler.
+    pub handler_q_depth: usize,
+    /// Counters.
+    pub counters: StreamCounters,
+}
+
+impl StreamDebugState {
+    pub(crate) fn of(id: u32, s: &crate::dispatch::StreamSlot) -> StreamDebugState {
+        StreamDebugState {
+            id,
+            last_failure: s.failure.get().cloned(),
+            recv_timeout: s.recv_timeout,
+            inbox_depth: s.inbox.len(),
+            handler_q_depth: s.handler_q.len(),
+            counters: s.counters,
+        }
+    }
+}
+
+/// Debug snapshot of a connection (spec §8.2).
+#[derive(Clone, Debug)]
+pub struct ConnDebugState {
+    /// Connection closed.
+    pub closed: bool,
+    /// Last failure on the connection.
+    pub last_failure: Option<Failure>,
+    /// Protocol version (2/3).
+    pub protocol: u8,
+    /// Codec id.
+    pub codec_id: u8,
+    /// Codec name (`compact` / `map`).
+    pub codec_name: &'static str,
+    /// Negotiated max_frame.
+    pub max_frame: u32,
+    /// Live stream states.
+    pub stream_count: usize,
+    /// Counters (frame/byte counters from the transport included).
+    pub counters: ConnCounters,
+    /// Per stream, sorted by id.
+    pub streams: Vec<StreamDebugState>,
+    /// v3 only: the §8.2 "Recovery" fields.
+    pub recovery: Option<crate::proto::RecoveryDebug>,
+}
+
+impl ConnDebugState {
+    pub(crate) fn of(conn: &ConnRef) -> ConnDebugState {
+        let st = conn.borrow();
+        let mut counters = st.counters;
+        let t = st.transport_stats;
+        counters.frames_written = t.frames_written;
+        counters.bytes_written = t.bytes_written;
+        counters.frames_read = t.frames_read;
+        counters.bytes_read = t.bytes_read;
+        counters.control_frames_written = t.control_frames_written;
+        counters.control_frames_read = t.control_frames_read;
+        let recovery = st.proto.recovery_debug();
+        if let Some(r) = &recovery {
+            counters.transport_attaches = r.transport_attaches;
+            counters.transport_detaches = r.transport_detaches;
+        }
+        let mut streams: Vec<_> = st.streams.iter().map(|(id, s)| StreamDebugState::of(*id, s)).collect();
+        streams.sort_by_key(|s| s.id);
+        ConnDebugState {
+            closed: st.closed,
+            last_failure: st.failure.get().cloned(),
+            protocol: st.version.as_u8(),
+            codec_id: st.codec.id(),
+            codec_name: st.codec.name(),
+            max_frame: st.max_frame,
+            stream_count: st.streams.len(),
+            counters,
+            streams,
+            recovery,
+        }
+    }
+}

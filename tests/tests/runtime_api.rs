@@ -1,0 +1,401 @@
+//! End-to-end tests of the server/client API over loopback (spec §5, §6).
+
+mod runtime_common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use amring::codec::{CodecKind, ErrorReply, OkReply};
+use amring::{Client, Error, StreamContext};
+use runtime_common::*;
+
+fn stop(h: amring::ServerHandle) {
+    h.shutdown(Duration::from_secs(1));
+    h.join().unwrap();
+}
+
+#[test]
+fn echo_round_trip_both_codecs() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        for kind in [CodecKind::Compact, CodecKind::Map] {
+            let conn = Client::builder().codecs([kind]).connect(&addr).await.unwrap();
+            assert_eq!(conn.codec(), kind);
+            for i in 0..20 {
+                let rep: MessageReply = conn
+                    .send_recv(&MessageRequest {
+                        msg: format!("hi{i}"),
+                        num: i,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    rep,
+                    MessageReply {
+                        msg: format!("hi{i}!"),
+                        num: i + 1,
+                        signature: "yours echo.v1.0".into()
+                    }
+                );
+            }
+            let d = conn.debug_state();
+            assert_eq!(d.codec_name, kind.name());
+            assert_eq!(d.counters.data_messages_sent, 20);
+            assert_eq!(d.counters.data_messages_received, 20);
+            assert!(d.counters.frames_written >= 20 && d.counters.frames_read >= 20);
+        }
+    });
+    stop(h);
+}
+
+#[test]
+fn ok_reply_handler_error_and_panic_are_contained() {
+    let h = server()
+        .handler(|_ctx, n: Num| async move {
+            match n.n {
+                0 => Ok(()),
+                1 => Err(format!("bad number {}", n.n)),
+                _ => panic!("handler panic"),
+            }
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let ok: OkReply = conn.send_recv(&Num { n: 0 }).await.unwrap();
+        assert_eq!(ok, OkReply {});
+        match conn.send_recv::<_, OkReply>(&Num { n: 1 }).await {
+            Err(Error::Remote { code, message }) => {
+                assert_eq!(code, ErrorReply::HANDLER_ERROR);
+                assert_eq!(message, "bad number 1");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match conn.send_recv::<_, OkReply>(&Num { n: 2 }).await {
+            Err(Error::Remote { code, message }) => {
+                assert_eq!(code, ErrorReply::HANDLER_ERROR);
+                assert!(message.contains("handler panic"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // The connection and the server survive the panic.
+        let rep: MessageReply = conn
+            .send_recv(&MessageRequest {
+                msg: "x".into(),
+                num: 1,
+            })
+            .await
+            .unwrap();
+        assert_eq!(rep.num, 2);
+        assert_eq!(conn.debug_state().counters.remote_errors, 2);
+    });
+    stop(h);
+}
+
+#[test]
+fn streams_are_numbered_and_run_concurrently() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let s1 = conn.new_stream().unwrap();
+        let s2 = conn.new_stream().unwrap();
+        let s3 = conn.new_stream().unwrap();
+        assert_eq!((s1.id(), s2.id(), s3.id()), (1, 2, 3));
+        // A slow request on stream 1 does not hold back stream 2.
+        s1.send(&Slow { ms: 300, n: 1 }).await.unwrap();
+        let fast: Num = s2.send_recv(&Slow { ms: 0, n: 2 }).await.unwrap();
+        assert_eq!(fast.n, 2);
+        assert!(
+            s1.debug_state().unwrap().inbox_depth == 0,
+            "slow reply must not be there yet"
+        );
+        let slow: Num = s1.recv().await.unwrap();
+        assert_eq!(slow.n, 1);
+        // Requests on one stream are answered in order.
+        for i in 0..10 {
+            s3.send(&Slow {
+                ms: (10 - i) as u64,
+                n: i,
+            })
+            .await
+            .unwrap();
+        }
+        for i in 0..10 {
+            let r: Num = s3.recv().await.unwrap();
+            assert_eq!(r.n, i);
+        }
+    });
+    stop(h);
+}
+
+#[test]
+fn type_mismatch_sends_protocol_error_and_discards_stream() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let s = conn.new_stream().unwrap();
+        match s
+            .send_recv::<_, Num>(&MessageRequest {
+                msg: "a".into(),
+                num: 0,
+            })
+            .await
+        {
+            Err(Error::TypeMismatch { expected, got }) => {
+                assert_eq!(expected, "am.rt.Num");
+                assert_eq!(got, "am.echo.MessageReply");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let d = conn.debug_state();
+        assert_eq!(d.counters.protocol_errors, 1);
+        assert_eq!(d.counters.decode_errors, 1);
+        assert_eq!(d.counters.streams_closed, 1);
+        assert_eq!(d.last_failure.unwrap().code, amring::debug::FailureCode::StreamProtocol);
+        // The id is usable again (fresh state).
+        let r: MessageReply = s
+            .send_recv(&MessageRequest {
+                msg: "b".into(),
+                num: 0,
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.msg, "b!");
+    });
+    stop(h);
+}
+
+#[test]
+fn recv_timeout_keeps_late_reply_and_concurrent_recv_fails() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        conn.set_recv_timeout(Some(Duration::from_millis(50)));
+        let r = conn.send_recv::<_, Num>(&Slow { ms: 300, n: 7 }).await;
+        assert!(matches!(r, Err(Error::RecvTimeout)), "{r:?}");
+        assert_eq!(
+            conn.debug_state().last_failure.unwrap().code,
+            amring::debug::FailureCode::StreamRecvTimeout
+        );
+        conn.set_recv_timeout(None);
+        // The late reply stays queued for the next receive.
+        assert_eq!(conn.peek_wire().await.unwrap(), "am.rt.Num");
+        let late: Num = conn.recv().await.unwrap();
+        assert_eq!(late.n, 7);
+        // Two receivers on one stream.
+        let s = conn.new_stream().unwrap();
+        s.send(&Slow { ms: 100, n: 1 }).await.unwrap();
+        let first = s.recv::<Num>();
+        let second = async {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+            s.recv::<Num>().await
+        };
+        let (a, b) = futures_lite::future::zip(first, second).await;
+        assert_eq!(a.unwrap().n, 1);
+        assert!(matches!(b, Err(Error::ConcurrentRecv)), "{b:?}");
+    });
+    stop(h);
+}
+
+#[test]
+fn push_task_value_and_unknown_messages() {
+    let h = server()
+        .handler(|ctx: StreamContext, n: Num| async move {
+            // Stream value: a running total per stream.
+            let total = ctx.value::<i64>().unwrap_or(0) + n.n;
+            ctx.set_value(total);
+            if n.n == 100 {
+                // Push task: echoes unknown messages back as Num, after the OkReply.
+                ctx.new_task(|stream| async move {
+                    for i in 0..3 {
+                        stream.send(&Num { n: 1000 + i }).await.unwrap();
+                    }
+                    let u: Unknown = stream.recv().await.unwrap();
+                    stream.send(&Num { n: u.n }).await.unwrap();
+                })
+                .map_err(|e| e.to_string())?;
+                // A second task on the same stream is refused.
+                return match ctx.new_task(|_s| async {}) {
+                    Err(Error::HandlerTaskBusy) => Ok(Num { n: -1 }),
+                    other => Err(format!("expected busy, got {other:?}")),
+                };
+            }
+            Ok(Num { n: total })
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let s = conn.new_stream().unwrap();
+        assert_eq!(s.send_recv::<_, Num>(&Num { n: 5 }).await.unwrap().n, 5);
+        assert_eq!(s.send_recv::<_, Num>(&Num { n: 6 }).await.unwrap().n, 11);
+        // Another stream has its own value.
+        let s2 = conn.new_stream().unwrap();
+        assert_eq!(s2.send_recv::<_, Num>(&Num { n: 1 }).await.unwrap().n, 1);
+        // Start the push task: reply first, then three pushes.
+        assert_eq!(s2.send_recv::<_, Num>(&Num { n: 100 }).await.unwrap().n, -1);
+        for i in 0..3 {
+            assert_eq!(s2.recv::<Num>().await.unwrap().n, 1000 + i);
+        }
+        // An unknown message goes to the task's inbox; nothing else is sent.
+        s2.send(&Unknown { n: 42 }).await.unwrap();
+        let raw = s2.recv_any().await.unwrap();
+        assert_eq!(raw.wire(), "am.rt.Num");
+        assert_eq!(raw.decode::<Num>().unwrap().n, 42);
+        assert!(matches!(raw.decode::<Unknown>(), Err(Error::TypeMismatch { .. })));
+    });
+    stop(h);
+}
+
+#[test]
+fn hooks_and_on_connect_rejection() {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let disc = Arc::new(AtomicUsize::new(0));
+    let (o, c, d) = (opened.clone(), closed.clone(), disc.clone());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let h = server()
+        .on_connect(move |_info| {
+            // Reject every second connection.
+            if calls.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
+                Err("go away".into())
+            } else {
+                Ok(())
+            }
+        })
+        .on_disconnect(move |_| {
+            d.fetch_add(1, Ordering::SeqCst);
+        })
+        .on_new_stream(move |_| {
+            o.fetch_add(1, Ordering::SeqCst);
+        })
+        .on_close_stream(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    let (opened2, closed2, disc2) = (opened.clone(), closed.clone(), disc.clone());
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        for _ in 0..3 {
+            let s = conn.new_stream().unwrap();
+            let _: MessageReply = s.send_recv(&MessageRequest::default()).await.unwrap();
+        }
+        assert_eq!(opened2.load(Ordering::SeqCst), 3);
+        drop(conn);
+        assert!(eventually(|| closed2.load(Ordering::SeqCst) == 3 && disc2.load(Ordering::SeqCst) == 1).await);
+        // Rejected by on_connect: the handshake succeeds, then EOF (§2.4).
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        conn.wait_closed().await;
+        let r = conn.send_recv::<_, MessageReply>(&MessageRequest::default()).await;
+        assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    });
+    stop(h);
+    assert_eq!(
+        disc.load(Ordering::SeqCst),
+        1,
+        "rejected connection never reached on_disconnect"
+    );
+}
+
+#[test]
+fn once_uds_and_abstract() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    let path = std::env::temp_dir().join(format!("amring-rt-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let uds = format!("uds://{}", path.display());
+    let hu = server().serve(&uds).unwrap();
+    let abs = format!("unix://@amring-rt-{}", std::process::id());
+    let ha = server().serve(&abs).unwrap();
+    let (uds2, abs2) = (uds.clone(), abs.clone());
+    client(move || async move {
+        let r: MessageReply = amring::once(
+            &addr,
+            &MessageRequest {
+                msg: "o".into(),
+                num: 1,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.msg, "o!");
+        for a in [uds2, abs2] {
+            let conn = Client::builder().connect(&a).await.unwrap();
+            let r: MessageReply = conn
+                .send_recv(&MessageRequest {
+                    msg: "u".into(),
+                    num: 9,
+                })
+                .await
+                .unwrap();
+            assert_eq!((r.msg.as_str(), r.num), ("u!", 10));
+        }
+        // once() against nothing listening fails fast with an I/O error.
+        let dead = "127.0.0.1:1";
+        assert!(amring::once::<_, MessageReply>(dead, &MessageRequest::default())
+            .await
+            .is_err());
+    });
+    stop(h);
+    stop(hu);
+    stop(ha);
+    assert!(!path.exists(), "UDS socket file removed on shutdown");
+}
+
+#[test]
+fn connections_spread_over_shards() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    assert_eq!(h.addrs().len(), 2);
+    assert_eq!(h.addrs()[0], h.addrs()[1]);
+    client(move || async move {
+        let mut conns = Vec::new();
+        for i in 0..24 {
+            let c = Client::builder().connect(&addr).await.unwrap();
+            let r: MessageReply = c
+                .send_recv(&MessageRequest {
+                    msg: String::new(),
+                    num: i,
+                })
+                .await
+                .unwrap();
+            assert_eq!(r.num, i + 1);
+            conns.push(c);
+        }
+    });
+    let stats = h.stats();
+    assert_eq!(stats.iter().map(|s| s.served).sum::<u64>(), 24);
+    assert!(stats.iter().all(|s| s.served > 0), "both shards served: {stats:?}");
+    stop(h);
+}
+
+#[test]
+fn shutdown_completes_in_flight_requests() {
+    let h = server().serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        client(move || async move {
+            let conn = Client::builder().connect(&addr).await.unwrap();
+            conn.send(&Slow { ms: 300, n: 3 }).await.unwrap();
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            tx.send(()).unwrap();
+            let r: Num = conn.recv().await.unwrap();
+            assert_eq!(r.n, 3);
+            conn.wait_closed().await;
+        })
+    });
+    rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    h.shutdown(Duration::from_secs(5));
+    h.join().unwrap();
+    t.join().unwrap();
+}
