@@ -4,8 +4,12 @@
 //! * amring client → Go server: echo (stream 0 and extra streams, both codecs),
 //!   OkReply / ErrorReply, unknown names, type mismatch, payload sizes, many
 //!   concurrent streams, push events, scalars and `once`.
-//! * v3-requesting Go clients against amring (fallback to v2, spec §2.6), and a
-//!   recovery-enabled Go server against the v2 amring client.
+//! * v3-requesting Go clients against amring without recovery (fallback to v2,
+//!   spec §2.6), and a recovery-enabled Go server against the v2 amring client.
+//! * Live v3: the Go recovery client against the amring recovery server (all
+//!   scenarios; and across fault-proxy cuts, resuming), and the amring v3
+//!   client against `go-peer server --recovery` (echo on several streams,
+//!   across cuts: every reply exactly once, in order).
 //!
 //! Without the Go peer every test prints `SKIPPED: live Go interop: <reason>`
 //! and passes, unless `AMRING_REQUIRE_GO=1` (then it fails).
@@ -16,7 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use amring::codec::{CodecKind, Message, OkReply};
-use amring::{Client, Connection, Error, Server, ServerHandle, Shards, StreamContext};
+use amring::proto::attach::RecoveryOptions;
+use amring::{Client, ClientRecoveryOptions, Connection, Error, Server, ServerHandle, Shards, StreamContext};
 use amring_tests::faultproxy::{Direction, FaultProxy};
 use amring_tests::gopeer::{self, GoServer};
 use serde::{Deserialize, Serialize};
@@ -142,8 +147,15 @@ struct AmringServer {
 
 impl AmringServer {
     fn start() -> AmringServer {
+        AmringServer::start_with(None)
+    }
+
+    /// With `Some`, v3 recovery is enabled (two shards, so resumes may need a hand-off).
+    fn start_with(recovery: Option<RecoveryOptions>) -> AmringServer {
+        let shards = if recovery.is_some() { 2 } else { 1 };
         let handle = Server::builder()
-            .shards(Shards::Unpinned(1))
+            .shards(Shards::Unpinned(shards))
+            .recovery(recovery)
             .io_memory(512 * 1024)
             .handler(|_ctx: StreamContext, m: EchoRequest| async move { Ok::<_, String>(EchoReply { text: m.text }) })
             .handler(|_ctx: StreamContext, m: FailRequest| async move { Err::<(), _>(format!("failed: {}", m.why)) })
@@ -311,7 +323,7 @@ fn go_client_to_amring_map_only() {
     go_client_all("2", false);
 }
 
-/// A recovery-enabled Go client asks for v3; amring (no v3 runtime yet) must answer with
+/// A recovery-enabled Go client asks for v3; an amring server without recovery options must answer with
 /// the exact fallback reply (accept=0, version=2, spec §2.6 / §9 note 14) so the Go
 /// client continues on v2.
 #[test]
@@ -557,7 +569,7 @@ fn amring_once_against_go_server() {
     srv.check_alive().unwrap();
 }
 
-/// A recovery-enabled Go server still serves v2 clients (the amring client is v2 only so far).
+/// A recovery-enabled Go server still serves v2 clients.
 #[test]
 fn amring_v2_client_against_recovery_go_server() {
     let Some(peer) = peer() else { return };
@@ -572,6 +584,176 @@ fn amring_v2_client_against_recovery_go_server() {
                 let r: EchoReply = st.send_recv(&EchoRequest { text: text.clone() }).await.unwrap();
                 assert_eq!(r.text, text);
             }
+            close_settled(conn).await;
+        }
+    });
+    srv.check_alive().unwrap();
+}
+
+// ---- live v3 (recovery) interop ----
+
+fn amring_recovery_opts() -> RecoveryOptions {
+    RecoveryOptions {
+        detached_ttl: Duration::from_secs(30),
+        ..RecoveryOptions::default()
+    }
+}
+
+/// Go recovery client → amring recovery server, every scenario, no faults:
+/// the session is v3 end to end (the amring server counts it).
+#[test]
+fn go_recovery_client_all_scenarios_on_amring_v3() {
+    let Some(peer) = peer() else { return };
+    for codecs in ["1,2", "2,1"] {
+        let srv = AmringServer::start_with(Some(amring_recovery_opts()));
+        let out = gopeer::run_client(&peer, &srv.dial_addr(), "all", codecs, true, CLIENT_TIMEOUT);
+        assert!(
+            out.success(),
+            "go-peer client --recovery --codecs {codecs} against amring v3: {out}"
+        );
+        assert_eq!(out.failures(), Vec::<&str>::new());
+        assert_eq!(
+            out.stdout.lines().filter(|l| l.starts_with("ok   ")).count(),
+            8,
+            "{out}"
+        );
+        let st = srv.handle.as_ref().unwrap().stats();
+        assert!(
+            st.iter().map(|s| s.served).sum::<u64>() >= 1 && st.iter().map(|s| s.sessions).sum::<u64>() >= 1,
+            "the Go client must have attached v3 sessions: {st:?}"
+        );
+    }
+}
+
+/// Go recovery client → amring recovery server through the fault proxy, with
+/// one cut mid-traffic at several byte offsets in each direction: the Go
+/// client resumes (a second transport reaches the server as a resume) and
+/// every echo succeeds.
+#[test]
+fn go_recovery_client_resumes_on_amring_across_proxy_cuts() {
+    let Some(peer) = peer() else { return };
+    // Handshake reply (12) + attach response (60) + part of the echo replies;
+    // client → server: hello (14) + attach request (44) + part of the requests.
+    let cuts = [
+        (Direction::ServerToClient, 12 + 60 + 300),
+        (Direction::ServerToClient, 12 + 60 + 1201),
+        (Direction::ClientToServer, 14 + 44 + 77),
+        (Direction::ClientToServer, 14 + 44 + 903),
+    ];
+    for (dir, at) in cuts {
+        let srv = AmringServer::start_with(Some(amring_recovery_opts()));
+        let target = srv.handle.as_ref().unwrap().local_addr().tcp().unwrap();
+        let proxy = FaultProxy::start(target).unwrap();
+        proxy.cut_after_bytes(dir, at);
+        let out = gopeer::run_client(&peer, &proxy.dial_addr(), "echo", "1,2", true, CLIENT_TIMEOUT);
+        assert!(
+            out.success(),
+            "Go v3 client across a cut ({dir:?} after {at} B) on amring: {out}"
+        );
+        assert_eq!(
+            proxy.cuts(),
+            1,
+            "the cut must have happened mid-scenario ({dir:?} {at})"
+        );
+        assert!(proxy.connections_accepted() >= 2, "the Go client must have reconnected");
+        let st = srv.handle.as_ref().unwrap().stats();
+        assert!(
+            st.iter().map(|s| s.resumes).sum::<u64>() >= 1,
+            "amring must have accepted a resume: {st:?}"
+        );
+    }
+}
+
+/// Echo on several streams through `conn`, `rounds` rounds; every reply must
+/// match its request (so none is lost, duplicated or reordered). Runs
+/// `fault(round)` after each round.
+async fn v3_echo_rounds(conn: &Connection, streams: usize, rounds: usize, fault: impl Fn(usize)) {
+    let ss: Vec<_> = (0..streams).map(|_| conn.new_stream().unwrap()).collect();
+    for s in &ss {
+        s.set_recv_timeout(Some(Duration::from_secs(20)));
+    }
+    for i in 0..rounds {
+        let futs: Vec<_> = ss
+            .iter()
+            .enumerate()
+            .map(|(k, s)| async move {
+                let text = format!("s{k}-r{i}-{}", "x".repeat(i % 7 * 10));
+                let r: EchoReply = s
+                    .send_recv(&EchoRequest { text: text.clone() })
+                    .await
+                    .unwrap_or_else(|e| panic!("stream {k} round {i}: {e}"));
+                assert_eq!(r.text, text, "reply lost, duplicated or reordered on stream {k}");
+            })
+            .collect();
+        for f in futs {
+            f.await;
+        }
+        fault(i);
+    }
+}
+
+/// amring v3 client → `go-peer server --recovery`, echo on several streams,
+/// with one proxy cut mid-traffic at several offsets: every reply arrives
+/// exactly once and in order, after a resume.
+#[test]
+fn amring_v3_client_resumes_on_go_server_across_proxy_cuts() {
+    let Some(peer) = peer() else { return };
+    let cuts = [
+        (Direction::ClientToServer, 500u64),
+        (Direction::ClientToServer, 2_001),
+        (Direction::ServerToClient, 12 + 60 + 333),
+        (Direction::ServerToClient, 12 + 60 + 2_500),
+    ];
+    for (dir, at) in cuts {
+        let mut srv = start_go_server(&peer, true);
+        let proxy = std::sync::Arc::new(FaultProxy::start(srv.socket_addr()).unwrap());
+        let p2 = proxy.clone();
+        on_glommio(move || async move {
+            let conn = Client::builder()
+                .timeout(Some(Duration::from_secs(5)))
+                .recovery(ClientRecoveryOptions {
+                    min_backoff: Duration::from_millis(5),
+                    max_backoff: Duration::from_millis(100),
+                    max_replay_bytes: 0,
+                })
+                .connect(&p2.dial_addr())
+                .await
+                .unwrap();
+            assert_eq!(conn.debug_state().protocol, 3, "v3 with the recovery Go server");
+            p2.cut_after_bytes(dir, at);
+            v3_echo_rounds(&conn, 4, 30, |_| {}).await;
+            let d = conn.debug_state();
+            assert_eq!(p2.cuts(), 1, "the cut must have happened mid-traffic ({dir:?} {at})");
+            assert!(d.counters.reconnect_successes >= 1, "{:?}", d.counters);
+            // Let the last ACKs reach the Go server before closing (§9 note 24).
+            close_settled(conn).await;
+        });
+        assert!(proxy.connections_accepted() >= 2);
+        srv.check_alive().unwrap();
+    }
+}
+
+/// amring v3 client → `go-peer server --recovery` without faults: v3 is
+/// negotiated and echo works on several streams.
+#[test]
+fn amring_v3_client_echo_on_go_recovery_server() {
+    let Some(peer) = peer() else { return };
+    let mut srv = start_go_server(&peer, true);
+    let addr = srv.dial_addr();
+    on_glommio(move || async move {
+        for codecs in BOTH {
+            let conn = Client::builder()
+                .codecs(codecs.iter().copied())
+                .timeout(Some(Duration::from_secs(5)))
+                .recovery(ClientRecoveryOptions::default())
+                .connect(&addr)
+                .await
+                .unwrap();
+            assert_eq!(conn.debug_state().protocol, 3);
+            v3_echo_rounds(&conn, 8, 20, |_| {}).await;
+            let r = conn.debug_state().recovery.unwrap();
+            assert_eq!(r.last_sent_seq, 8 * 20, "one seq per request");
+            assert_eq!(r.last_recv_seq, 8 * 20, "one seq per reply, none duplicated");
             close_settled(conn).await;
         }
     });

@@ -1,160 +1,28 @@
 //! v3 recovery end to end over loopback (spec §7): a real server with two
-//! shards, the amring client with recovery, and a small fault proxy in
-//! between that cuts, truncates or stalls transports. Every loop is bounded
+//! shards, the amring client with recovery, and the shared
+//! [`FaultProxy`] in between that cuts, truncates or stalls transports. Every loop is bounded
 //! in count and time; nothing asserts on timing.
 
 mod runtime_common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amring::proto::attach::{AttachRequest, AttachResponse, AttachStatus, RecoveryOptions};
 use amring::{Client, ClientRecoveryOptions, Error, Server, Shards};
+use amring_tests::faultproxy::{Direction, FaultProxy};
 use bytes::BytesMut;
 use futures_lite::future;
 use runtime_common::*;
 
-// ---- a loopback fault proxy ----
+// ---- the shared loopback fault proxy ----
 
-struct Pair {
-    a: TcpStream,
-    b: TcpStream,
-    stalled: Arc<AtomicBool>,
-}
-
-/// Forwards 127.0.0.1:port → upstream; can cut every live transport, cut the
-/// live client→server direction after N more bytes, stall (half-open), or
-/// refuse new connections.
-struct Proxy {
-    port: u16,
-    pairs: Arc<Mutex<Vec<Pair>>>,
-    cut_after: Arc<AtomicU64>,
-    refuse: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    conns: Arc<AtomicUsize>,
-}
-
-impl Proxy {
-    fn start(upstream: String) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.set_nonblocking(true).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let p = Proxy {
-            port,
-            pairs: Arc::default(),
-            cut_after: Arc::new(AtomicU64::new(u64::MAX)),
-            refuse: Arc::default(),
-            stop: Arc::default(),
-            conns: Arc::default(),
-        };
-        let (pairs, cut, refuse, stop, conns) = (
-            p.pairs.clone(),
-            p.cut_after.clone(),
-            p.refuse.clone(),
-            p.stop.clone(),
-            p.conns.clone(),
-        );
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((a, _)) = l.accept() else {
-                    std::thread::sleep(Duration::from_millis(2));
-                    continue;
-                };
-                if refuse.load(Ordering::Relaxed) {
-                    drop(a);
-                    continue;
-                }
-                a.set_nonblocking(false).unwrap();
-                let Ok(b) = TcpStream::connect(&upstream) else { continue };
-                conns.fetch_add(1, Ordering::Relaxed);
-                let _ = a.set_nodelay(true);
-                let _ = b.set_nodelay(true);
-                let stalled = Arc::new(AtomicBool::new(false));
-                pump(
-                    a.try_clone().unwrap(),
-                    b.try_clone().unwrap(),
-                    Some(cut.clone()),
-                    stalled.clone(),
-                );
-                pump(b.try_clone().unwrap(), a.try_clone().unwrap(), None, stalled.clone());
-                pairs.lock().unwrap().push(Pair { a, b, stalled });
-            }
-        });
-        p
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Closes every live transport (both sides see EOF / reset).
-    fn cut_all(&self) {
-        for p in self.pairs.lock().unwrap().drain(..) {
-            let _ = p.a.shutdown(Shutdown::Both);
-            let _ = p.b.shutdown(Shutdown::Both);
-        }
-    }
-
-    /// The live client→server direction forwards `n` more bytes, then the
-    /// transport is cut (a frame may be truncated in the middle).
-    fn cut_after_bytes(&self, n: u64) {
-        self.cut_after.store(n, Ordering::SeqCst);
-    }
-
-    /// Live transports stop forwarding but stay open (half-open).
-    fn stall(&self) {
-        for p in self.pairs.lock().unwrap().iter() {
-            p.stalled.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.cut_all();
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: Option<Arc<AtomicU64>>, stalled: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 16 * 1024];
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if stalled.load(Ordering::SeqCst) {
-                // Half-open: swallow everything until the transport is dropped.
-                continue;
-            }
-            let mut fwd = n;
-            let mut cut_now = false;
-            if let Some(c) = &cut {
-                let left = c.load(Ordering::SeqCst);
-                if left != u64::MAX {
-                    if (n as u64) >= left {
-                        fwd = left as usize;
-                        cut_now = true;
-                        c.store(u64::MAX, Ordering::SeqCst);
-                    } else {
-                        c.store(left - n as u64, Ordering::SeqCst);
-                    }
-                }
-            }
-            if to.write_all(&buf[..fwd]).is_err() {
-                break;
-            }
-            if cut_now {
-                break;
-            }
-        }
-        let _ = from.shutdown(Shutdown::Both);
-        let _ = to.shutdown(Shutdown::Both);
-    });
+/// A [`FaultProxy`] in front of `h`.
+fn proxy_for(h: &amring::ServerHandle) -> Arc<FaultProxy> {
+    Arc::new(FaultProxy::start(h.dial_addr().parse().unwrap()).unwrap())
 }
 
 // ---- helpers ----
@@ -248,10 +116,10 @@ fn v3_echo_on_several_streams() {
 fn cut_all_mid_traffic_loses_and_duplicates_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));
     let h = counting_server(calls.clone(), Duration::from_secs(30));
-    let proxy = Arc::new(Proxy::start(h.dial_addr()));
+    let proxy = proxy_for(&h);
     let p2 = proxy.clone();
     let n = client(move || async move {
-        let conn = rec_client().connect(&p2.addr()).await.unwrap();
+        let conn = rec_client().connect(&p2.dial_addr()).await.unwrap();
         let n = traffic(&conn, 4, 40, |i| {
             if i % 10 == 5 {
                 p2.cut_all();
@@ -264,7 +132,7 @@ fn cut_all_mid_traffic_loses_and_duplicates_nothing() {
         n
     });
     assert_eq!(calls.load(Ordering::SeqCst), n, "each request handled exactly once");
-    assert!(proxy.conns.load(Ordering::Relaxed) >= 2);
+    assert!(proxy.connections_accepted() >= 2);
     stop(h);
 }
 
@@ -272,14 +140,14 @@ fn cut_all_mid_traffic_loses_and_duplicates_nothing() {
 fn cut_after_bytes_at_several_offsets() {
     let calls = Arc::new(AtomicUsize::new(0));
     let h = counting_server(calls.clone(), Duration::from_secs(30));
-    let proxy = Arc::new(Proxy::start(h.dial_addr()));
+    let proxy = proxy_for(&h);
     let p2 = proxy.clone();
     let n = client(move || async move {
-        let conn = rec_client().connect(&p2.addr()).await.unwrap();
+        let conn = rec_client().connect(&p2.dial_addr()).await.unwrap();
         let offsets = [1u64, 7, 19, 40, 333];
         let n = traffic(&conn, 3, 30, |i| {
             if i % 6 == 2 {
-                p2.cut_after_bytes(offsets[(i / 6) as usize % offsets.len()]);
+                p2.cut_after_bytes(Direction::ClientToServer, offsets[(i / 6) as usize % offsets.len()]);
             }
         })
         .await;
@@ -294,13 +162,24 @@ fn cut_after_bytes_at_several_offsets() {
 fn stall_beyond_heartbeat_timeout_detaches_and_resumes() {
     let calls = Arc::new(AtomicUsize::new(0));
     let h = counting_server(calls.clone(), Duration::from_secs(30));
-    let proxy = Arc::new(Proxy::start(h.dial_addr()));
+    let proxy = proxy_for(&h);
     let p2 = proxy.clone();
     let n = client(move || async move {
-        let conn = rec_client().connect(&p2.addr()).await.unwrap();
+        let conn = rec_client().connect(&p2.dial_addr()).await.unwrap();
         let n = traffic(&conn, 2, 10, |i| {
             if i == 4 {
-                p2.stall();
+                // Both directions stop forwarding (the transport stays open)
+                // until the client gave up on it and dialed again; the stall
+                // then ends so that the resume can get through.
+                let before = p2.connections_accepted();
+                p2.stall(Direction::ClientToServer, true);
+                p2.stall(Direction::ServerToClient, true);
+                let p3 = p2.clone();
+                std::thread::spawn(move || {
+                    p3.wait_until(Duration::from_secs(10), |p| p.connections_accepted() > before);
+                    p3.stall(Direction::ClientToServer, false);
+                    p3.stall(Direction::ServerToClient, false);
+                });
             }
         })
         .await;
@@ -360,12 +239,12 @@ fn v3_falls_back_to_v2_against_a_plain_server() {
 fn send_during_detach_then_close_fails_with_closed() {
     let calls = Arc::new(AtomicUsize::new(0));
     let h = counting_server(calls, Duration::from_secs(30));
-    let proxy = Arc::new(Proxy::start(h.dial_addr()));
+    let proxy = proxy_for(&h);
     let p2 = proxy.clone();
     client(move || async move {
-        let conn = Rc::new(rec_client().connect(&p2.addr()).await.unwrap());
+        let conn = Rc::new(rec_client().connect(&p2.dial_addr()).await.unwrap());
         let _: Num = conn.send_recv(&Num { n: 1 }).await.unwrap();
-        p2.refuse.store(true, Ordering::SeqCst);
+        p2.reject_new(true);
         p2.cut_all();
         assert!(eventually(|| conn.debug_state().recovery.is_some_and(|r| !r.attached)).await);
         let c2 = conn.clone();
@@ -483,4 +362,124 @@ fn resumes_landing_on_the_non_owner_shard_succeed() {
     assert_eq!(st[owner].resumes, 24);
     drop(socks);
     stop(h);
+}
+
+// ---- stage-specific failure codes (spec §8.3) ----
+
+fn last_code(conn: &amring::Connection) -> Option<amring::debug::FailureCode> {
+    conn.debug_state().last_failure.map(|f| f.code)
+}
+
+#[test]
+fn failure_codes_resume_then_reconnect_terminal() {
+    use amring::debug::FailureCode;
+    // Short TTL: once the proxy refuses resumes long enough, the session expires.
+    let h = counting_server(Arc::default(), Duration::from_millis(100));
+    let proxy = proxy_for(&h);
+    let p2 = proxy.clone();
+    let stats = Arc::new(Mutex::new(h));
+    let s2 = stats.clone();
+    client(move || async move {
+        let conn = rec_client().connect(&p2.dial_addr()).await.unwrap();
+        let _: Num = conn.send_recv(&Num { n: 1 }).await.unwrap();
+        p2.reject_new(true);
+        p2.cut_all();
+        // Attempts die at the proxy: each one is a `recovery.resume` failure.
+        assert!(eventually(|| last_code(&conn) == Some(FailureCode::RecoveryResume)).await);
+        let f = conn.debug_state().last_failure.unwrap();
+        assert!(f.text.starts_with("resume failed:"), "{}", f.text);
+        assert!(eventually(|| sessions(&s2.lock().unwrap()) == 0).await, "TTL expiry");
+        p2.reject_new(false);
+        // The next attempt reaches the server, which no longer knows the session.
+        assert!(eventually(|| last_code(&conn) == Some(FailureCode::RecoveryReconnectTerminal)).await);
+        assert!(matches!(conn.send(&Num { n: 2 }).await, Err(Error::Closed)));
+        assert!(conn.debug_state().counters.reconnect_failures >= 2);
+    });
+    let h = Arc::try_unwrap(stats).ok().unwrap().into_inner().unwrap();
+    stop(h);
+}
+
+/// A fake v3 server (std sockets, bounded by timeouts): completes the hello
+/// and a new-session attach, then writes `evil` and waits for the client to
+/// hang up.
+fn fake_v3_server(evil: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
+    use amring::proto::handshake::{ServerHandshake, ServerHandshakeConfig, ServerStep};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut hs = ServerHandshake::new(ServerHandshakeConfig {
+            recovery: true,
+            ..ServerHandshakeConfig::default()
+        });
+        let mut buf = BytesMut::new();
+        let mut chunk = [0u8; 256];
+        let reply = loop {
+            match hs.handle(&mut buf) {
+                ServerStep::NeedMore => {
+                    let n = s.read(&mut chunk).unwrap();
+                    assert!(n > 0, "client hung up during the hello");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                ServerStep::Accept { reply, .. } => break reply,
+                ServerStep::Reject { error, .. } => panic!("hello rejected: {error}"),
+            }
+        };
+        s.write_all(&reply).unwrap();
+        let req = loop {
+            if let Some(r) = AttachRequest::decode(&mut buf) {
+                break r;
+            }
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "client hung up during the attach");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        assert_eq!(req.mode, amring::proto::attach::AttachMode::New);
+        let params = amring::proto::RecoveryParams::default();
+        let mut out = BytesMut::new();
+        AttachResponse::accepted([7; 16], [9; 16], 0, &params).write(&mut out);
+        out.extend_from_slice(&evil);
+        s.write_all(&out).unwrap();
+        // Bounded: the client closes (permanent failure) or the read times out.
+        let _ = s.read(&mut chunk);
+    });
+    (addr, t)
+}
+
+fn v3_frame(stream: u32, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    amring::proto::FrameEncoder::new(amring::proto::Version::V3, u32::MAX)
+        .encode(&mut out, stream, seq, payload)
+        .unwrap();
+    out.to_vec()
+}
+
+#[test]
+fn failure_codes_data_and_control_close_permanently() {
+    use amring::debug::FailureCode;
+    let cases = [
+        // A data frame with seq 0.
+        (v3_frame(1, 0, b"x"), FailureCode::RecoveryData),
+        // A data frame skipping seq 1.
+        (v3_frame(1, 2, b"x"), FailureCode::RecoveryData),
+        // A control frame of an unknown type.
+        (v3_frame(u32::MAX, 0, &[0x7f]), FailureCode::RecoveryControl),
+    ];
+    for (evil, want) in cases {
+        let (addr, t) = fake_v3_server(evil);
+        client(move || async move {
+            let conn = rec_client().connect(&addr).await.unwrap();
+            assert_eq!(conn.debug_state().protocol, 3);
+            assert!(eventually(|| conn.debug_state().recovery.is_some_and(|r| r.closed)).await);
+            assert_eq!(last_code(&conn), Some(want), "{:?}", conn.debug_state().last_failure);
+            assert!(matches!(conn.send(&Num { n: 1 }).await, Err(Error::Closed)));
+            assert_eq!(
+                conn.debug_state().counters.reconnect_attempts,
+                0,
+                "permanent: no resume"
+            );
+        });
+        t.join().unwrap();
+    }
 }

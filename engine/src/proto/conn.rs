@@ -189,6 +189,20 @@ pub enum SendError<E> {
     Closed,
 }
 
+/// What the last [`Connection::poll_transmit`] wrote, so that a driver can
+/// name the stage of a failed write (spec §8.3 `recovery.*_write` codes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransmitKinds {
+    /// A v3 ACK control frame.
+    pub ack: bool,
+    /// Frames replayed after a resume.
+    pub replay: bool,
+    /// New data frames (and, in v3, a graceful CLOSE).
+    pub data: bool,
+    /// A v3 PING control frame.
+    pub ping: bool,
+}
+
 /// Something the layer above should know about, from [`Connection::poll_event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -212,6 +226,8 @@ pub struct Connection {
     stats: TransportStats,
     /// v3 only.
     recovery: Option<Recovery>,
+    /// What the last `poll_transmit` wrote.
+    last_tx: TransmitKinds,
     /// v2: permanently closed (v3 keeps it in `recovery`).
     v2_closed: bool,
 }
@@ -234,6 +250,7 @@ impl Connection {
             tx_control: 0,
             stats: TransportStats::default(),
             recovery,
+            last_tx: TransmitKinds::default(),
             v2_closed: false,
         }
     }
@@ -260,6 +277,25 @@ impl Connection {
             Some(r) if r.state() == LinkState::Attached => r.resume_queue_depth() > 0 || r.ack_due_now(),
             _ => false,
         }
+    }
+
+    /// True when data frames (new or to replay) wait for
+    /// [`Connection::poll_transmit`]; a due ACK or PING alone does not count.
+    /// Lets a driver hold back a lone ACK for one scheduling round so that it
+    /// rides along with the replies its frames trigger.
+    pub fn has_data_transmit(&self) -> bool {
+        if !self.tx.is_empty() {
+            return true;
+        }
+        match &self.recovery {
+            Some(r) if r.state() == LinkState::Attached => r.resume_queue_depth() > 0,
+            _ => false,
+        }
+    }
+
+    /// What the last [`Connection::poll_transmit`] appended (all `false` when nothing).
+    pub fn last_transmit(&self) -> TransmitKinds {
+        self.last_tx
     }
 
     /// True once the logical connection is permanently closed.
@@ -545,7 +581,8 @@ impl Connection {
 
     fn drop_transport(&mut self) {
         self.decoder = FrameDecoder::new(self.config.version, self.config.max_frame);
-        self.tx.clear();
+        // Release the buffer (it may be a driver's 64 KiB write buffer swapped in).
+        self.tx = BytesMut::new();
         self.tx_frames = 0;
         self.tx_control = 0;
     }
@@ -562,20 +599,24 @@ impl Connection {
         let start = out.len();
         let mut frames = 0u64;
         let mut control = 0u64;
+        let mut kinds = TransmitKinds::default();
         if let Some(r) = self.recovery.as_mut() {
             if r.state() == LinkState::Attached {
                 if let Some(v) = r.take_ack(now) {
                     Control::Ack(v).write_frame(out);
+                    kinds.ack = true;
                     frames += 1;
                     control += 1;
                 }
                 while let Some(f) = r.next_replay() {
                     out.extend_from_slice(&f);
+                    kinds.replay = true;
                     frames += 1;
                 }
             }
         }
         if !self.tx.is_empty() {
+            kinds.data = true;
             if out.is_empty() {
                 std::mem::swap(out, &mut self.tx);
             } else {
@@ -588,6 +629,7 @@ impl Connection {
         if let Some(r) = self.recovery.as_mut() {
             if out.len() == start && r.ping_due(now) {
                 Control::Ping.write_frame(out);
+                kinds.ping = true;
                 frames += 1;
                 control += 1;
             }
@@ -595,6 +637,7 @@ impl Connection {
                 r.on_written(now);
             }
         }
+        self.last_tx = kinds;
         let n = out.len() - start;
         self.stats.frames_written += frames;
         self.stats.bytes_written += n as u64;
@@ -622,5 +665,77 @@ fn map_encode_err<E>(e: EncodeFrameError<E>) -> SendError<E> {
     match e {
         EncodeFrameError::Body(e) => SendError::Encode(e),
         EncodeFrameError::Frame(f) => SendError::Frame(f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v3(role: Role, now: Instant) -> Connection {
+        let params = RecoveryParams {
+            ack_every: 1,
+            ..RecoveryParams::default()
+        };
+        Connection::new(
+            ConnConfig {
+                role,
+                version: Version::V3,
+                max_frame: 1 << 20,
+                recovery: Some(params),
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn last_transmit_names_what_was_written() {
+        let now = Instant::now();
+        let (mut a, mut b) = (v3(Role::Client, now), v3(Role::Server, now));
+        let mut wire = BytesMut::new();
+        a.send(now, 1, |buf| {
+            buf.extend_from_slice(b"hi");
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+        a.poll_transmit(now, &mut wire);
+        assert_eq!(
+            a.last_transmit(),
+            TransmitKinds {
+                data: true,
+                ..TransmitKinds::default()
+            }
+        );
+        assert!(b.handle_input(now, &mut wire).unwrap().is_some());
+        let mut out = BytesMut::new();
+        b.poll_transmit(now, &mut out);
+        assert_eq!(
+            b.last_transmit(),
+            TransmitKinds {
+                ack: true,
+                ..TransmitKinds::default()
+            }
+        );
+        // The ACK was lost with the transport: after a resume the frame is replayed.
+        a.detach(now);
+        a.attach(now, 0).unwrap();
+        assert!(a.has_data_transmit());
+        out.clear();
+        a.poll_transmit(now, &mut out);
+        assert!(a.last_transmit().replay && !a.last_transmit().data);
+        out.clear();
+        let later = now + Duration::from_secs(31);
+        a.poll_transmit(later, &mut out);
+        assert_eq!(
+            a.last_transmit(),
+            TransmitKinds {
+                ping: true,
+                ..TransmitKinds::default()
+            }
+        );
+        out.clear();
+        a.poll_transmit(later, &mut out);
+        assert_eq!(a.last_transmit(), TransmitKinds::default());
+        assert!(out.is_empty());
     }
 }

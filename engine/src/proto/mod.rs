@@ -16,7 +16,9 @@ pub use attach::{
     normalize_server_options, AttachError, AttachMode, AttachRequest, AttachResponse, AttachStatus, RecoveryOptions,
     ATTACH_REQUEST_LEN, ATTACH_RESPONSE_LEN,
 };
-pub use conn::{ConnConfig, ConnError, Connection, Delivered, Event, RecoveryParams, Role, SendError, TransportStats};
+pub use conn::{
+    ConnConfig, ConnError, Connection, Delivered, Event, RecoveryParams, Role, SendError, TransmitKinds, TransportStats,
+};
 pub use control::Control;
 pub use error::{ControlError, FrameError};
 pub use frame::{Frame, FrameDecoder, FrameEncoder, FrameHeader, Version, CONTROL_STREAM_ID};

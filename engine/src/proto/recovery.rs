@@ -411,6 +411,8 @@ impl Recovery {
         self.state = LinkState::Detached;
         self.transport_gen += 1;
         self.detaches += 1;
+        // A detached session may wait long: keep only the retained frames.
+        self.ring.compact();
         self.resume_next = 1;
         self.resume_end = 0;
         self.unacked = 0;

@@ -134,6 +134,24 @@ impl ReplayRing {
         &self.entries.back().expect("just pushed").frame
     }
 
+    /// Releases memory while no frame is being encoded (e.g. on detach): the
+    /// arena's spare capacity is dropped and the retained frames are copied
+    /// into one allocation of exactly their size, so a few small retained
+    /// frames no longer pin whole arena chunks. Frame bytes are unchanged.
+    pub fn compact(&mut self) {
+        debug_assert!(self.arena.is_empty());
+        self.arena = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(self.bytes);
+        for e in &self.entries {
+            buf.extend_from_slice(&e.frame);
+        }
+        let mut all = buf.freeze();
+        for e in &mut self.entries {
+            e.frame = all.split_to(e.frame.len());
+        }
+        self.entries.shrink_to_fit();
+    }
+
     /// Drops the frame encoded in the arena without retaining it.
     pub fn rollback(&mut self) {
         self.arena.clear();
@@ -208,5 +226,22 @@ mod tests {
         }
         r.clear();
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn compact_keeps_frames_and_accounting() {
+        let mut r = ReplayRing::new(1 << 20);
+        for seq in 1..=10u64 {
+            assert!(push(&mut r, seq, 30 + seq as usize));
+        }
+        r.ack(3);
+        let before: Vec<(u64, Bytes)> = r.iter_from(0).map(|(s, f)| (s, f.clone())).collect();
+        let bytes = r.bytes();
+        r.compact();
+        let after: Vec<(u64, Bytes)> = r.iter_from(0).map(|(s, f)| (s, f.clone())).collect();
+        assert_eq!(before, after);
+        assert_eq!(r.bytes(), bytes);
+        assert!(push(&mut r, 11, 5), "encoding continues after compact");
+        assert_eq!(r.last_seq(), Some(11));
     }
 }

@@ -109,6 +109,8 @@ pub struct SessionTable<T> {
     entries: HashMap<ConnectionId, SessionEntry<T>>,
     /// Invariant: `(d, id)` is here iff `entries[id].deadline == Some(d)`.
     timers: BTreeSet<(Instant, ConnectionId)>,
+    /// Invariant: number of entries with `is_detached()`.
+    detached: usize,
 }
 
 impl<T> SessionTable<T> {
@@ -119,6 +121,7 @@ impl<T> SessionTable<T> {
             ttl: detached_ttl,
             entries: HashMap::new(),
             timers: BTreeSet::new(),
+            detached: 0,
         }
     }
 
@@ -220,6 +223,7 @@ impl<T> SessionTable<T> {
         }
         if let Some(d) = e.deadline.take() {
             self.timers.remove(&(d, *id));
+            self.detached -= 1;
         }
         Ok(e)
     }
@@ -246,8 +250,12 @@ impl<T> SessionTable<T> {
         }
         if let Some(d) = e.deadline.replace(at) {
             self.timers.remove(&(d, *id));
+            self.detached -= 1;
         }
         e.closed = close;
+        if !close {
+            self.detached += 1;
+        }
         self.timers.insert((at, *id));
         true
     }
@@ -258,7 +266,27 @@ impl<T> SessionTable<T> {
         if let Some(d) = e.deadline {
             self.timers.remove(&(d, *id));
         }
+        if e.is_detached() {
+            self.detached -= 1;
+        }
         Some(e.value)
+    }
+
+    /// Sessions without a transport now (DetachedTTL armed, not closed).
+    pub fn detached_len(&self) -> usize {
+        self.detached
+    }
+
+    /// Removes the session detached longest ago (earliest TTL deadline) and
+    /// returns it; `None` when no session is detached. Used to enforce a cap
+    /// on detached sessions.
+    pub fn evict_oldest_detached(&mut self) -> Option<(ConnectionId, T)> {
+        let id = self
+            .timers
+            .iter()
+            .map(|&(_, id)| id)
+            .find(|id| self.entries.get(id).is_some_and(SessionEntry::is_detached))?;
+        self.remove(&id).map(|v| (id, v))
     }
 
     /// Drops every session whose deadline passed and returns them, so the
@@ -271,6 +299,9 @@ impl<T> SessionTable<T> {
             }
             self.timers.pop_first();
             if let Some(e) = self.entries.remove(&id) {
+                if e.is_detached() {
+                    self.detached -= 1;
+                }
                 out.push((id, e.value));
             }
         }

@@ -77,13 +77,30 @@ pub(crate) enum DriverEnd {
     Failed,
 }
 
+/// State of the lone-ACK hold-back (see the write step of `Driver::poll`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AckHold {
+    /// Nothing held.
+    No,
+    /// Held during the current wake; the task re-woke itself.
+    Held,
+    /// The next wake: the ACK goes out, alone or not.
+    Released,
+}
+
 struct Driver<'a> {
     conn: &'a ConnRef,
     io: &'a mut Transport,
     rbuf: BytesMut,
     wbuf: BytesMut,
     wpos: usize,
-    timer: Option<(Instant, Timer)>,
+    timer: Option<Timer>,
+    /// Instant the timer is armed for (it may fire before the current deadline).
+    armed: Option<Instant>,
+    /// What the bytes in `wbuf` carry (names the stage of a failed write).
+    wkinds: crate::proto::TransmitKinds,
+    /// A lone due ACK held back for one scheduling round.
+    ack_hold: AckHold,
     sweep: Option<Timer>,
     hooks: Option<&'a ConnHooks>,
     /// v3 transport epoch: `(current, mine)`; a mismatch means a resume replaced us.
@@ -140,6 +157,23 @@ impl Driver<'_> {
         TransportEnd::Closed(end)
     }
 
+    /// The §8.3 code of a failed v3 write: the most significant content of
+    /// the write buffer (replayed frames, then new data, then ACK, then PING).
+    fn write_code(&self) -> FailureCode {
+        let k = self.wkinds;
+        if k.replay {
+            FailureCode::RecoveryResumeWrite
+        } else if k.data {
+            FailureCode::RecoveryLiveWrite
+        } else if k.ack {
+            FailureCode::RecoveryAckWrite
+        } else if k.ping {
+            FailureCode::RecoveryPingWrite
+        } else {
+            FailureCode::RecoveryLiveWrite
+        }
+    }
+
     /// An error from `handle_input`/`handle_timeout`.
     fn proto_error(&mut self, e: crate::proto::ConnError) -> TransportEnd {
         use crate::proto::ConnError;
@@ -170,6 +204,9 @@ impl Driver<'_> {
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<TransportEnd> {
         let mut read_any = false;
+        if self.ack_hold == AckHold::Held {
+            self.ack_hold = AckHold::Released;
+        }
         loop {
             let mut progress = false;
             if let Some((cur, mine)) = self.epoch {
@@ -222,7 +259,10 @@ impl Driver<'_> {
                     Poll::Pending => {}
                 }
             }
-            // Protocol timer (v3 ACK / PING / heartbeat).
+            // Protocol timer (v3 ACK / PING / heartbeat): one timer, re-armed
+            // only when the deadline moves earlier than the armed instant (or
+            // the armed instant passed). A deadline that moved later just lets
+            // the timer fire early once; the check below then re-arms it.
             let deadline = self.conn.borrow().proto.poll_timeout();
             if let Some(at) = deadline {
                 let now = Instant::now();
@@ -232,19 +272,13 @@ impl Driver<'_> {
                         return Poll::Ready(self.proto_error(e));
                     }
                     progress = true;
-                } else {
-                    match &mut self.timer {
-                        Some((when, t)) if *when == at => {
-                            if Pin::new(t).poll(cx).is_ready() {
-                                progress = true;
-                            }
-                        }
-                        _ => {
-                            let mut t = Timer::new(at - now);
-                            let _ = Pin::new(&mut t).poll(cx);
-                            self.timer = Some((at, t));
-                        }
+                } else if self.armed.map_or(true, |a| at < a || a <= now) {
+                    let t = self.timer.get_or_insert_with(|| Timer::new(at - now));
+                    t.reset(at - now);
+                    if Pin::new(t).poll(cx).is_ready() {
+                        progress = true;
                     }
+                    self.armed = Some(at);
                 }
             }
             // Replay room freed: wake senders waiting for it.
@@ -286,7 +320,21 @@ impl Driver<'_> {
                     self.wbuf.clear();
                     self.wpos = 0;
                     let mut st = self.conn.borrow_mut();
+                    if self.is_v3() && self.ack_hold != AckHold::Released && !closing && !st.proto.has_data_transmit() {
+                        // A lone ACK waits one scheduling round: the handlers
+                        // (or the application) woken by the frames it acknowledges
+                        // run first, and their frames share its write.
+                        if st.proto.has_transmit() {
+                            if self.ack_hold == AckHold::No {
+                                self.ack_hold = AckHold::Held;
+                                cx.waker().wake_by_ref();
+                            }
+                            break;
+                        }
+                    }
+                    self.ack_hold = AckHold::No;
                     st.proto.poll_transmit(Instant::now(), &mut self.wbuf);
+                    self.wkinds = st.proto.last_transmit();
                     st.transport_stats = *st.proto.stats();
                     if self.wbuf.is_empty() {
                         break;
@@ -298,17 +346,19 @@ impl Driver<'_> {
                         progress = true;
                     }
                     Poll::Ready(Ok(_)) => {
+                        let code = self.write_code();
                         return Poll::Ready(self.lost(
                             FailureCode::ConnectionWriter,
-                            FailureCode::RecoveryLiveWrite,
+                            code,
                             "writer loop failed: write zero".into(),
                             DriverEnd::Failed,
                         ));
                     }
                     Poll::Ready(Err(e)) => {
+                        let code = self.write_code();
                         return Poll::Ready(self.lost(
                             FailureCode::ConnectionWriter,
-                            FailureCode::RecoveryLiveWrite,
+                            code,
                             format!("writer loop failed: {e}"),
                             DriverEnd::Failed,
                         ));
@@ -352,6 +402,9 @@ pub(crate) async fn run_transport(
         wbuf: BytesMut::with_capacity(64 * 1024),
         wpos: 0,
         timer: None,
+        armed: None,
+        ack_hold: AckHold::No,
+        wkinds: crate::proto::TransmitKinds::default(),
         sweep,
         hooks,
         epoch,

@@ -159,8 +159,38 @@ impl ShardRecovery {
                 for (_, s) in expired {
                     me.finalize(&s);
                 }
+                me.publish_detached();
             }
         });
+    }
+
+    /// Publishes this shard's detached count (read by the other shards and
+    /// the stats snapshot).
+    fn publish_detached(&self) {
+        let n = self.table.borrow().detached_len() as u64;
+        self.counters().detached.store(n, Ordering::Relaxed);
+    }
+
+    /// A session just detached: while the server-wide detached count exceeds
+    /// `max_detached_sessions`, drop this shard's oldest detached session.
+    fn enforce_detached_cap(&self) {
+        self.publish_detached();
+        let cap = self.cfg.max_detached_sessions as u64;
+        let mut total: u64 = self
+            .shared
+            .shards
+            .iter()
+            .map(|c| c.detached.load(Ordering::Relaxed))
+            .sum();
+        while total > cap {
+            let Some((_, s)) = self.table.borrow_mut().evict_oldest_detached() else {
+                break;
+            };
+            total -= 1;
+            self.counters().detached_evictions.fetch_add(1, Ordering::Relaxed);
+            self.finalize(&s);
+        }
+        self.publish_detached();
     }
 
     /// Shutdown: every session without a transport is dropped now.
@@ -170,6 +200,7 @@ impl ShardRecovery {
         for (_, s) in expired {
             self.finalize(&s);
         }
+        self.publish_detached();
     }
 
     /// The logical connection is over: streams closed, hooks, on_disconnect.
@@ -317,6 +348,7 @@ impl ShardRecovery {
             .borrow_mut()
             .lookup_resume(&req.connection_id, &req.resume_secret, codec.id(), now)
             .map(|e| (e.value.clone(), *e.secret()));
+        self.publish_detached();
         let Ok((session, secret)) = found else {
             return self.reject(io).await;
         };
@@ -349,6 +381,7 @@ impl ShardRecovery {
             if session.epoch.get() == epoch {
                 session.conn.borrow_mut().proto.detach(Instant::now());
                 self.table.borrow_mut().detach(&session.id, Instant::now());
+                self.enforce_detached_cap();
             }
             io.close().await;
             return;
@@ -380,6 +413,7 @@ impl ShardRecovery {
             }
             TransportEnd::Detached => {
                 self.table.borrow_mut().detach(&session.id, Instant::now());
+                self.enforce_detached_cap();
             }
             TransportEnd::Replaced => {}
         }

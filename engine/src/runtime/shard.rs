@@ -47,6 +47,8 @@ pub(crate) struct ShardCounters {
     pub(crate) resume_rejects: AtomicU64,
     pub(crate) handoffs_in: AtomicU64,
     pub(crate) handoffs_out: AtomicU64,
+    pub(crate) detached: AtomicU64,
+    pub(crate) detached_evictions: AtomicU64,
 }
 
 /// Snapshot of one shard's counters.
@@ -76,6 +78,11 @@ pub struct ShardStats {
     pub handoffs_in: u64,
     /// v3 resumes that landed here and were handed to the owning shard.
     pub handoffs_out: u64,
+    /// v3 sessions of this shard without a transport now (waiting for a resume).
+    pub detached: u64,
+    /// v3 detached sessions dropped early because the server-wide
+    /// `max_detached_sessions` cap was reached (oldest first).
+    pub detached_evictions: u64,
 }
 
 /// State shared by the shards of one server (control plane only).
@@ -108,6 +115,8 @@ impl ServerShared {
                 resume_rejects: c.resume_rejects.load(Ordering::Relaxed),
                 handoffs_in: c.handoffs_in.load(Ordering::Relaxed),
                 handoffs_out: c.handoffs_out.load(Ordering::Relaxed),
+                detached: c.detached.load(Ordering::Relaxed),
+                detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
             })
             .collect()
     }
