@@ -548,6 +548,17 @@ impl SerializeMap for Container<'_, '_> {
 /// A struct: positional array (compact) or map keyed by field names (map).
 pub(crate) struct Struct<'a, 'b> {
     c: Container<'a, 'b>,
+    /// Map mode: the enclosing field's slot, restored when the struct ends
+    /// (each field of this struct overwrites `enc.slot`).
+    saved: Slot,
+}
+
+impl<'a, 'b> Struct<'a, 'b> {
+    #[inline(always)]
+    fn new(c: Container<'a, 'b>) -> Struct<'a, 'b> {
+        let saved = c.enc.slot;
+        Struct { c, saved }
+    }
 }
 
 impl SerializeStruct for Struct<'_, '_> {
@@ -562,17 +573,16 @@ impl SerializeStruct for Struct<'_, '_> {
         let enc = &mut *self.c.enc;
         let key_start = enc.out.len();
         enc.put_str(key)?;
-        let slot = Slot {
+        enc.slot = Slot {
             armed: true,
             key_start,
             value_start: enc.out.len(),
             count: 1,
             omit: false,
         };
-        let saved = std::mem::replace(&mut enc.slot, slot);
-        let r = v.serialize(&mut *enc);
-        let mine = std::mem::replace(&mut enc.slot, saved);
-        r?;
+        v.serialize(&mut *enc)?;
+        // Nested structs restore this field's slot when they end.
+        let mine = &enc.slot;
         if mine.omit && is_go_zero(&enc.out[mine.value_start..]) {
             enc.out.truncate(key_start);
         } else {
@@ -583,6 +593,7 @@ impl SerializeStruct for Struct<'_, '_> {
 
     #[inline]
     fn end(self) -> Result<(), EncodeError> {
+        self.c.enc.slot = self.saved;
         self.c.close()
     }
 }
@@ -857,16 +868,12 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
                     let mut c = Container::open(self, Kind::Array, len + 1)?;
                     c.enc.put_str(wire)?;
                     c.count = 1;
-                    Ok(Struct { c })
+                    Ok(Struct::new(c))
                 } else {
-                    Ok(Struct {
-                        c: Container::open(self, Kind::Array, len)?,
-                    })
+                    Ok(Struct::new(Container::open(self, Kind::Array, len)?))
                 }
             }
-            Mode::Map => Ok(Struct {
-                c: Container::open(self, Kind::Map, len)?,
-            }),
+            Mode::Map => Ok(Struct::new(Container::open(self, Kind::Map, len)?)),
         }
     }
 
