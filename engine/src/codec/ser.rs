@@ -548,17 +548,6 @@ impl SerializeMap for Container<'_, '_> {
 /// A struct: positional array (compact) or map keyed by field names (map).
 pub(crate) struct Struct<'a, 'b> {
     c: Container<'a, 'b>,
-    /// Map mode: the enclosing field's slot, restored when the struct ends
-    /// (each field of this struct overwrites `enc.slot`).
-    saved: Slot,
-}
-
-impl<'a, 'b> Struct<'a, 'b> {
-    #[inline(always)]
-    fn new(c: Container<'a, 'b>) -> Struct<'a, 'b> {
-        let saved = c.enc.slot;
-        Struct { c, saved }
-    }
 }
 
 impl SerializeStruct for Struct<'_, '_> {
@@ -573,16 +562,17 @@ impl SerializeStruct for Struct<'_, '_> {
         let enc = &mut *self.c.enc;
         let key_start = enc.out.len();
         enc.put_str(key)?;
-        enc.slot = Slot {
+        let slot = Slot {
             armed: true,
             key_start,
             value_start: enc.out.len(),
             count: 1,
             omit: false,
         };
-        v.serialize(&mut *enc)?;
-        // Nested structs restore this field's slot when they end.
-        let mine = &enc.slot;
+        let saved = std::mem::replace(&mut enc.slot, slot);
+        let r = v.serialize(&mut *enc);
+        let mine = std::mem::replace(&mut enc.slot, saved);
+        r?;
         if mine.omit && is_go_zero(&enc.out[mine.value_start..]) {
             enc.out.truncate(key_start);
         } else {
@@ -593,7 +583,6 @@ impl SerializeStruct for Struct<'_, '_> {
 
     #[inline]
     fn end(self) -> Result<(), EncodeError> {
-        self.c.enc.slot = self.saved;
         self.c.close()
     }
 }
@@ -868,12 +857,16 @@ impl<'a, 'b> Serializer for &'a mut Enc<'b> {
                     let mut c = Container::open(self, Kind::Array, len + 1)?;
                     c.enc.put_str(wire)?;
                     c.count = 1;
-                    Ok(Struct::new(c))
+                    Ok(Struct { c })
                 } else {
-                    Ok(Struct::new(Container::open(self, Kind::Array, len)?))
+                    Ok(Struct {
+                        c: Container::open(self, Kind::Array, len)?,
+                    })
                 }
             }
-            Mode::Map => Ok(Struct::new(Container::open(self, Kind::Map, len)?)),
+            Mode::Map => Ok(Struct {
+                c: Container::open(self, Kind::Map, len)?,
+            }),
         }
     }
 
