@@ -25,7 +25,7 @@ use serde::de::value::{BorrowedStrDeserializer, U8Deserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
 
-use super::de_read::{eof, invalid_code, Head, Reader};
+use super::de_read::{eof, invalid_code, utf8, Head, Reader};
 use super::envelope::{BodyKind, Envelope};
 use super::error::DecodeError;
 
@@ -316,7 +316,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             Head::Int(i) => visitor.visit_i64(i),
             Head::F32(f) => visitor.visit_f32(f),
             Head::F64(f) => visitor.visit_f64(f),
-            Head::Str(s) => match std::str::from_utf8(s) {
+            Head::Str(s) => match utf8(s) {
                 Ok(s) => visitor.visit_borrowed_str(s),
                 Err(_) => visitor.visit_borrowed_bytes(s),
             },
@@ -397,7 +397,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             return visitor.visit_char('\0');
         }
         let s = self.str_bytes()?.unwrap_or_default();
-        let s = std::str::from_utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
+        let s = utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
         let mut it = s.chars();
         match (it.next(), it.next()) {
             (Some(c), None) => visitor.visit_char(c),
@@ -408,7 +408,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
     fn deserialize_str<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, DecodeError> {
         // nil → "" in both codecs (compact: Go sends nothing else, but accept).
         match self.str_bytes()? {
-            Some(s) => match std::str::from_utf8(s) {
+            Some(s) => match utf8(s) {
                 Ok(s) => visitor.visit_borrowed_str(s),
                 Err(_) => Err(DecodeError::Codec("msgpack: invalid UTF-8 string".into())),
             },
@@ -556,8 +556,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
     ) -> Result<V::Value, DecodeError> {
         match self.rd.read_head()? {
             Head::Str(s) | Head::Bin(s) => {
-                let s =
-                    std::str::from_utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
+                let s = utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
                 visitor.visit_enum(BorrowedStrDeserializer::<DecodeError>::new(s))
             }
             Head::Map(1) => {
@@ -574,7 +573,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.rd.read_head()? {
-            Head::Str(s) | Head::Bin(s) => match std::str::from_utf8(s) {
+            Head::Str(s) | Head::Bin(s) => match utf8(s) {
                 Ok(s) => visitor.visit_borrowed_str(s),
                 Err(_) => visitor.visit_borrowed_bytes(s),
             },

@@ -57,6 +57,18 @@ pub(crate) fn invalid_code(code: u8, what: &str) -> DecodeError {
     DecodeError::Codec(format!("msgpack: invalid code={code:x} decoding {what}"))
 }
 
+/// `std::str::from_utf8` with a fast path for ASCII (wire names, field names
+/// and most strings are ASCII; the std validator is slow on short inputs).
+#[inline]
+pub(crate) fn utf8(b: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Ok(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b)
+    }
+}
+
 /// Cursor over a MessagePack byte slice.
 #[derive(Clone, Debug)]
 pub(crate) struct Reader<'de> {
@@ -190,12 +202,47 @@ impl<'de> Reader<'de> {
 
     /// Reads one header. An empty input gives `EOF`; a cut-short header or
     /// payload gives `unexpected EOF`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_head(&mut self) -> Result<Head<'de>, DecodeError> {
         let c = match self.buf.get(self.pos) {
             Some(&c) => c,
             None => return Err(eof()),
         };
+        // Fast path, inlined: fixint, fixstr, fixarray (the most common headers).
+        match c {
+            0x00..=0x7f => {
+                self.pos += 1;
+                self.last = c;
+                Ok(Head::Uint(u64::from(c)))
+            }
+            0xa0..=0xbf => {
+                let n = usize::from(c & 0x1f);
+                let start = self.pos + 1;
+                match self.buf.get(start..start + n) {
+                    Some(s) => {
+                        self.pos = start + n;
+                        self.last = c;
+                        Ok(Head::Str(s))
+                    }
+                    None => self.read_head_slow(c),
+                }
+            }
+            0x90..=0x9f => {
+                let n = u32::from(c & 0x0f);
+                if n as usize > self.buf.len() - self.pos - 1 {
+                    return self.read_head_slow(c);
+                }
+                self.pos += 1;
+                self.last = c;
+                Ok(Head::Array(n))
+            }
+            _ => self.read_head_slow(c),
+        }
+    }
+
+    /// Every header (the marker `c` is at `pos`, not consumed yet).
+    #[inline(never)]
+    fn read_head_slow(&mut self, c: u8) -> Result<Head<'de>, DecodeError> {
         self.pos += 1;
         self.last = c;
         Ok(match c {

@@ -2,7 +2,7 @@
 //! and the body as a borrowed slice, without decoding the body and without
 //! allocating (except for the error value on failure).
 
-use super::de_read::{eof, invalid_code, Head, Reader};
+use super::de_read::{eof, invalid_code, utf8, Head, Reader};
 use super::error::DecodeError;
 
 /// How the body slice of an [`Envelope`] is laid out.
@@ -51,7 +51,7 @@ pub(crate) fn decode_compact(payload: &[u8]) -> Result<Envelope<'_>, DecodeError
         _ => return Err(invalid_code(rd.last_marker(), "array length")),
     };
     let wire = match rd.read_head() {
-        Ok(Head::Str(s) | Head::Bin(s)) => std::str::from_utf8(s).map_err(|_| codec(NAME_NOT_STRING))?,
+        Ok(Head::Str(s) | Head::Bin(s)) => utf8(s).map_err(|_| codec(NAME_NOT_STRING))?,
         Ok(_) => return Err(codec(NAME_NOT_STRING)),
         Err(e) => return Err(e),
     };
@@ -68,7 +68,7 @@ pub(crate) fn decode_compact(payload: &[u8]) -> Result<Envelope<'_>, DecodeError
 /// Reads the `"type"` value: str or bin, nil counts as missing.
 fn read_type<'a>(rd: &mut Reader<'a>) -> Result<&'a str, DecodeError> {
     match rd.read_head()? {
-        Head::Str(s) | Head::Bin(s) => std::str::from_utf8(s).map_err(|_| codec("map payload type is not UTF-8")),
+        Head::Str(s) | Head::Bin(s) => utf8(s).map_err(|_| codec("map payload type is not UTF-8")),
         Head::Nil => Ok(""),
         _ => Err(invalid_code(rd.last_marker(), "string/bytes length")),
     }
