@@ -208,7 +208,7 @@ impl<'de> Reader<'de> {
             Some(&c) => c,
             None => return Err(eof()),
         };
-        // Fast path, inlined: fixint, fixstr, fixarray (the most common headers).
+        // Fast path, inlined: fixint, fixstr, fixarray, fixmap (the most common headers).
         match c {
             0x00..=0x7f => {
                 self.pos += 1;
@@ -235,6 +235,15 @@ impl<'de> Reader<'de> {
                 self.pos += 1;
                 self.last = c;
                 Ok(Head::Array(n))
+            }
+            0x80..=0x8f => {
+                let n = u32::from(c & 0x0f);
+                if 2 * n as usize > self.buf.len() - self.pos - 1 {
+                    return self.read_head_slow(c);
+                }
+                self.pos += 1;
+                self.last = c;
+                Ok(Head::Map(n))
             }
             _ => self.read_head_slow(c),
         }
