@@ -715,6 +715,8 @@ impl<'r, 'de> de::MapAccess<'de> for GenMap<'r, 'de> {
 enum Fields {
     /// Single pass, up to 64 fields: bit `i` set once field `i` was delivered.
     Bits(u64),
+    /// Single pass, up to 256 fields.
+    Wide([u64; 4]),
     /// Single pass, more fields: one flag per field.
     Flags(Vec<bool>),
     /// Two-pass: ordinal of the last occurrence of each field.
@@ -777,6 +779,8 @@ impl<'r, 'de> StructMap<'r, 'de> {
             Self::prescan(rd, n, fields)?
         } else if fields.len() <= 64 {
             Fields::Bits(0)
+        } else if fields.len() <= 256 {
+            Fields::Wide([0; 4])
         } else {
             Fields::Flags(vec![false; fields.len()])
         };
@@ -823,6 +827,15 @@ impl<'r, 'de> StructMap<'r, 'de> {
                 *bits |= bit;
                 Ok(true)
             }
+            Fields::Wide(words) => {
+                let (w, bit) = (i / 64, 1u64 << (i % 64));
+                if words[w] & bit != 0 {
+                    self.rd.dup_seen = true;
+                    return Err(duplicate_field());
+                }
+                words[w] |= bit;
+                Ok(true)
+            }
             Fields::Flags(seen) => {
                 if std::mem::replace(&mut seen[i], true) {
                     self.rd.dup_seen = true;
@@ -839,6 +852,7 @@ impl<'r, 'de> StructMap<'r, 'de> {
     fn absent(&self, i: usize) -> bool {
         match &self.state {
             Fields::Bits(bits) => *bits & (1u64 << i) == 0,
+            Fields::Wide(words) => words[i / 64] & (1u64 << (i % 64)) == 0,
             Fields::Flags(seen) => !seen[i],
             Fields::Last(last) => last[i] == u32::MAX,
         }
@@ -1577,17 +1591,17 @@ mod tests {
     }
 
     /// A struct with more fields than the single-pass bitset holds, read into a Vec.
-    struct Many(Vec<(String, u8)>);
+    struct Many<const N: usize>(Vec<(String, u8)>);
 
-    impl<'de> Deserialize<'de> for Many {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Many, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Many;
+    impl<'de, const N: usize> Deserialize<'de> for Many<N> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Many<N>, D::Error> {
+            struct V<const N: usize>;
+            impl<'de, const N: usize> Visitor<'de> for V<N> {
+                type Value = Many<N>;
                 fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                     f.write_str("many")
                 }
-                fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Many, A::Error> {
+                fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Many<N>, A::Error> {
                     let mut out = Vec::new();
                     while let Some(k) = m.next_key::<String>()? {
                         if out.iter().any(|(x, _)| *x == k) {
@@ -1599,28 +1613,33 @@ mod tests {
                     Ok(Many(out))
                 }
             }
-            let names: Vec<&'static str> = (0..70).map(|i| &*Box::leak(format!("f{i}").into_boxed_str())).collect();
-            d.deserialize_struct("Many", Box::leak(names.into_boxed_slice()), V)
+            let names: Vec<&'static str> = (0..N).map(|i| &*Box::leak(format!("f{i}").into_boxed_str())).collect();
+            d.deserialize_struct("Many", Box::leak(names.into_boxed_slice()), V::<N>)
         }
     }
 
-    #[test]
-    fn wide_structs_and_duplicates() {
+    fn wide<const N: usize>() {
+        let get = |m: &Many<N>, k: &str| m.0.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
         // {"f69": 1, "f3": 2, "f69": 5}
-        let m = h("83a366363901a2663302a3663639 05".replace(' ', "").as_str());
-        let v: Many = decode_body(&map_env(&m)).unwrap();
-        let get = |m: &Many, k: &str| m.0.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
-        assert_eq!(v.0.len(), 70);
+        let m = h("83a366363901a2663302a366363905");
+        let v: Many<N> = decode_body(&map_env(&m)).unwrap();
+        assert_eq!(v.0.len(), N);
         // Two-pass retry: only the last `f69` is delivered (after `f3`).
         assert_eq!(v.0[0], ("f3".to_string(), 2));
         assert_eq!(get(&v, "f69"), Some(5));
         assert_eq!(v.0.iter().filter(|(_, x)| *x != 0).count(), 2);
-        let m = h("82a3663639 01a2663302".replace(' ', "").as_str());
-        let v: Many = decode_body(&map_env(&m)).unwrap();
+        let m = h("82a366363901a2663302");
+        let v: Many<N> = decode_body(&map_env(&m)).unwrap();
         assert_eq!(v.0[0], ("f69".to_string(), 1));
         assert_eq!(v.0[1], ("f3".to_string(), 2));
-        assert_eq!(v.0.len(), 70);
+        assert_eq!(v.0.len(), N);
         assert_eq!(get(&v, "f0"), Some(0));
+    }
+
+    #[test]
+    fn wide_structs_and_duplicates() {
+        wide::<70>(); // two-word bitset
+        wide::<300>(); // heap flags
     }
 
     #[derive(Debug, Deserialize)]
