@@ -16,6 +16,7 @@
 //! serialization and is never the bottleneck.
 
 pub mod embedded;
+mod epoll_drive;
 pub mod msg;
 pub mod null_server;
 pub mod opts;

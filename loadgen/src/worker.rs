@@ -111,11 +111,11 @@ pub fn spawn(
 }
 
 /// Per-connection protocol parameters, fixed for the whole run.
-struct ConnCtx {
-    shared: Arc<Shared>,
-    stats: Rc<RefCell<WorkerStats>>,
-    idx: usize,
-    templates: Templates,
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stats: Rc<RefCell<WorkerStats>>,
+    pub(crate) idx: usize,
+    pub(crate) templates: Templates,
 }
 
 async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
@@ -149,6 +149,19 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
     // Phase 3: load.
     if let Some(t0) = t0 {
         let (warm_end, end) = shared.phases(t0);
+        if opts.rate.is_none()
+            && conns
+                .iter()
+                .all(|r| r.version == Version::V2 && crate::epoll_drive::raw_fd(&r.transport).is_some())
+            && opts.io == crate::opts::IoMode::Auto
+        {
+            // Closed-loop v2: the epoll data phase (see `epoll_drive`).
+            crate::epoll_drive::run(&ctx, conns, warm_end, end);
+            let mut st = ctx.stats.borrow().clone();
+            st.cpu_s = crate::sys::thread_cpu_time().as_secs_f64();
+            shared.finished_workers.fetch_add(1, Ordering::AcqRel);
+            return st;
+        }
         let p99 = glommio::spawn_local(publish_p99(ctx.clone(), end)).detach();
         let watches: Rc<Vec<Rc<Watch>>> = Rc::new(
             conns
@@ -198,18 +211,18 @@ fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
 }
 
 /// A connection that completed its handshake (and, in v3, its attach).
-struct Ready {
-    gidx: usize,
-    transport: Transport,
+pub(crate) struct Ready {
+    pub(crate) gidx: usize,
+    pub(crate) transport: Transport,
     /// The sans-IO connection (v2, or v3 with the negotiated recovery parameters).
     conn: Connection,
-    codec: CodecKind,
+    pub(crate) codec: CodecKind,
     /// Negotiated version (v2 takes the direct path, [`drive_v2`]).
-    version: Version,
+    pub(crate) version: Version,
     /// Negotiated largest payload.
-    max_frame: u32,
+    pub(crate) max_frame: u32,
     /// Bytes read after the handshake reply (v3: after the attach response).
-    rest: BytesMut,
+    pub(crate) rest: BytesMut,
 }
 
 async fn connect_all(ctx: &Rc<ConnCtx>, mine: &[usize]) -> Vec<Ready> {
@@ -346,14 +359,14 @@ fn conn_error_kind(e: &ConnError) -> ErrorKind {
 /// One request in flight: its id and the instant latency is measured from
 /// (the actual send time in closed loop, the intended send time in open loop).
 #[derive(Clone, Copy, Debug)]
-struct InFlight {
-    id: u64,
-    t: Instant,
+pub(crate) struct InFlight {
+    pub(crate) id: u64,
+    pub(crate) t: Instant,
 }
 
 #[derive(Debug, Default)]
-struct StreamState {
-    inflight: VecDeque<InFlight>,
+pub(crate) struct StreamState {
+    pub(crate) inflight: VecDeque<InFlight>,
     /// Open loop: intended send times not sent yet (pipeline full).
     backlog: VecDeque<Instant>,
 }
