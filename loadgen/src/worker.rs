@@ -6,7 +6,10 @@
 //!    `--connect-rate` and bounded by `--connect-concurrency` in flight;
 //! 2. **barrier**: report readiness and wait until every worker is connected
 //!    (the run's `t0`, set by the coordinator);
-//! 3. **load**: one local task per connection until `t0 + warmup + duration`.
+//! 3. **load**: until `t0 + warmup + duration`, either the epoll loop of
+//!    `epoll_drive` (closed-loop v2 over TCP, `--io auto`) or one
+//!    local task per connection (`drive_v2` for v2, `drive` through
+//!    `proto::Connection` for v3).
 //!
 //! One connection task does everything for its connection (no split
 //! reader/writer): write the batch of due requests in one call, then wait for
