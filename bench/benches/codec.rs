@@ -109,9 +109,8 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-// DECODE BENCHES: placeholder for the decode work item (`decode_envelope` /
-// `decode_body` were still `todo!()` on this branch). Add a `decode` function
-// here over the same `echo` / `big` payloads and list it in `criterion_group!`.
+// Decode benches (envelope-only and full, both codecs, next to
+// `rmp_serde::from_slice`) live in `codec_decode.rs`.
 
 criterion_group!(benches, encode);
 criterion_main!(benches);

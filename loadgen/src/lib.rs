@@ -11,11 +11,14 @@
 //! * open loop (`--rate`): every request has an intended send time on a fixed
 //!   schedule and its latency is measured from it (no coordinated omission).
 //!
-//! The workers drive the sans-IO frame layer (`FrameEncoder`/`FrameDecoder`)
-//! directly with pre-encoded templates: the generator does no per-request
-//! serialization and is never the bottleneck.
+//! The workers use pre-encoded templates (no per-request serialization): v2
+//! frames are patched in place and replies compared byte for byte, v3 goes
+//! through amring's sans-IO `proto::Connection`. Closed-loop v2 over TCP runs
+//! its data phase on epoll (`--io auto`), the rest on glommio; see the
+//! README's "Generator cost" for the measurements behind that choice.
 
 pub mod embedded;
+mod epoll_drive;
 pub mod msg;
 pub mod null_server;
 pub mod opts;

@@ -11,6 +11,8 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
 use amring::codec::{CodecKind, Message, Profile};
+use amring::proto::frame::V2_HEADER_LEN;
+use amring::proto::Version;
 
 /// Request of the workload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +79,8 @@ pub struct Templates {
     reply: Vec<u8>,
     rep_off: usize,
     id_len: usize,
+    /// The whole v2 request frame (10-byte header for stream 0, then the request payload).
+    frame_v2: Vec<u8>,
 }
 
 impl Templates {
@@ -85,13 +89,43 @@ impl Templates {
         let text = "x".repeat(payload);
         let (request, req_off) = encode_request(codec, &text);
         let (reply, rep_off) = encode_reply(codec, &text);
+        let mut frame_v2 = Vec::with_capacity(V2_HEADER_LEN + request.len());
+        frame_v2.push(Version::V2.as_u8());
+        frame_v2.push(0);
+        frame_v2.extend_from_slice(&0u32.to_be_bytes());
+        frame_v2.extend_from_slice(&(request.len() as u32).to_be_bytes());
+        frame_v2.extend_from_slice(&request);
         Templates {
             request,
             req_off,
             reply,
             rep_off,
             id_len: payload.min(ID_LEN),
+            frame_v2,
         }
+    }
+
+    /// Length of a whole v2 request frame (header included).
+    pub fn frame_v2_len(&self) -> usize {
+        self.frame_v2.len()
+    }
+
+    /// Length of a whole v2 reply frame (header included).
+    pub fn reply_frame_v2_len(&self) -> usize {
+        V2_HEADER_LEN + self.reply.len()
+    }
+
+    /// Appends a whole v2 request frame for `stream` with id `id` to `out`:
+    /// one copy of the pre-encoded frame, then the stream id and the id
+    /// digits patched in place (spec §3.2 header, flags 0).
+    #[inline]
+    pub fn write_request_frame_v2(&self, stream: u32, id: u64, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&self.frame_v2);
+        let f = &mut out[start..];
+        f[2..6].copy_from_slice(&stream.to_be_bytes());
+        let o = V2_HEADER_LEN + self.req_off;
+        write_id(&mut f[o..o + self.id_len], id);
     }
 
     /// Length of an encoded request payload.
@@ -235,6 +269,33 @@ mod tests {
                 assert!(t.check_reply(id, &rep), "{codec:?} payload {payload}");
                 // Another id differs in its first hex digit: only an empty text cannot tell.
                 assert!(!t.check_reply(id ^ (1 << 62), &rep) || payload == 0);
+            }
+        }
+    }
+
+    /// The v2 frame template is exactly what the engine's frame encoder
+    /// emits around the request payload, for several streams and ids.
+    #[test]
+    fn v2_frame_template_equals_frame_encoder() {
+        use amring::proto::FrameEncoder;
+        for codec in [CodecKind::Compact, CodecKind::Map] {
+            for payload in [0, 5, 16, 64, 300] {
+                let t = Templates::new(codec, payload);
+                let enc = FrameEncoder::new(Version::V2, u32::MAX);
+                let mut got = Vec::new();
+                let mut want = BytesMut::new();
+                for (stream, id) in [(0u32, 1u64), (7, 0xdead_beef_0000_0001), (0x0102_0304, u64::MAX)] {
+                    t.write_request_frame_v2(stream, id, &mut got);
+                    let mut p = BytesMut::new();
+                    t.write_request(id, &mut p);
+                    enc.encode(&mut want, stream, 0, &p).unwrap();
+                }
+                assert_eq!(got, &want[..], "{codec:?} payload {payload}");
+                assert_eq!(got.len(), 3 * t.frame_v2_len());
+                assert_eq!(
+                    t.reply_frame_v2_len(),
+                    V2_HEADER_LEN + encode_reply(codec, &"x".repeat(payload)).0.len()
+                );
             }
         }
     }

@@ -36,6 +36,17 @@ pub enum OutputFormat {
     Json,
 }
 
+/// How the generator waits for its sockets in the data phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IoMode {
+    /// Closed-loop v2 over TCP: non-blocking sockets and one epoll instance
+    /// per worker (cheapest: no io_uring task work or IPI per peer send);
+    /// everything else (open loop, v3, Unix sockets) uses glommio.
+    Auto,
+    /// Always one glommio task per connection (io_uring readiness).
+    Glommio,
+}
+
 /// Which server answers when `--target` is omitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EmbeddedKind {
@@ -178,6 +189,10 @@ pub struct Options {
     /// Use protocol v3 (recovery) instead of v2.
     #[arg(long)]
     pub recovery: bool,
+
+    /// Data-phase I/O: `auto` (epoll for closed-loop v2 over TCP) or `glommio`.
+    #[arg(long, value_enum, default_value_t = IoMode::Auto)]
+    pub io: IoMode,
 
     /// Generator cores (one pinned executor each; highest cores first).
     #[arg(long, default_value = "1", value_parser = parse_positive)]

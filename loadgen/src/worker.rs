@@ -6,18 +6,22 @@
 //!    `--connect-rate` and bounded by `--connect-concurrency` in flight;
 //! 2. **barrier**: report readiness and wait until every worker is connected
 //!    (the run's `t0`, set by the coordinator);
-//! 3. **load**: one local task per connection until `t0 + warmup + duration`.
+//! 3. **load**: until `t0 + warmup + duration`, either the epoll loop of
+//!    `epoll_drive` (closed-loop v2 over TCP, `--io auto`) or one
+//!    local task per connection (`drive_v2` for v2, `drive` through
+//!    `proto::Connection` for v3).
 //!
 //! One connection task does everything for its connection (no split
 //! reader/writer): write the batch of due requests in one call, then wait for
 //! whichever comes first of readable bytes, the next intended send time (open
 //! loop), the oldest request's timeout, or the end of the run.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -27,7 +31,10 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use amring::codec::{CodecKind, CodecRegistry};
 use amring::proto::attach::{AttachRequest, AttachResponse, RecoveryOptions};
-use amring::proto::{ClientHandshake, ClientHandshakeConfig, ConnConfig, ConnError, Connection, Role, Version};
+use amring::proto::frame::V2_HEADER_LEN;
+use amring::proto::{
+    ClientHandshake, ClientHandshakeConfig, ConnConfig, ConnError, Connection, FrameHeader, Role, Version,
+};
 
 use crate::msg::Templates;
 use crate::opts::{Options, Target};
@@ -107,11 +114,11 @@ pub fn spawn(
 }
 
 /// Per-connection protocol parameters, fixed for the whole run.
-struct ConnCtx {
-    shared: Arc<Shared>,
-    stats: Rc<RefCell<WorkerStats>>,
-    idx: usize,
-    templates: Templates,
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stats: Rc<RefCell<WorkerStats>>,
+    pub(crate) idx: usize,
+    pub(crate) templates: Templates,
 }
 
 async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
@@ -145,15 +152,46 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
     // Phase 3: load.
     if let Some(t0) = t0 {
         let (warm_end, end) = shared.phases(t0);
+        if opts.rate.is_none()
+            && conns
+                .iter()
+                .all(|r| r.version == Version::V2 && crate::epoll_drive::raw_fd(&r.transport).is_some())
+            && opts.io == crate::opts::IoMode::Auto
+        {
+            // Closed-loop v2: the epoll data phase (see `epoll_drive`).
+            crate::epoll_drive::run(&ctx, conns, warm_end, end);
+            let mut st = ctx.stats.borrow().clone();
+            st.cpu_s = crate::sys::thread_cpu_time().as_secs_f64();
+            shared.finished_workers.fetch_add(1, Ordering::AcqRel);
+            return st;
+        }
         let p99 = glommio::spawn_local(publish_p99(ctx.clone(), end)).detach();
+        let watches: Rc<Vec<Rc<Watch>>> = Rc::new(
+            conns
+                .iter()
+                .filter(|r| r.version == Version::V2)
+                .map(|_| Rc::new(Watch::new(end)))
+                .collect(),
+        );
+        let dog = glommio::spawn_local(watchdog(watches.clone(), end, shared.opts.timeout)).detach();
+        let mut v2 = watches.iter();
         let tasks: Vec<_> = conns
             .into_iter()
-            .map(|r| glommio::spawn_local(drive(ctx.clone(), r, t0, warm_end, end)).detach())
+            .map(|r| {
+                if r.version == Version::V2 {
+                    // One watch per v2 connection, in order.
+                    let w = v2.next().cloned().unwrap_or_else(|| Rc::new(Watch::new(end)));
+                    glommio::spawn_local(drive_v2(ctx.clone(), r, w, t0, warm_end, end)).detach()
+                } else {
+                    glommio::spawn_local(drive(ctx.clone(), r, t0, warm_end, end)).detach()
+                }
+            })
             .collect();
         for t in tasks {
             t.await;
         }
         let _ = p99.await;
+        let _ = dog.await;
     }
     let mut st = ctx.stats.borrow().clone();
     st.cpu_s = crate::sys::thread_cpu_time().as_secs_f64();
@@ -176,14 +214,18 @@ fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
 }
 
 /// A connection that completed its handshake (and, in v3, its attach).
-struct Ready {
-    gidx: usize,
-    transport: Transport,
+pub(crate) struct Ready {
+    pub(crate) gidx: usize,
+    pub(crate) transport: Transport,
     /// The sans-IO connection (v2, or v3 with the negotiated recovery parameters).
     conn: Connection,
-    codec: CodecKind,
+    pub(crate) codec: CodecKind,
+    /// Negotiated version (v2 takes the direct path, [`drive_v2`]).
+    pub(crate) version: Version,
+    /// Negotiated largest payload.
+    pub(crate) max_frame: u32,
     /// Bytes read after the handshake reply (v3: after the attach response).
-    rest: BytesMut,
+    pub(crate) rest: BytesMut,
 }
 
 async fn connect_all(ctx: &Rc<ConnCtx>, mine: &[usize]) -> Vec<Ready> {
@@ -284,6 +326,8 @@ async fn connect_one(ctx: &ConnCtx, gidx: usize) -> Result<Ready, ErrorKind> {
             transport,
             conn,
             codec: done.codec,
+            version: done.version,
+            max_frame: done.max_frame,
             rest: buf,
         })
     };
@@ -318,14 +362,14 @@ fn conn_error_kind(e: &ConnError) -> ErrorKind {
 /// One request in flight: its id and the instant latency is measured from
 /// (the actual send time in closed loop, the intended send time in open loop).
 #[derive(Clone, Copy, Debug)]
-struct InFlight {
-    id: u64,
-    t: Instant,
+pub(crate) struct InFlight {
+    pub(crate) id: u64,
+    pub(crate) t: Instant,
 }
 
 #[derive(Debug, Default)]
-struct StreamState {
-    inflight: VecDeque<InFlight>,
+pub(crate) struct StreamState {
+    pub(crate) inflight: VecDeque<InFlight>,
     /// Open loop: intended send times not sent yet (pipeline full).
     backlog: VecDeque<Instant>,
 }
@@ -346,6 +390,7 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
         mut conn,
         codec,
         rest,
+        ..
     } = ready;
     let nstreams = opts.streams;
     let mut streams: Vec<StreamState> = (0..nstreams).map(|_| StreamState::default()).collect();
@@ -531,6 +576,298 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
             }
         }
     };
+    live.conns_up.fetch_sub(1, Ordering::Relaxed);
+    if let Err(kind) = outcome {
+        count_error(&ctx, kind);
+    }
+}
+
+/// What wakes a v2 connection task besides its socket: the end of the run or
+/// the deadline of its oldest request, checked by one [`watchdog`] per worker
+/// (no timer is armed per read).
+struct Watch {
+    /// When the oldest request in flight times out (`end` when none is in flight).
+    deadline: Cell<Instant>,
+    /// Set by the watchdog once `deadline` (or the end of the run) has passed.
+    fired: Cell<bool>,
+    /// The connection task's waker while it waits for bytes.
+    waker: Cell<Option<Waker>>,
+    /// The connection task returned.
+    done: Cell<bool>,
+}
+
+impl Watch {
+    fn new(end: Instant) -> Watch {
+        Watch {
+            deadline: Cell::new(end),
+            fired: Cell::new(false),
+            waker: Cell::new(None),
+            done: Cell::new(false),
+        }
+    }
+
+    /// Resolves once the watchdog fires.
+    fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        future::poll_fn(move |cx| {
+            if self.fired.get() {
+                return Poll::Ready(());
+            }
+            let w = match self.waker.take() {
+                Some(w) if w.will_wake(cx.waker()) => w,
+                _ => cx.waker().clone(),
+            };
+            self.waker.set(Some(w));
+            Poll::Pending
+        })
+    }
+}
+
+/// Period of the watchdog: end-of-run and timeout detection are this late at most.
+fn watchdog_tick(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+/// Fires the watches whose deadline (or the end of the run) has passed,
+/// until every v2 connection task returned.
+async fn watchdog(watches: Rc<Vec<Rc<Watch>>>, end: Instant, timeout: Duration) {
+    let tick = watchdog_tick(timeout);
+    // Bounded: connection tasks return by `end` plus one tick, or at a timeout.
+    let hard = end + timeout + Duration::from_secs(30);
+    loop {
+        if watches.iter().all(|w| w.done.get()) {
+            return;
+        }
+        let now = Instant::now();
+        if now > hard {
+            return;
+        }
+        for w in watches.iter() {
+            if !w.done.get() && !w.fired.get() && now >= w.deadline.get().min(end) {
+                w.fired.set(true);
+                if let Some(waker) = w.waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+        sleep(tick).await;
+    }
+}
+
+/// Outcome of one wait of [`drive_v2`].
+enum Woke {
+    /// The read returned.
+    Read(std::io::Result<usize>),
+    /// The watchdog fired.
+    Watch,
+    /// The next intended send time (open loop).
+    Schedule,
+}
+
+/// The v2 connection task: frames written and parsed directly (pre-encoded
+/// request frames patched in place, replies compared byte for byte with the
+/// expected reply), all due requests in one write, every complete frame of
+/// a read handled before the next wait, one clock read per wake, and no
+/// timer per wait in closed loop (the worker's [`watchdog`] wakes the task
+/// at the end of the run or when its oldest request times out).
+async fn drive_v2(ctx: Rc<ConnCtx>, ready: Ready, watch: Rc<Watch>, t0: Instant, warm_end: Instant, end: Instant) {
+    let opts = &ctx.shared.opts;
+    let live = &ctx.shared.live[ctx.idx];
+    let tpl = &ctx.templates;
+    let Ready {
+        gidx,
+        transport: mut t,
+        codec,
+        max_frame,
+        rest,
+        ..
+    } = ready;
+    let nstreams = opts.streams;
+    let mut streams: Vec<StreamState> = (0..nstreams).map(|_| StreamState::default()).collect();
+    let mut next_id: u64 = (gidx as u64) << 32;
+    let window = nstreams * opts.pipeline;
+    let mut wbuf: Vec<u8> = Vec::with_capacity((tpl.frame_v2_len() * window).min(1 << 20));
+    // Room for about two full pipelines of replies; zeroed once, never again.
+    let rcap = (2 * tpl.reply_frame_v2_len() * window).clamp(4096, 256 << 10);
+    let mut rbuf: Vec<u8> = vec![0; rcap.max(rest.len() + 1024)];
+    rbuf[..rest.len()].copy_from_slice(&rest);
+    let (mut head, mut tail) = (0usize, rest.len());
+    let mut sched = opts.rate.map(|rate| {
+        let per_conn = rate as f64 / opts.conns as f64;
+        let interval = Duration::from_secs_f64(1.0 / per_conn);
+        let offset = interval.mul_f64(gidx as f64 / opts.conns as f64);
+        Schedule {
+            next: t0 + offset,
+            interval,
+            k: 0,
+        }
+    });
+
+    let mut now = Instant::now();
+    let outcome: Result<(), ErrorKind> = 'conn: {
+        if sched.is_none() {
+            for (s, st) in streams.iter_mut().enumerate() {
+                for _ in 0..opts.pipeline {
+                    tpl.write_request_frame_v2(s as u32, next_id, &mut wbuf);
+                    st.inflight.push_back(InFlight { id: next_id, t: now });
+                    next_id += 1;
+                }
+            }
+        }
+        loop {
+            if now >= end {
+                break Ok(());
+            }
+            if let Some(sc) = sched.as_mut() {
+                while sc.next <= now {
+                    let s = (sc.k % nstreams as u64) as usize;
+                    streams[s].backlog.push_back(sc.next);
+                    sc.k += 1;
+                    sc.next += sc.interval;
+                }
+                for (s, st) in streams.iter_mut().enumerate() {
+                    while st.inflight.len() < opts.pipeline {
+                        let Some(intended) = st.backlog.pop_front() else { break };
+                        tpl.write_request_frame_v2(s as u32, next_id, &mut wbuf);
+                        st.inflight.push_back(InFlight {
+                            id: next_id,
+                            t: intended,
+                        });
+                        next_id += 1;
+                    }
+                }
+            }
+            if !wbuf.is_empty() {
+                if t.write_all(&wbuf).await.is_err() {
+                    break Err(ErrorKind::Io);
+                }
+                wbuf.clear();
+            }
+
+            // The oldest request's deadline, for the watchdog.
+            let mut deadline = end;
+            for st in &streams {
+                if let Some(f) = st.inflight.front() {
+                    deadline = deadline.min(f.t.max(now) + opts.timeout);
+                }
+            }
+            watch.deadline.set(deadline);
+
+            // Room to read: move a partial frame to the front, grow for a large one.
+            if tail == rbuf.len() {
+                if head > 0 {
+                    rbuf.copy_within(head..tail, 0);
+                    tail -= head;
+                    head = 0;
+                } else {
+                    let n = rbuf.len();
+                    rbuf.resize(n * 2, 0);
+                }
+            }
+            let read = async { Woke::Read(t.read(&mut rbuf[tail..]).await) };
+            let watched = future::or(read, async {
+                watch.wait().await;
+                Woke::Watch
+            });
+            let woke = match &sched {
+                None => watched.await,
+                Some(sc) => {
+                    let wait = sc.next.saturating_duration_since(now);
+                    future::or(watched, async {
+                        sleep(wait).await;
+                        Woke::Schedule
+                    })
+                    .await
+                }
+            };
+            now = Instant::now();
+            let n = match woke {
+                Woke::Schedule => continue,
+                Woke::Watch => {
+                    watch.fired.set(false);
+                    if now >= end {
+                        break Ok(());
+                    }
+                    let expired = streams.iter().any(|st| {
+                        st.inflight
+                            .front()
+                            .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
+                    });
+                    if expired {
+                        break Err(ErrorKind::Timeout);
+                    }
+                    continue;
+                }
+                Woke::Read(Err(_)) => break Err(ErrorKind::Io),
+                Woke::Read(Ok(0)) => break Err(ErrorKind::Closed),
+                Woke::Read(Ok(n)) => n,
+            };
+            tail += n;
+            if now >= end {
+                break Ok(());
+            }
+            let in_warmup = now < warm_end;
+            let mut done = 0u64;
+            let mut stats = ctx.stats.borrow_mut();
+            loop {
+                let avail = &rbuf[head..tail];
+                let h = match FrameHeader::parse(avail, Version::V2, max_frame) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(_) => {
+                        drop(stats);
+                        break 'conn Err(ErrorKind::Protocol);
+                    }
+                };
+                let flen = h.frame_len();
+                if avail.len() < flen {
+                    if flen > rbuf.len() {
+                        // Make room for the whole frame (bounded by max_frame).
+                        rbuf.resize(flen.next_power_of_two(), 0);
+                    }
+                    break;
+                }
+                let payload = &avail[V2_HEADER_LEN..flen];
+                head += flen;
+                let s = h.stream_id as usize;
+                let Some(req) = streams.get_mut(s).and_then(|st| st.inflight.pop_front()) else {
+                    stats.errors.add(ErrorKind::Mismatch);
+                    live.errors.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                if tpl.check_reply(req.id, payload) {
+                    let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
+                    if in_warmup {
+                        stats.record_warmup(ns);
+                    } else {
+                        stats.record(ns);
+                    }
+                    done += 1;
+                } else {
+                    let kind = if crate::msg::is_error_reply(codec, payload) {
+                        ErrorKind::Remote
+                    } else {
+                        ErrorKind::Mismatch
+                    };
+                    stats.errors.add(kind);
+                    live.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if sched.is_none() {
+                    tpl.write_request_frame_v2(s as u32, next_id, &mut wbuf);
+                    streams[s].inflight.push_back(InFlight { id: next_id, t: now });
+                    next_id += 1;
+                }
+            }
+            drop(stats);
+            if head == tail {
+                head = 0;
+                tail = 0;
+            }
+            if done > 0 {
+                live.done.fetch_add(done, Ordering::Relaxed);
+            }
+        }
+    };
+    watch.done.set(true);
     live.conns_up.fetch_sub(1, Ordering::Relaxed);
     if let Err(kind) = outcome {
         count_error(&ctx, kind);

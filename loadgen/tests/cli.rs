@@ -68,6 +68,40 @@ fn closed_loop_json_run_is_valid_and_error_free() {
     assert!(p("min") <= p("p50") && p("p50") <= p("p99") && p("p99") <= p("max"));
 }
 
+/// Closed loop against the null server through both data paths, with
+/// several streams and a payload wide enough for a str16 header: every reply
+/// checks out, and the epoll path actually carried traffic.
+#[test]
+fn closed_loop_both_io_paths_are_error_free() {
+    for io in ["auto", "glommio"] {
+        let doc = run_json(&[
+            "--server",
+            "null",
+            "--conns",
+            "3",
+            "--streams",
+            "3",
+            "--pipeline",
+            "5",
+            "--payload",
+            "300",
+            "--codec",
+            "map",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "100ms",
+            "--io",
+            io,
+        ]);
+        let requests = doc["requests"].as_u64().unwrap();
+        assert!(requests > 0, "{io}: {doc}");
+        assert_eq!(doc["errors_total"], 0, "{io}: {doc}");
+        assert_eq!(doc["connect"]["connected"], 3, "{io}");
+        assert_eq!(doc["latency_us"]["count"].as_u64(), Some(requests), "{io}");
+    }
+}
+
 #[test]
 fn open_loop_json_run_follows_the_schedule() {
     let doc = run_json(&[
@@ -83,8 +117,11 @@ fn open_loop_json_run_follows_the_schedule() {
         "map",
     ]);
     let requests = doc["requests"].as_u64().unwrap();
-    // 1000 req/s for 1 s: the schedule, not the server, sets the count.
-    assert!((800..=1010).contains(&requests), "requests {requests}");
+    // 1000 req/s for 1 s: the schedule, not the server, sets the count. The
+    // upper bound is exact (a closed loop against this server does far more);
+    // the lower bound is loose because a loaded CI machine may finish late
+    // requests after the end of the measured phase.
+    assert!((300..=1010).contains(&requests), "requests {requests}");
     assert_eq!(doc["errors_total"], 0, "{doc}");
     assert_eq!(doc["config"]["rate"], 1000);
     assert_eq!(doc["config"]["codec"], "map");

@@ -25,7 +25,7 @@ use serde::de::value::{BorrowedStrDeserializer, U8Deserializer};
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 use serde::Deserialize;
 
-use super::de_read::{eof, invalid_code, Head, Reader};
+use super::de_read::{eof, invalid_code, utf8, Head, Reader};
 use super::envelope::{BodyKind, Envelope};
 use super::error::DecodeError;
 
@@ -52,12 +52,32 @@ fn depth_exceeded() -> DecodeError {
 }
 
 /// Decodes an envelope's body into `T`.
+///
+/// Map bodies are decoded in one pass, each struct field delivered at its
+/// first occurrence. Serde's derived visitors reject a repeated field, and the
+/// reference keeps the *last* one, so when a struct map meets a known key twice
+/// the whole body is decoded again in two-pass mode (a key pre-scan per struct
+/// map finds each field's last occurrence). The flag lives in the reader, so a
+/// `Deserialize` impl that swallows the first attempt's error cannot hide it.
+#[inline]
 pub(crate) fn decode_body<'de, T: Deserialize<'de>>(env: &Envelope<'de>) -> Result<T, DecodeError> {
     let mut rd = Reader::new(env.body);
+    let first = decode_with(&mut rd, env);
+    if !rd.dup_seen {
+        return first;
+    }
+    drop(first);
+    let mut rd = Reader::new(env.body);
+    rd.two_pass = true;
+    decode_with(&mut rd, env)
+}
+
+#[inline]
+fn decode_with<'de, T: Deserialize<'de>>(rd: &mut Reader<'de>, env: &Envelope<'de>) -> Result<T, DecodeError> {
     match env.kind {
-        BodyKind::CompactFields { fields } => T::deserialize(TopCompact { rd: &mut rd, fields }),
+        BodyKind::CompactFields { fields } => T::deserialize(TopCompact { rd, fields }),
         BodyKind::MapData => T::deserialize(De {
-            rd: &mut rd,
+            rd,
             mode: Mode::Map,
             depth: 0,
             map_value: false,
@@ -296,7 +316,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             Head::Int(i) => visitor.visit_i64(i),
             Head::F32(f) => visitor.visit_f32(f),
             Head::F64(f) => visitor.visit_f64(f),
-            Head::Str(s) => match std::str::from_utf8(s) {
+            Head::Str(s) => match utf8(s) {
                 Ok(s) => visitor.visit_borrowed_str(s),
                 Err(_) => visitor.visit_borrowed_bytes(s),
             },
@@ -377,7 +397,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
             return visitor.visit_char('\0');
         }
         let s = self.str_bytes()?.unwrap_or_default();
-        let s = std::str::from_utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
+        let s = utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
         let mut it = s.chars();
         match (it.next(), it.next()) {
             (Some(c), None) => visitor.visit_char(c),
@@ -388,7 +408,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
     fn deserialize_str<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value, DecodeError> {
         // nil → "" in both codecs (compact: Go sends nothing else, but accept).
         match self.str_bytes()? {
-            Some(s) => match std::str::from_utf8(s) {
+            Some(s) => match utf8(s) {
                 Ok(s) => visitor.visit_borrowed_str(s),
                 Err(_) => Err(DecodeError::Codec("msgpack: invalid UTF-8 string".into())),
             },
@@ -536,8 +556,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
     ) -> Result<V::Value, DecodeError> {
         match self.rd.read_head()? {
             Head::Str(s) | Head::Bin(s) => {
-                let s =
-                    std::str::from_utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
+                let s = utf8(s).map_err(|_| DecodeError::Codec("msgpack: invalid UTF-8 string".into()))?;
                 visitor.visit_enum(BorrowedStrDeserializer::<DecodeError>::new(s))
             }
             Head::Map(1) => {
@@ -554,7 +573,7 @@ impl<'r, 'de> Deserializer<'de> for De<'r, 'de> {
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DecodeError> {
         match self.rd.read_head()? {
-            Head::Str(s) | Head::Bin(s) => match std::str::from_utf8(s) {
+            Head::Str(s) | Head::Bin(s) => match utf8(s) {
                 Ok(s) => visitor.visit_borrowed_str(s),
                 Err(_) => visitor.visit_borrowed_bytes(s),
             },
@@ -691,40 +710,32 @@ impl<'r, 'de> de::MapAccess<'de> for GenMap<'r, 'de> {
     }
 }
 
-/// Last-occurrence table for a struct's fields (`u32::MAX`: absent).
-enum LastTable {
-    Inline([u32; 32]),
-    Heap(Vec<u32>),
+/// Per-field state of a struct map: which fields were delivered (single pass)
+/// or where each field last occurs (two-pass, `u32::MAX`: absent).
+enum Fields {
+    /// Single pass, up to 64 fields: bit `i` set once field `i` was delivered.
+    Bits(u64),
+    /// Single pass, up to 256 fields.
+    Wide([u64; 4]),
+    /// Single pass, more fields: one flag per field.
+    Flags(Vec<bool>),
+    /// Two-pass: ordinal of the last occurrence of each field.
+    Last(Vec<u32>),
 }
 
-impl LastTable {
-    fn new(n: usize) -> LastTable {
-        if n <= 32 {
-            LastTable::Inline([u32::MAX; 32])
-        } else {
-            LastTable::Heap(vec![u32::MAX; n])
-        }
-    }
-
-    #[inline]
-    fn slice(&mut self) -> &mut [u32] {
-        match self {
-            LastTable::Inline(a) => a,
-            LastTable::Heap(v) => v,
-        }
-    }
-}
-
-/// A map body presented to a struct visitor: only the last occurrence of each
-/// known field is delivered, unknown keys are skipped, then every absent
-/// field is fed a zero value.
+/// A map body presented to a struct visitor: each known field is delivered
+/// once (single pass: at its first occurrence, a second one flags the reader
+/// for a two-pass retry; two-pass: only at its last occurrence), unknown keys
+/// are skipped, then every absent field is fed a zero value.
 struct StructMap<'r, 'de> {
     rd: &'r mut Reader<'de>,
     depth: u16,
     left: u32,
     ordinal: u32,
     fields: &'static [&'static str],
-    last: LastTable,
+    state: Fields,
+    /// Where the next key is expected in `fields` (encoders follow declaration order).
+    hint: usize,
     missing_cursor: usize,
     /// `Some(true)`: a real value follows; `Some(false)`: a synthesised zero.
     pending: Option<bool>,
@@ -733,7 +744,12 @@ struct StructMap<'r, 'de> {
 }
 
 #[inline]
-fn field_index(fields: &[&str], key: &[u8]) -> Option<usize> {
+fn field_index(fields: &[&str], hint: usize, key: &[u8]) -> Option<usize> {
+    if let Some(f) = fields.get(hint) {
+        if f.as_bytes() == key {
+            return Some(hint);
+        }
+    }
     fields.iter().position(|f| f.as_bytes() == key)
 }
 
@@ -745,7 +761,13 @@ fn read_key<'de>(rd: &mut Reader<'de>) -> Result<&'de [u8], DecodeError> {
     }
 }
 
+/// The single-pass attempt met a repeated field; the body is decoded again.
+fn duplicate_field() -> DecodeError {
+    DecodeError::Codec("msgpack: duplicate field (retried in two-pass mode)".into())
+}
+
 impl<'r, 'de> StructMap<'r, 'de> {
+    #[inline]
     fn new(
         rd: &'r mut Reader<'de>,
         depth: u16,
@@ -753,31 +775,87 @@ impl<'r, 'de> StructMap<'r, 'de> {
         fields: &'static [&'static str],
         parent_map: &'de [u8],
     ) -> Result<StructMap<'r, 'de>, DecodeError> {
-        let mut last = LastTable::new(fields.len());
-        // Pre-scan: last occurrence of every known field (duplicate keys: last wins).
-        if n > 0 {
-            let start = rd.pos();
-            let table = last.slice();
-            for ord in 0..n {
-                let key = read_key(rd)?;
-                if let Some(i) = field_index(fields, key) {
-                    table[i] = ord;
-                }
-                rd.skip(1)?;
-            }
-            rd.seek(start);
-        }
+        let state = if rd.two_pass {
+            Self::prescan(rd, n, fields)?
+        } else if fields.len() <= 64 {
+            Fields::Bits(0)
+        } else if fields.len() <= 256 {
+            Fields::Wide([0; 4])
+        } else {
+            Fields::Flags(vec![false; fields.len()])
+        };
         Ok(StructMap {
             rd,
             depth,
             left: n,
             ordinal: 0,
             fields,
-            last,
+            state,
+            hint: 0,
             missing_cursor: 0,
             pending: None,
             parent_map,
         })
+    }
+
+    /// Two-pass mode: the last occurrence of every known field.
+    #[cold]
+    fn prescan(rd: &mut Reader<'de>, n: u32, fields: &'static [&'static str]) -> Result<Fields, DecodeError> {
+        let mut last = vec![u32::MAX; fields.len()];
+        let start = rd.pos();
+        for ord in 0..n {
+            let key = read_key(rd)?;
+            if let Some(i) = field_index(fields, 0, key) {
+                last[i] = ord;
+            }
+            rd.skip(1)?;
+        }
+        rd.seek(start);
+        Ok(Fields::Last(last))
+    }
+
+    /// Whether the entry `ord` with field `i` is delivered; flags duplicates.
+    #[inline]
+    fn take(&mut self, i: usize, ord: u32) -> Result<bool, DecodeError> {
+        match &mut self.state {
+            Fields::Bits(bits) => {
+                let bit = 1u64 << i;
+                if *bits & bit != 0 {
+                    self.rd.dup_seen = true;
+                    return Err(duplicate_field());
+                }
+                *bits |= bit;
+                Ok(true)
+            }
+            Fields::Wide(words) => {
+                let (w, bit) = (i / 64, 1u64 << (i % 64));
+                if words[w] & bit != 0 {
+                    self.rd.dup_seen = true;
+                    return Err(duplicate_field());
+                }
+                words[w] |= bit;
+                Ok(true)
+            }
+            Fields::Flags(seen) => {
+                if std::mem::replace(&mut seen[i], true) {
+                    self.rd.dup_seen = true;
+                    return Err(duplicate_field());
+                }
+                Ok(true)
+            }
+            Fields::Last(last) => Ok(last[i] == ord),
+        }
+    }
+
+    /// Whether field `i` never occurred in the map.
+    #[inline]
+    fn absent(&self, i: usize) -> bool {
+        match &self.state {
+            Fields::Bits(bits) => *bits & (1u64 << i) == 0,
+            Fields::Wide(words) => words[i / 64] & (1u64 << (i % 64)) == 0,
+            Fields::Flags(seen) => !seen[i],
+            Fields::Last(last) => last[i] == u32::MAX,
+        }
     }
 
     fn finish(&mut self) -> Result<(), DecodeError> {
@@ -792,6 +870,7 @@ impl<'r, 'de> StructMap<'r, 'de> {
 impl<'r, 'de> de::MapAccess<'de> for StructMap<'r, 'de> {
     type Error = DecodeError;
 
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DecodeError> {
         if self.pending.take() == Some(true) {
             // The visitor skipped a value it had asked the key of.
@@ -802,8 +881,9 @@ impl<'r, 'de> de::MapAccess<'de> for StructMap<'r, 'de> {
             let ord = self.ordinal;
             self.ordinal += 1;
             let key = read_key(self.rd)?;
-            if let Some(i) = field_index(self.fields, key) {
-                if self.last.slice()[i] == ord {
+            if let Some(i) = field_index(self.fields, self.hint, key) {
+                self.hint = i + 1;
+                if self.take(i, ord)? {
                     self.pending = Some(true);
                     let name: &'static str = self.fields[i];
                     return seed
@@ -816,7 +896,7 @@ impl<'r, 'de> de::MapAccess<'de> for StructMap<'r, 'de> {
         while self.missing_cursor < self.fields.len() {
             let i = self.missing_cursor;
             self.missing_cursor += 1;
-            if self.last.slice()[i] == u32::MAX {
+            if self.absent(i) {
                 self.pending = Some(false);
                 let name: &'static str = self.fields[i];
                 return seed
@@ -827,6 +907,7 @@ impl<'r, 'de> de::MapAccess<'de> for StructMap<'r, 'de> {
         Ok(None)
     }
 
+    #[inline]
     fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, DecodeError> {
         match self.pending.take() {
             Some(true) => seed.deserialize(De {
@@ -1192,7 +1273,10 @@ impl<'de> Deserializer<'de> for Zero<'de> {
         if name == EMBEDDED {
             if let Some(map) = self.parent_map {
                 let depth = self.enter()?;
+                // Embedded fields: always two-pass (a duplicate found here could
+                // not flag the outer reader).
                 let mut rd = Reader::new(map);
+                rd.two_pass = true;
                 return visitor.visit_newtype_struct(De {
                     rd: &mut rd,
                     mode: Mode::Map,
@@ -1463,6 +1547,99 @@ mod tests {
         assert!(decode_body::<F32>(&compact_env(&h("cb3ff8000000000000"), 1)).is_err());
         assert!(decode_body::<B>(&compact_env(&h("01"), 1)).is_err());
         assert!(decode_body::<Borrowed<'_>>(&compact_env(&h("a0c400cb3ff000000000000000cb00"), 5)).is_err());
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Pair {
+        a: u8,
+        b: String,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Outer {
+        list: Vec<Pair>,
+        tail: u8,
+    }
+
+    #[test]
+    fn duplicates_last_wins_single_and_two_pass() {
+        // No duplicate: out-of-order keys, unknown key skipped, missing key zeroed.
+        let v: Pair = decode_body(&map_env(&h("83a162a178a17ac0a161cc07"))).unwrap();
+        assert_eq!(v, Pair { a: 7, b: "x".into() });
+        let v: Pair = decode_body(&map_env(&h("81a162a178"))).unwrap();
+        assert_eq!(v, Pair { a: 0, b: "x".into() });
+        // Duplicate deep inside a list element: the retry keeps the last value
+        // and the outer fields are still decoded.
+        // {"list": [{"a":1,"b":"p","a":2}], "tail": 9}
+        let m = h("82a46c6973749183a16101a162a170a16102a47461696c09");
+        let v: Outer = decode_body(&map_env(&m)).unwrap();
+        assert_eq!(
+            v,
+            Outer {
+                list: vec![Pair { a: 2, b: "p".into() }],
+                tail: 9
+            }
+        );
+        // Three occurrences, last one differs in type family (int widths).
+        let v: Pair = decode_body(&map_env(&h("83a16101a161cd0101a161d00c"))).unwrap();
+        assert_eq!(v.a, 12);
+        // A first value of the wrong type fails before the duplicate is seen,
+        // like Go's sequential decoder.
+        assert!(decode_body::<Pair>(&map_env(&h("82a161a178a16103"))).is_err());
+        // A bad value that is not overwritten still fails.
+        assert!(decode_body::<Pair>(&map_env(&h("81a161a178"))).is_err());
+    }
+
+    /// A struct with more fields than the single-pass bitset holds, read into a Vec.
+    struct Many<const N: usize>(Vec<(String, u8)>);
+
+    impl<'de, const N: usize> Deserialize<'de> for Many<N> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Many<N>, D::Error> {
+            struct V<const N: usize>;
+            impl<'de, const N: usize> Visitor<'de> for V<N> {
+                type Value = Many<N>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("many")
+                }
+                fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Many<N>, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(k) = m.next_key::<String>()? {
+                        if out.iter().any(|(x, _)| *x == k) {
+                            return Err(de::Error::custom("duplicate"));
+                        }
+                        let v: u8 = m.next_value()?;
+                        out.push((k, v));
+                    }
+                    Ok(Many(out))
+                }
+            }
+            let names: Vec<&'static str> = (0..N).map(|i| &*Box::leak(format!("f{i}").into_boxed_str())).collect();
+            d.deserialize_struct("Many", Box::leak(names.into_boxed_slice()), V::<N>)
+        }
+    }
+
+    fn wide<const N: usize>() {
+        let get = |m: &Many<N>, k: &str| m.0.iter().find(|(x, _)| x == k).map(|(_, v)| *v);
+        // {"f69": 1, "f3": 2, "f69": 5}
+        let m = h("83a366363901a2663302a366363905");
+        let v: Many<N> = decode_body(&map_env(&m)).unwrap();
+        assert_eq!(v.0.len(), N);
+        // Two-pass retry: only the last `f69` is delivered (after `f3`).
+        assert_eq!(v.0[0], ("f3".to_string(), 2));
+        assert_eq!(get(&v, "f69"), Some(5));
+        assert_eq!(v.0.iter().filter(|(_, x)| *x != 0).count(), 2);
+        let m = h("82a366363901a2663302");
+        let v: Many<N> = decode_body(&map_env(&m)).unwrap();
+        assert_eq!(v.0[0], ("f69".to_string(), 1));
+        assert_eq!(v.0[1], ("f3".to_string(), 2));
+        assert_eq!(v.0.len(), N);
+        assert_eq!(get(&v, "f0"), Some(0));
+    }
+
+    #[test]
+    fn wide_structs_and_duplicates() {
+        wide::<70>(); // two-word bitset
+        wide::<300>(); // heap flags
     }
 
     #[derive(Debug, Deserialize)]

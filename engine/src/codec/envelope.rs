@@ -2,7 +2,7 @@
 //! and the body as a borrowed slice, without decoding the body and without
 //! allocating (except for the error value on failure).
 
-use super::de_read::{eof, invalid_code, Head, Reader};
+use super::de_read::{eof, invalid_code, utf8, Head, Reader};
 use super::error::DecodeError;
 
 /// How the body slice of an [`Envelope`] is laid out.
@@ -51,7 +51,7 @@ pub(crate) fn decode_compact(payload: &[u8]) -> Result<Envelope<'_>, DecodeError
         _ => return Err(invalid_code(rd.last_marker(), "array length")),
     };
     let wire = match rd.read_head() {
-        Ok(Head::Str(s) | Head::Bin(s)) => std::str::from_utf8(s).map_err(|_| codec(NAME_NOT_STRING))?,
+        Ok(Head::Str(s) | Head::Bin(s)) => utf8(s).map_err(|_| codec(NAME_NOT_STRING))?,
         Ok(_) => return Err(codec(NAME_NOT_STRING)),
         Err(e) => return Err(e),
     };
@@ -68,7 +68,7 @@ pub(crate) fn decode_compact(payload: &[u8]) -> Result<Envelope<'_>, DecodeError
 /// Reads the `"type"` value: str or bin, nil counts as missing.
 fn read_type<'a>(rd: &mut Reader<'a>) -> Result<&'a str, DecodeError> {
     match rd.read_head()? {
-        Head::Str(s) | Head::Bin(s) => std::str::from_utf8(s).map_err(|_| codec("map payload type is not UTF-8")),
+        Head::Str(s) | Head::Bin(s) => utf8(s).map_err(|_| codec("map payload type is not UTF-8")),
         Head::Nil => Ok(""),
         _ => Err(invalid_code(rd.last_marker(), "string/bytes length")),
     }
@@ -85,9 +85,41 @@ fn read_data<'a>(rd: &mut Reader<'a>) -> Result<Option<&'a [u8]>, DecodeError> {
     Ok(Some(rd.slice_from(start)))
 }
 
+/// The layout every encoder emits in practice, `{"type": str, "data": non-nil}`,
+/// read without the generic key loop. `None` (nothing decided) for anything
+/// else, including every error: the general path then reports it.
+#[inline]
+fn map_fast(payload: &[u8]) -> Option<Envelope<'_>> {
+    let rest = payload.strip_prefix(b"\x82\xa4type")?;
+    let mut rd = Reader::new(rest);
+    let wire = match rd.read_head() {
+        Ok(Head::Str(s)) => utf8(s).ok().filter(|w| !w.is_empty())?,
+        _ => return None,
+    };
+    let start = rd.pos() + 5;
+    if rest.get(rd.pos()..start)? != b"\xa4data" || rest.get(start) == Some(&0xc0) {
+        return None;
+    }
+    rd.seek(start);
+    rd.skip(1).ok()?;
+    Some(Envelope {
+        wire,
+        body: rd.slice_from(start),
+        kind: BodyKind::MapData,
+    })
+}
+
 /// Map envelope: `{"type": name, "data": body}` in any key order (unknown keys
 /// skipped, a repeated key: last wins), or a two-element array `[name, body]`.
 pub(crate) fn decode_map(payload: &[u8]) -> Result<Envelope<'_>, DecodeError> {
+    match map_fast(payload) {
+        Some(env) => Ok(env),
+        None => decode_map_general(payload),
+    }
+}
+
+/// [`decode_map`] without the fast path.
+fn decode_map_general(payload: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let mut rd = Reader::new(payload);
     match rd.peek() {
         None => return Err(eof()),
@@ -187,5 +219,37 @@ mod tests {
             "codec error: EOF"
         );
         assert!(decode_map(&h("93a15880c0")).is_err());
+    }
+
+    #[test]
+    fn map_fast_path_agrees_with_general_path() {
+        let good = [
+            "82a474797065a158a46461746181a176a161",
+            "82a474797065d903616263a4646174619201c0",
+            "82a474797065a158a464617461c0",
+            "82a474797065a0a46461746180",
+            "82a474797065c401 58a46461746180",
+            "82a474797065a158a564617461780180",
+            "82a46461746180a474797065a158",
+        ];
+        let mut hits = 0;
+        for g in good {
+            let p = h(&g.replace(' ', ""));
+            for end in 0..=p.len() {
+                for flip in [None, Some(0xc1u8), Some(0x00), Some(0xdf)] {
+                    let mut b = p[..end].to_vec();
+                    if let (Some(x), Some(last)) = (flip, b.last_mut()) {
+                        *last = x;
+                    }
+                    let general = decode_map_general(&b);
+                    if let Some(fast) = map_fast(&b) {
+                        hits += 1;
+                        assert_eq!(Ok(fast), general, "input {}", hex::encode(&b));
+                    }
+                    assert_eq!(decode_map(&b), general, "input {}", hex::encode(&b));
+                }
+            }
+        }
+        assert!(hits > 5, "the fast path was exercised ({hits})");
     }
 }
