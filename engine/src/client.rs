@@ -163,7 +163,7 @@ impl ClientBuilder {
                 codecs: self.codecs.clone(),
                 max_frame: self.max_frame,
             };
-            let mut rbuf = BytesMut::with_capacity(16 * 1024);
+            let mut rbuf = BytesMut::new();
             let neg = match handshake::client_raw(&mut io, cfg.clone(), &self.registry, &mut rbuf).await {
                 Ok(n) => n,
                 Err(handshake::ClientHsError::Hs(e)) if e.is_v3_fallback() => {

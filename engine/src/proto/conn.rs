@@ -267,6 +267,19 @@ impl Connection {
         &self.stats
     }
 
+    /// Releases buffers an idle connection does not need: the transmit buffer
+    /// when it is empty and larger than `keep` bytes, and (v3) the replay
+    /// ring's encode arena when nothing is retained. Called by the runtime
+    /// after everything was written; the next send allocates again.
+    pub fn shrink_buffers(&mut self, keep: usize) {
+        if self.tx.is_empty() && self.tx.capacity() > keep {
+            self.tx = BytesMut::new();
+        }
+        if let Some(r) = self.recovery.as_mut() {
+            r.release_idle(keep);
+        }
+    }
+
     /// True when bytes are waiting for [`Connection::poll_transmit`] (queued
     /// frames, frames to replay, or an ACK due immediately).
     pub fn has_transmit(&self) -> bool {

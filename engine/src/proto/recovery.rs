@@ -403,6 +403,11 @@ impl Recovery {
         self.close_negotiated = yes;
     }
 
+    /// Releases idle buffers (see [`ReplayRing::release_idle`]).
+    pub fn release_idle(&mut self, keep: usize) {
+        self.ring.release_idle(keep);
+    }
+
     /// Transport lost. Idempotent; no-op once closed.
     pub fn detach(&mut self) {
         if self.state != LinkState::Attached {

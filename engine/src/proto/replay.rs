@@ -152,6 +152,15 @@ impl ReplayRing {
         self.entries.shrink_to_fit();
     }
 
+    /// Releases the encode arena when no frame is retained and its spare
+    /// capacity exceeds `keep` bytes (an idle connection keeps no arena
+    /// chunk; the next send reserves a fresh one).
+    pub fn release_idle(&mut self, keep: usize) {
+        if self.entries.is_empty() && self.arena.is_empty() && self.arena.capacity() > keep {
+            self.arena = BytesMut::new();
+        }
+    }
+
     /// Drops the frame encoded in the arena without retaining it.
     pub fn rollback(&mut self) {
         self.arena.clear();

@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 use glommio::timer::Timer;
 
-use super::io::Transport;
+use super::io::{ReadRoom, Transport, RELEASE_ABOVE};
 use crate::codec::ErrorReply;
 use crate::debug::FailureCode;
 use crate::dispatch::{ConnRef, Routed};
@@ -106,7 +106,7 @@ struct Driver<'a> {
     /// v3 transport epoch: `(current, mine)`; a mismatch means a resume replaced us.
     epoch: Option<(&'a std::cell::Cell<u64>, u64)>,
     /// The last read left the socket empty (see `Transport::poll_read_hinted`).
-    drained: bool,
+    read_room: ReadRoom,
 }
 
 impl Driver<'_> {
@@ -225,7 +225,7 @@ impl Driver<'_> {
             }
             // Read.
             if !closing && !paused {
-                match self.io.poll_read_hinted(cx, &mut self.rbuf, &mut self.drained) {
+                match self.io.poll_read_sized(cx, &mut self.rbuf, &mut self.read_room) {
                     Poll::Ready(Ok(0)) if read_any => {
                         // EOF right behind data of this wake: let the tasks
                         // woken by that data take it before the streams go
@@ -337,6 +337,12 @@ impl Driver<'_> {
                     self.wkinds = st.proto.last_transmit();
                     st.transport_stats = *st.proto.stats();
                     if self.wbuf.is_empty() {
+                        // Everything is written: an idle connection keeps no
+                        // buffer that a burst grew.
+                        if self.wbuf.capacity() > RELEASE_ABOVE {
+                            self.wbuf = BytesMut::new();
+                        }
+                        st.proto.shrink_buffers(RELEASE_ABOVE);
                         break;
                     }
                 }
@@ -399,7 +405,7 @@ pub(crate) async fn run_transport(
         conn,
         io,
         rbuf,
-        wbuf: BytesMut::with_capacity(64 * 1024),
+        wbuf: BytesMut::new(),
         wpos: 0,
         timer: None,
         armed: None,
@@ -408,7 +414,7 @@ pub(crate) async fn run_transport(
         sweep,
         hooks,
         epoch,
-        drained: false,
+        read_room: ReadRoom::default(),
     };
     // Frames pipelined behind the handshake.
     let early = if d.rbuf.is_empty() { Ok(()) } else { d.process_input() };

@@ -11,24 +11,68 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpStream, UnixStream};
 
-/// Smallest free space offered to one read.
-const READ_CHUNK: usize = 16 * 1024;
+/// Free space offered to one read of an idle or lightly loaded connection.
+/// Small, so that 10k idle connections cost little memory (the read buffer
+/// of a connection is its biggest per-connection allocation).
+const ROOM_MIN: usize = 1024;
 
-/// Room reserved when the free space falls below [`READ_CHUNK`]. Delivered
-/// payloads are zero-copy slices of the read buffer, so while one is alive a
-/// reserve must allocate a fresh buffer: reserving well beyond the minimum
-/// makes that (and the shared-buffer header of the first split) happen once
-/// per `READ_RESERVE` bytes of input instead of once per read.
-const READ_RESERVE: usize = 64 * 1024;
+/// Largest free space offered to one read. The room doubles each time a read
+/// fills it completely and halves when reads use less than a quarter of it,
+/// so a busy connection reads in big chunks: delivered payloads are zero-copy
+/// slices of the read buffer, and a large room makes the allocation of a
+/// fresh buffer (needed while such slices are alive) rare.
+const ROOM_MAX: usize = 64 * 1024;
+
+/// A drained, empty read or write buffer larger than this is released instead
+/// of kept while the connection waits (a burst does not pin its buffers on an
+/// idle connection).
+pub(crate) const RELEASE_ABOVE: usize = 16 * 1024;
+
+/// Per-connection read sizing (see [`ROOM_MIN`], [`ROOM_MAX`]).
+#[derive(Debug)]
+pub(crate) struct ReadRoom {
+    /// Free space the next read is offered.
+    room: usize,
+    /// The last read did not fill the room offered (the socket is most likely
+    /// empty): the next call goes straight to glommio's readiness wait,
+    /// saving one `recv(2)` that would only say `EAGAIN`.
+    drained: bool,
+}
+
+impl Default for ReadRoom {
+    fn default() -> Self {
+        ReadRoom {
+            room: ROOM_MIN,
+            drained: false,
+        }
+    }
+}
+
+impl ReadRoom {
+    /// Adapts the room to a read of `n` bytes that was offered `offered` bytes.
+    fn observe(&mut self, n: usize, offered: usize) {
+        self.drained = n > 0 && n < offered;
+        if n == offered {
+            self.room = (self.room * 2).min(ROOM_MAX);
+        } else if n < self.room / 4 {
+            self.room = (self.room / 2).max(ROOM_MIN);
+        }
+    }
+}
 
 /// Stack buffer handed to glommio when it only has to wait for readability.
 const PROBE: usize = 512;
 
-/// Reads through glommio into `READ_CHUNK` zeroed bytes of spare room (Unix
+/// Reads through glommio into `room` zeroed bytes of spare room (Unix
 /// streams: glommio does not expose their descriptor).
-fn poll_read_zeroed(s: Pin<&mut UnixStream>, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+fn poll_read_zeroed(
+    s: Pin<&mut UnixStream>,
+    cx: &mut Context<'_>,
+    buf: &mut BytesMut,
+    room: usize,
+) -> Poll<io::Result<usize>> {
     let len = buf.len();
-    buf.resize(len + READ_CHUNK, 0);
+    buf.resize(len + room, 0);
     let r = s.poll_read(cx, &mut buf[len..]);
     let n = match &r {
         Poll::Ready(Ok(n)) => *n,
@@ -66,39 +110,42 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// Reads once into `buf`'s spare capacity (at least 16 KiB of it).
+    /// Reads once into `buf`'s spare capacity (at least [`ROOM_MIN`] of it).
     /// `Ok(0)` is EOF.
     ///
     /// Hot path: one non-blocking `recv(2)` straight into the uninitialised
     /// spare capacity (no zero-fill, no allocation). Only when the socket has
     /// nothing does glommio get involved, to wait for readability.
     pub(crate) fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        self.poll_read_hinted(cx, buf, &mut false)
+        self.poll_read_sized(cx, buf, &mut ReadRoom::default())
     }
 
-    /// [`Transport::poll_read_buf`] for a read loop: `drained` is set when a
-    /// read did not fill the room offered (the socket is most likely empty),
-    /// and the next call then goes straight to glommio's readiness wait,
-    /// saving one `recv(2)` that would only say `EAGAIN`.
-    pub(crate) fn poll_read_hinted(
+    /// [`Transport::poll_read_buf`] for a connection's read loop: `rr` keeps
+    /// the adaptive read size and the "socket drained" hint between calls.
+    /// While the socket has nothing to read, an empty buffer that a burst
+    /// grew beyond [`RELEASE_ABOVE`] is released.
+    pub(crate) fn poll_read_sized(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
-        drained: &mut bool,
+        rr: &mut ReadRoom,
     ) -> Poll<io::Result<usize>> {
-        if buf.capacity() - buf.len() < READ_CHUNK {
-            buf.reserve(READ_RESERVE);
+        // Reserve only when the free space is down to a quarter of the room:
+        // while a delivered payload (a slice of this buffer) is still alive,
+        // a reserve allocates a fresh buffer, so it must be rare, not per read.
+        if buf.capacity() - buf.len() < rr.room / 4 {
+            buf.reserve(rr.room);
         }
         let s = match self {
             Transport::Tcp(s) => s,
-            Transport::Unix(s) => return poll_read_zeroed(Pin::new(s), cx, buf),
+            Transport::Unix(s) => return poll_read_zeroed(Pin::new(s), cx, buf, rr.room),
         };
-        if !std::mem::take(drained) {
+        if !std::mem::take(&mut rr.drained) {
             loop {
-                let room = buf.capacity() - buf.len();
+                let offered = buf.capacity() - buf.len();
                 match recv_spare(s.as_raw_fd(), buf) {
                     Ok(n) => {
-                        *drained = n > 0 && n < room;
+                        rr.observe(n, offered);
                         return Poll::Ready(Ok(n));
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -107,9 +154,12 @@ impl Transport {
                 }
             }
         }
-        // Nothing readable: let glommio arm a readiness poll. It tries one
-        // read itself first; bytes that raced in land in `probe` and are
-        // appended.
+        // Nothing readable: an idle connection keeps no grown buffer.
+        if buf.is_empty() && buf.capacity() > RELEASE_ABOVE {
+            *buf = BytesMut::new();
+        }
+        // Let glommio arm a readiness poll. It tries one read itself first;
+        // bytes that raced in land in `probe` and are appended.
         let mut probe = [0u8; PROBE];
         let r = Pin::new(s).poll_read(cx, &mut probe);
         if let Poll::Ready(Ok(n)) = &r {

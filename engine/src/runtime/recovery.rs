@@ -527,7 +527,7 @@ async fn resume_once(r: &ClientResume, last_recv: u64) -> Result<(Transport, Byt
     let mut io = crate::client::dial(&r.addr)
         .await
         .map_err(|e| AttachFail::Retry(e.to_string()))?;
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::new();
     let cfg = ClientHandshakeConfig {
         version: Version::V3,
         codecs: vec![r.codec.id()],

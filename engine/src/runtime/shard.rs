@@ -402,7 +402,7 @@ async fn serve_conn(
     rec: Option<Rc<ShardRecovery>>,
 ) {
     let counters = &shared.shards[info.shard];
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::new();
     let hs_cfg = ServerHandshakeConfig {
         codecs: cfg.codecs.clone(),
         // Without recovery options a v3 hello gets accept=0, version=2 (§2.6).
