@@ -43,7 +43,13 @@ for _ in $(seq 1 100); do   # the peer listens just after printing its address
   sleep 0.1
 done
 
+# This script passes --no-progress itself; drop a user's copy (clap rejects a flag given twice).
+args=()
+for a in "$@"; do
+  [ "$a" = "--no-progress" ] || args+=("$a")
+done
+
 echo "== Go reference server at $go_addr (pid $go_pid, core 0)"
-"$loadgen" --target "$go_addr" --server-pid "$go_pid" --no-progress "$@"
+"$loadgen" --target "$go_addr" --server-pid "$go_pid" --no-progress ${args[@]+"${args[@]}"}
 echo "== amring embedded server (core 0)"
-"$loadgen" --no-progress "$@"
+"$loadgen" --no-progress ${args[@]+"${args[@]}"}

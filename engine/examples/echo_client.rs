@@ -5,46 +5,15 @@
 
 use std::time::Duration;
 
-use amring::codec::Message;
 use amring::Client;
 use glommio::{LocalExecutorBuilder, Placement};
-use serde::{Deserialize, Serialize};
+
+mod echo_msgs;
+
+use echo_msgs::{MessageReply, MessageRequest, WhoElse, WhoElseReply};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Serialize, Deserialize)]
-struct MessageRequest {
-    msg: String,
-    num: i32,
-}
-impl Message for MessageRequest {
-    const WIRE_NAME: &'static str = "am.echo.MessageRequest";
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct MessageReply {
-    msg: String,
-    num: i32,
-    signature: String,
-}
-impl Message for MessageReply {
-    const WIRE_NAME: &'static str = "am.echo.MessageReply";
-}
-
-#[derive(Serialize, Deserialize)]
-struct WhoElse {}
-impl Message for WhoElse {
-    const WIRE_NAME: &'static str = "am.echo.WhoElse";
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct WhoElseReply {
-    clients: String,
-}
-impl Message for WhoElseReply {
-    const WIRE_NAME: &'static str = "am.echo.WhoElseReply";
-}
 
 fn main() {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:11011".into());

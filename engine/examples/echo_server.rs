@@ -8,45 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use amring::codec::Message;
 use amring::{Server, StreamContext};
-use serde::{Deserialize, Serialize};
+
+mod echo_msgs;
+
+use echo_msgs::{MessageReply, MessageRequest, WhoElse, WhoElseReply};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Serialize, Deserialize)]
-struct MessageRequest {
-    msg: String,
-    num: i32,
-}
-impl Message for MessageRequest {
-    const WIRE_NAME: &'static str = "am.echo.MessageRequest";
-}
-
-#[derive(Serialize, Deserialize)]
-struct MessageReply {
-    msg: String,
-    num: i32,
-    signature: String,
-}
-impl Message for MessageReply {
-    const WIRE_NAME: &'static str = "am.echo.MessageReply";
-}
-
-#[derive(Serialize, Deserialize)]
-struct WhoElse {}
-impl Message for WhoElse {
-    const WIRE_NAME: &'static str = "am.echo.WhoElse";
-}
-
-#[derive(Serialize, Deserialize)]
-struct WhoElseReply {
-    clients: String,
-}
-impl Message for WhoElseReply {
-    const WIRE_NAME: &'static str = "am.echo.WhoElseReply";
-}
 
 fn main() -> Result<(), amring::Error> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:11011".into());

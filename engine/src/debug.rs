@@ -188,6 +188,27 @@ pub struct ConnCounters {
     pub streams_evicted: u64,
 }
 
+impl ConnCounters {
+    /// Copies the six frame/byte counters the transport keeps (the sans-IO
+    /// connection's [`TransportStats`](crate::proto::TransportStats)).
+    pub(crate) fn set_transport(&mut self, t: &crate::proto::TransportStats) {
+        let crate::proto::TransportStats {
+            frames_written,
+            bytes_written,
+            frames_read,
+            bytes_read,
+            control_frames_written,
+            control_frames_read,
+        } = *t;
+        self.frames_written = frames_written;
+        self.bytes_written = bytes_written;
+        self.frames_read = frames_read;
+        self.bytes_read = bytes_read;
+        self.control_frames_written = control_frames_written;
+        self.control_frames_read = control_frames_read;
+    }
+}
+
 /// Stream-level counters (the subset marked S in spec §8.2).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StreamCounters {

@@ -481,13 +481,7 @@ impl ConnDebugState {
     pub(crate) fn of(conn: &ConnRef) -> ConnDebugState {
         let st = conn.borrow();
         let mut counters = st.counters;
-        let t = st.transport_stats;
-        counters.frames_written = t.frames_written;
-        counters.bytes_written = t.bytes_written;
-        counters.frames_read = t.frames_read;
-        counters.bytes_read = t.bytes_read;
-        counters.control_frames_written = t.control_frames_written;
-        counters.control_frames_read = t.control_frames_read;
+        counters.set_transport(&st.transport_stats);
         let recovery = st.proto.recovery_debug();
         if let Some(r) = &recovery {
             counters.transport_attaches = r.transport_attaches;

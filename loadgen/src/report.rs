@@ -238,7 +238,12 @@ impl Report {
             self.generator.cpu_s, self.generator.cores
         );
         if let Some(cpu) = self.server.cpu_s {
-            let _ = write!(s, ", server {cpu:.2} s on {} core(s)", self.server.cores);
+            if self.server.cores > 0 {
+                let _ = write!(s, ", server {cpu:.2} s on {} core(s)", self.server.cores);
+            } else {
+                // An external server (`--server-pid`): its core count is unknown.
+                let _ = write!(s, ", server {cpu:.2} s");
+            }
         }
         let _ = writeln!(s);
         if let Some(n) = self.server.active_conns {

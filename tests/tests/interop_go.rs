@@ -227,6 +227,46 @@ async fn close_settled(conn: Connection) {
 
 const BOTH: [&[CodecKind]; 2] = [&[CodecKind::Compact], &[CodecKind::Map]];
 
+/// Starts `go-peer server` (with `--recovery` when asked), runs `f(dial address)`
+/// on a glommio executor, then checks the Go server survived. Skips without the peer.
+fn with_go_server<F, Fut>(recovery: bool, f: F)
+where
+    F: FnOnce(String) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let Some(peer) = peer() else { return };
+    let mut srv = start_go_server(&peer, recovery);
+    let addr = srv.dial_addr();
+    on_glommio(move || f(addr));
+    srv.check_alive().unwrap();
+}
+
+/// For each codec offer in `offers`: connects to `addr`, runs `body` (which
+/// hands the connection back), then closes it once traffic settled.
+async fn for_each_codec<F, Fut>(addr: &str, offers: &[&'static [CodecKind]], mut body: F)
+where
+    F: FnMut(Connection, &'static [CodecKind]) -> Fut,
+    Fut: Future<Output = Connection>,
+{
+    for &codecs in offers {
+        let conn = connect(addr, codecs).await;
+        let conn = body(conn, codecs).await;
+        close_settled(conn).await;
+    }
+}
+
+/// The checks on a `go-peer client --scenario all` run: it succeeded, no
+/// scenario failed, and all 8 scenarios reported ok.
+fn assert_all_scenarios_ok(out: &gopeer::RunOutput, what: &str) {
+    assert!(out.success(), "{what}: {out}");
+    assert_eq!(out.failures(), Vec::<&str>::new());
+    assert_eq!(
+        out.stdout.lines().filter(|l| l.starts_with("ok   ")).count(),
+        8,
+        "{out}"
+    );
+}
+
 // ---- harness self-check: Go client against Go server ----
 
 #[test]
@@ -291,15 +331,9 @@ fn go_client_all(codecs: &str, recovery: bool) {
     let Some(peer) = peer() else { return };
     let srv = AmringServer::start();
     let out = gopeer::run_client(&peer, &srv.dial_addr(), "all", codecs, recovery, CLIENT_TIMEOUT);
-    assert!(
-        out.success(),
-        "go-peer client --codecs {codecs} (recovery={recovery}) against amring: {out}"
-    );
-    assert_eq!(out.failures(), Vec::<&str>::new());
-    assert_eq!(
-        out.stdout.lines().filter(|l| l.starts_with("ok   ")).count(),
-        8,
-        "{out}"
+    assert_all_scenarios_ok(
+        &out,
+        &format!("go-peer client --codecs {codecs} (recovery={recovery}) against amring"),
     );
 }
 
@@ -335,12 +369,8 @@ fn go_recovery_client_falls_back_to_v2_on_amring() {
 
 #[test]
 fn amring_client_echo_on_stream0_and_extra_streams_both_codecs() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, codecs| async move {
             assert_eq!(conn.codec(), codecs[0]);
             for i in 0..50 {
                 let text = format!("s0-{i}");
@@ -356,41 +386,34 @@ fn amring_client_echo_on_stream0_and_extra_streams_both_codecs() {
                     assert_eq!(r.text, text);
                 }
             }
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_codec_preference_order() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in [
-            [CodecKind::Map, CodecKind::Compact],
-            [CodecKind::Compact, CodecKind::Map],
-        ] {
-            let conn = connect(&addr, &codecs).await;
+    with_go_server(false, |addr| async move {
+        const OFFERS: [&[CodecKind]; 2] = [
+            &[CodecKind::Map, CodecKind::Compact],
+            &[CodecKind::Compact, CodecKind::Map],
+        ];
+        for_each_codec(&addr, &OFFERS, |conn, codecs| async move {
             // The Go server picks the first offered codec it supports (spec §2.5).
             assert_eq!(conn.codec(), codecs[0]);
             let r: EchoReply = conn.send_recv(&EchoRequest { text: "pref".into() }).await.unwrap();
             assert_eq!(r.text, "pref");
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_ok_reply_and_error_reply() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, codecs| async move {
             let st = conn.new_stream().unwrap();
             let _ok: OkReply = st.send_recv(&NilRequest {}).await.unwrap();
             match st.send_recv::<_, EchoReply>(&FailRequest { why: "boom".into() }).await {
@@ -403,20 +426,16 @@ fn amring_client_ok_reply_and_error_reply() {
             // The stream stays usable after a remote error.
             let r: EchoReply = st.send_recv(&EchoRequest { text: "after".into() }).await.unwrap();
             assert_eq!(r.text, "after");
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_unknown_message_gets_no_reply_and_stream_stays_usable() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, codecs| async move {
             let st = conn.new_stream().unwrap();
             st.set_recv_timeout(Some(Duration::from_millis(300)));
             match st.send_recv::<_, EchoReply>(&Unregistered { text: "?".into() }).await {
@@ -426,20 +445,16 @@ fn amring_client_unknown_message_gets_no_reply_and_stream_stays_usable() {
             st.set_recv_timeout(Some(Duration::from_secs(5)));
             let r: EchoReply = st.send_recv(&EchoRequest { text: "still".into() }).await.unwrap();
             assert_eq!(r.text, "still");
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_type_mismatch() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, codecs| async move {
             let st = conn.new_stream().unwrap();
             match st.send_recv::<_, BigReply>(&EchoRequest { text: "x".into() }).await {
                 Err(Error::TypeMismatch { expected, got }) => {
@@ -451,20 +466,16 @@ fn amring_client_type_mismatch() {
             // Other streams (and stream 0) are unaffected.
             let r: EchoReply = conn.send_recv(&EchoRequest { text: "ok".into() }).await.unwrap();
             assert_eq!(r.text, "ok");
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_payload_sizes() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, codecs| async move {
             for n in [0i32, 1, 255, 256, 65_535, 65_536, 1 << 20] {
                 let r: BigReply = conn
                     .send_recv(&BigRequest { n })
@@ -473,18 +484,15 @@ fn amring_client_payload_sizes() {
                 assert_eq!(r.data.len(), n as usize, "{codecs:?}");
                 assert!(r.data.iter().all(|&b| b == 0));
             }
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_many_concurrent_streams() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
+    with_go_server(false, |addr| async move {
         let conn = std::rc::Rc::new(connect(&addr, &[CodecKind::Compact, CodecKind::Map]).await);
         let mut tasks = Vec::new();
         for _ in 0..64 {
@@ -510,84 +518,68 @@ fn amring_client_many_concurrent_streams() {
             Err(_) => panic!("the stream tasks still hold the connection"),
         }
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_subscribe_receives_pushed_events() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, _codecs| async move {
             let st = conn.new_stream().unwrap();
             let _: OkReply = st.send_recv(&Subscribe { count: 5 }).await.unwrap();
             for seq in 1..=5 {
                 let e: Event = st.recv().await.unwrap();
                 assert_eq!(e.seq, seq);
             }
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_client_scalars_round_trip() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(false, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, codecs| async move {
             let want = scalars_sample();
             let got: ScalarsReply = conn.send_recv(&want).await.unwrap();
             assert_eq!(got.0, want, "{codecs:?}");
             let zero: ScalarsReply = conn.send_recv(&Scalars::default()).await.unwrap();
             assert_eq!(zero.0, Scalars::default(), "{codecs:?}");
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 #[test]
 fn amring_once_against_go_server() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, false);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
+    with_go_server(false, |addr| async move {
         for i in 0..3 {
             let text = format!("once-{i}");
             let r: EchoReply = amring::once(&addr, &EchoRequest { text: text.clone() }).await.unwrap();
             assert_eq!(r.text, text);
         }
+        // `once` closes right after the reply; the Go server must survive it
+        // (§9 note 24): let it settle before `with_go_server` checks it.
+        glommio::timer::sleep(gopeer::SETTLE).await;
     });
-    // `once` closes right after the reply; the Go server must survive it (§9 note 24).
-    std::thread::sleep(gopeer::SETTLE);
-    srv.check_alive().unwrap();
 }
 
 /// A recovery-enabled Go server still serves v2 clients.
 #[test]
 fn amring_v2_client_against_recovery_go_server() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, true);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
-        for codecs in BOTH {
-            let conn = connect(&addr, codecs).await;
+    with_go_server(true, |addr| async move {
+        for_each_codec(&addr, &BOTH, |conn, _codecs| async move {
             let st = conn.new_stream().unwrap();
             for i in 0..10 {
                 let text = format!("v2-{i}");
                 let r: EchoReply = st.send_recv(&EchoRequest { text: text.clone() }).await.unwrap();
                 assert_eq!(r.text, text);
             }
-            close_settled(conn).await;
-        }
+            conn
+        })
+        .await;
     });
-    srv.check_alive().unwrap();
 }
 
 // ---- live v3 (recovery) interop ----
@@ -607,15 +599,9 @@ fn go_recovery_client_all_scenarios_on_amring_v3() {
     for codecs in ["1,2", "2,1"] {
         let srv = AmringServer::start_with(Some(amring_recovery_opts()));
         let out = gopeer::run_client(&peer, &srv.dial_addr(), "all", codecs, true, CLIENT_TIMEOUT);
-        assert!(
-            out.success(),
-            "go-peer client --recovery --codecs {codecs} against amring v3: {out}"
-        );
-        assert_eq!(out.failures(), Vec::<&str>::new());
-        assert_eq!(
-            out.stdout.lines().filter(|l| l.starts_with("ok   ")).count(),
-            8,
-            "{out}"
+        assert_all_scenarios_ok(
+            &out,
+            &format!("go-peer client --recovery --codecs {codecs} against amring v3"),
         );
         let st = srv.handle.as_ref().unwrap().stats();
         assert!(
@@ -737,10 +723,7 @@ fn amring_v3_client_resumes_on_go_server_across_proxy_cuts() {
 /// negotiated and echo works on several streams.
 #[test]
 fn amring_v3_client_echo_on_go_recovery_server() {
-    let Some(peer) = peer() else { return };
-    let mut srv = start_go_server(&peer, true);
-    let addr = srv.dial_addr();
-    on_glommio(move || async move {
+    with_go_server(true, |addr| async move {
         for codecs in BOTH {
             let conn = Client::builder()
                 .codecs(codecs.iter().copied())
@@ -757,5 +740,4 @@ fn amring_v3_client_echo_on_go_recovery_server() {
             close_settled(conn).await;
         }
     });
-    srv.check_alive().unwrap();
 }

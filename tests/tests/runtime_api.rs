@@ -10,11 +10,6 @@ use amring::codec::{CodecKind, ErrorReply, OkReply};
 use amring::{Client, Error, StreamContext};
 use runtime_common::*;
 
-fn stop(h: amring::ServerHandle) {
-    h.shutdown(Duration::from_secs(1));
-    h.join().unwrap();
-}
-
 #[test]
 fn echo_round_trip_both_codecs() {
     let h = server().serve("127.0.0.1:0").unwrap();
@@ -52,55 +47,48 @@ fn echo_round_trip_both_codecs() {
 
 #[test]
 fn ok_reply_handler_error_and_panic_are_contained() {
-    let h = server()
-        .handler(|_ctx, n: Num| async move {
+    with_conn(
+        server().handler(|_ctx, n: Num| async move {
             match n.n {
                 0 => Ok(()),
                 1 => Err(format!("bad number {}", n.n)),
                 _ => panic!("handler panic"),
             }
-        })
-        .serve("127.0.0.1:0")
-        .unwrap();
-    let addr = h.dial_addr();
-    client(move || async move {
-        let conn = Client::builder().connect(&addr).await.unwrap();
-        let ok: OkReply = conn.send_recv(&Num { n: 0 }).await.unwrap();
-        assert_eq!(ok, OkReply {});
-        match conn.send_recv::<_, OkReply>(&Num { n: 1 }).await {
-            Err(Error::Remote { code, message }) => {
-                assert_eq!(code, ErrorReply::HANDLER_ERROR);
-                assert_eq!(message, "bad number 1");
+        }),
+        |conn| async move {
+            let ok: OkReply = conn.send_recv(&Num { n: 0 }).await.unwrap();
+            assert_eq!(ok, OkReply {});
+            match conn.send_recv::<_, OkReply>(&Num { n: 1 }).await {
+                Err(Error::Remote { code, message }) => {
+                    assert_eq!(code, ErrorReply::HANDLER_ERROR);
+                    assert_eq!(message, "bad number 1");
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            other => panic!("unexpected {other:?}"),
-        }
-        match conn.send_recv::<_, OkReply>(&Num { n: 2 }).await {
-            Err(Error::Remote { code, message }) => {
-                assert_eq!(code, ErrorReply::HANDLER_ERROR);
-                assert!(message.contains("handler panic"), "{message}");
+            match conn.send_recv::<_, OkReply>(&Num { n: 2 }).await {
+                Err(Error::Remote { code, message }) => {
+                    assert_eq!(code, ErrorReply::HANDLER_ERROR);
+                    assert!(message.contains("handler panic"), "{message}");
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            other => panic!("unexpected {other:?}"),
-        }
-        // The connection and the server survive the panic.
-        let rep: MessageReply = conn
-            .send_recv(&MessageRequest {
-                msg: "x".into(),
-                num: 1,
-            })
-            .await
-            .unwrap();
-        assert_eq!(rep.num, 2);
-        assert_eq!(conn.debug_state().counters.remote_errors, 2);
-    });
-    stop(h);
+            // The connection and the server survive the panic.
+            let rep: MessageReply = conn
+                .send_recv(&MessageRequest {
+                    msg: "x".into(),
+                    num: 1,
+                })
+                .await
+                .unwrap();
+            assert_eq!(rep.num, 2);
+            assert_eq!(conn.debug_state().counters.remote_errors, 2);
+        },
+    );
 }
 
 #[test]
 fn streams_are_numbered_and_run_concurrently() {
-    let h = server().serve("127.0.0.1:0").unwrap();
-    let addr = h.dial_addr();
-    client(move || async move {
-        let conn = Client::builder().connect(&addr).await.unwrap();
+    with_conn(server(), |conn| async move {
         let s1 = conn.new_stream().unwrap();
         let s2 = conn.new_stream().unwrap();
         let s3 = conn.new_stream().unwrap();
@@ -129,15 +117,11 @@ fn streams_are_numbered_and_run_concurrently() {
             assert_eq!(r.n, i);
         }
     });
-    stop(h);
 }
 
 #[test]
 fn type_mismatch_sends_protocol_error_and_discards_stream() {
-    let h = server().serve("127.0.0.1:0").unwrap();
-    let addr = h.dial_addr();
-    client(move || async move {
-        let conn = Client::builder().connect(&addr).await.unwrap();
+    with_conn(server(), |conn| async move {
         let s = conn.new_stream().unwrap();
         match s
             .send_recv::<_, Num>(&MessageRequest {
@@ -167,15 +151,11 @@ fn type_mismatch_sends_protocol_error_and_discards_stream() {
             .unwrap();
         assert_eq!(r.msg, "b!");
     });
-    stop(h);
 }
 
 #[test]
 fn recv_timeout_keeps_late_reply_and_concurrent_recv_fails() {
-    let h = server().serve("127.0.0.1:0").unwrap();
-    let addr = h.dial_addr();
-    client(move || async move {
-        let conn = Client::builder().connect(&addr).await.unwrap();
+    with_conn(server(), |conn| async move {
         conn.set_recv_timeout(Some(Duration::from_millis(50)));
         let r = conn.send_recv::<_, Num>(&Slow { ms: 300, n: 7 }).await;
         assert!(matches!(r, Err(Error::RecvTimeout)), "{r:?}");
@@ -200,13 +180,12 @@ fn recv_timeout_keeps_late_reply_and_concurrent_recv_fails() {
         assert_eq!(a.unwrap().n, 1);
         assert!(matches!(b, Err(Error::ConcurrentRecv)), "{b:?}");
     });
-    stop(h);
 }
 
 #[test]
 fn push_task_value_and_unknown_messages() {
-    let h = server()
-        .handler(|ctx: StreamContext, n: Num| async move {
+    with_conn(
+        server().handler(|ctx: StreamContext, n: Num| async move {
             // Stream value: a running total per stream.
             let total = ctx.value::<i64>().unwrap_or(0) + n.n;
             ctx.set_value(total);
@@ -227,31 +206,27 @@ fn push_task_value_and_unknown_messages() {
                 };
             }
             Ok(Num { n: total })
-        })
-        .serve("127.0.0.1:0")
-        .unwrap();
-    let addr = h.dial_addr();
-    client(move || async move {
-        let conn = Client::builder().connect(&addr).await.unwrap();
-        let s = conn.new_stream().unwrap();
-        assert_eq!(s.send_recv::<_, Num>(&Num { n: 5 }).await.unwrap().n, 5);
-        assert_eq!(s.send_recv::<_, Num>(&Num { n: 6 }).await.unwrap().n, 11);
-        // Another stream has its own value.
-        let s2 = conn.new_stream().unwrap();
-        assert_eq!(s2.send_recv::<_, Num>(&Num { n: 1 }).await.unwrap().n, 1);
-        // Start the push task: reply first, then three pushes.
-        assert_eq!(s2.send_recv::<_, Num>(&Num { n: 100 }).await.unwrap().n, -1);
-        for i in 0..3 {
-            assert_eq!(s2.recv::<Num>().await.unwrap().n, 1000 + i);
-        }
-        // An unknown message goes to the task's inbox; nothing else is sent.
-        s2.send(&Unknown { n: 42 }).await.unwrap();
-        let raw = s2.recv_any().await.unwrap();
-        assert_eq!(raw.wire(), "am.rt.Num");
-        assert_eq!(raw.decode::<Num>().unwrap().n, 42);
-        assert!(matches!(raw.decode::<Unknown>(), Err(Error::TypeMismatch { .. })));
-    });
-    stop(h);
+        }),
+        |conn| async move {
+            let s = conn.new_stream().unwrap();
+            assert_eq!(s.send_recv::<_, Num>(&Num { n: 5 }).await.unwrap().n, 5);
+            assert_eq!(s.send_recv::<_, Num>(&Num { n: 6 }).await.unwrap().n, 11);
+            // Another stream has its own value.
+            let s2 = conn.new_stream().unwrap();
+            assert_eq!(s2.send_recv::<_, Num>(&Num { n: 1 }).await.unwrap().n, 1);
+            // Start the push task: reply first, then three pushes.
+            assert_eq!(s2.send_recv::<_, Num>(&Num { n: 100 }).await.unwrap().n, -1);
+            for i in 0..3 {
+                assert_eq!(s2.recv::<Num>().await.unwrap().n, 1000 + i);
+            }
+            // An unknown message goes to the task's inbox; nothing else is sent.
+            s2.send(&Unknown { n: 42 }).await.unwrap();
+            let raw = s2.recv_any().await.unwrap();
+            assert_eq!(raw.wire(), "am.rt.Num");
+            assert_eq!(raw.decode::<Num>().unwrap().n, 42);
+            assert!(matches!(raw.decode::<Unknown>(), Err(Error::TypeMismatch { .. })));
+        },
+    );
 }
 
 #[test]

@@ -54,11 +54,6 @@ fn limited(limits: Limits) -> amring::ServerBuilder {
         })
 }
 
-fn stop(h: amring::ServerHandle) {
-    h.shutdown(Duration::from_secs(1));
-    h.join().unwrap();
-}
-
 #[test]
 fn handshake_timeout_closes_silent_client() {
     let h = server()
@@ -172,26 +167,23 @@ fn slow_consumer_stream_never_blocks_other_streams() {
 
 #[test]
 fn server_parks_unknown_messages_bounded() {
-    let h = limited(Limits {
-        inbox_per_stream: 10,
-        ..Limits::default()
-    })
-    .serve("127.0.0.1:0")
-    .unwrap();
-    let addr = h.dial_addr();
-    client(move || async move {
-        let conn = Client::builder().connect(&addr).await.unwrap();
-        let s = conn.new_stream().unwrap();
-        for i in 0..30 {
-            s.send(&Unknown { n: i }).await.unwrap();
-        }
-        // No reply to unknown messages; the stream stays usable.
-        let st: StatsReply = s.send_recv(&Stats {}).await.unwrap();
-        assert_eq!(st.inbox_overflows, 20);
-        let other = conn.new_stream().unwrap();
-        let _: MessageReply = other.send_recv(&MessageRequest::default()).await.unwrap();
-    });
-    stop(h);
+    with_conn(
+        limited(Limits {
+            inbox_per_stream: 10,
+            ..Limits::default()
+        }),
+        |conn| async move {
+            let s = conn.new_stream().unwrap();
+            for i in 0..30 {
+                s.send(&Unknown { n: i }).await.unwrap();
+            }
+            // No reply to unknown messages; the stream stays usable.
+            let st: StatsReply = s.send_recv(&Stats {}).await.unwrap();
+            assert_eq!(st.inbox_overflows, 20);
+            let other = conn.new_stream().unwrap();
+            let _: MessageReply = other.send_recv(&MessageRequest::default()).await.unwrap();
+        },
+    );
 }
 
 #[test]

@@ -194,11 +194,14 @@ impl AttachRequest {
     /// Appends the 44 bytes to `out`.
     pub fn write(&self, out: &mut BytesMut) {
         out.reserve(ATTACH_REQUEST_LEN);
-        out.put_u8(self.mode.as_u8());
-        out.put_slice(&self.reserved);
-        out.put_slice(&self.connection_id);
-        out.put_slice(&self.resume_secret);
-        out.put_u64(self.last_recv_seq);
+        put_head(
+            out,
+            self.mode.as_u8(),
+            &self.reserved,
+            &self.connection_id,
+            &self.resume_secret,
+            self.last_recv_seq,
+        );
     }
 
     /// Takes one request off the front of `buf`: consumes exactly 44 bytes
@@ -208,21 +211,60 @@ impl AttachRequest {
             return None;
         }
         let mut b = buf.split_to(ATTACH_REQUEST_LEN);
-        let mode = AttachMode::from_u8(b.get_u8());
+        let h = Head::get(&mut b);
+        Some(AttachRequest {
+            mode: AttachMode::from_u8(h.kind),
+            reserved: h.reserved,
+            connection_id: h.connection_id,
+            resume_secret: h.resume_secret,
+            last_recv_seq: h.last_recv_seq,
+        })
+    }
+}
+
+/// Writes the 44-byte head that requests and responses share: mode/status,
+/// reserved bytes, connection id, resume secret, last received seq.
+fn put_head(
+    out: &mut BytesMut,
+    kind: u8,
+    reserved: &[u8; 3],
+    connection_id: &[u8; TOKEN_LEN],
+    resume_secret: &[u8; TOKEN_LEN],
+    last_recv_seq: u64,
+) {
+    out.put_u8(kind);
+    out.put_slice(reserved);
+    out.put_slice(connection_id);
+    out.put_slice(resume_secret);
+    out.put_u64(last_recv_seq);
+}
+
+/// The shared 44-byte head of a request or response, as read.
+struct Head {
+    kind: u8,
+    reserved: [u8; 3],
+    connection_id: [u8; TOKEN_LEN],
+    resume_secret: [u8; TOKEN_LEN],
+    last_recv_seq: u64,
+}
+
+impl Head {
+    /// Reads the head off `b`, which holds at least 44 bytes.
+    fn get(b: &mut BytesMut) -> Head {
+        let kind = b.get_u8();
         let mut reserved = [0u8; 3];
         b.copy_to_slice(&mut reserved);
         let mut connection_id = [0u8; TOKEN_LEN];
         b.copy_to_slice(&mut connection_id);
         let mut resume_secret = [0u8; TOKEN_LEN];
         b.copy_to_slice(&mut resume_secret);
-        let last_recv_seq = b.get_u64();
-        Some(AttachRequest {
-            mode,
+        Head {
+            kind,
             reserved,
             connection_id,
             resume_secret,
-            last_recv_seq,
-        })
+            last_recv_seq: b.get_u64(),
+        }
     }
 }
 
@@ -253,11 +295,14 @@ impl AttachResponse {
     /// Appends the 60 bytes to `out` (fields as they are: no normalisation).
     pub fn write(&self, out: &mut BytesMut) {
         out.reserve(ATTACH_RESPONSE_LEN);
-        out.put_u8(self.status.as_u8());
-        out.put_slice(&self.reserved);
-        out.put_slice(&self.connection_id);
-        out.put_slice(&self.resume_secret);
-        out.put_u64(self.last_recv_seq);
+        put_head(
+            out,
+            self.status.as_u8(),
+            &self.reserved,
+            &self.connection_id,
+            &self.resume_secret,
+            self.last_recv_seq,
+        );
         out.put_u32(self.ack_every);
         out.put_u32(self.ack_delay_ms);
         out.put_u32(self.heartbeat_interval_ms);
@@ -272,19 +317,13 @@ impl AttachResponse {
             return None;
         }
         let mut b = buf.split_to(ATTACH_RESPONSE_LEN);
-        let status = AttachStatus::from_u8(b.get_u8());
-        let mut reserved = [0u8; 3];
-        b.copy_to_slice(&mut reserved);
-        let mut connection_id = [0u8; TOKEN_LEN];
-        b.copy_to_slice(&mut connection_id);
-        let mut resume_secret = [0u8; TOKEN_LEN];
-        b.copy_to_slice(&mut resume_secret);
+        let h = Head::get(&mut b);
         Some(AttachResponse {
-            status,
-            reserved,
-            connection_id,
-            resume_secret,
-            last_recv_seq: b.get_u64(),
+            status: AttachStatus::from_u8(h.kind),
+            reserved: h.reserved,
+            connection_id: h.connection_id,
+            resume_secret: h.resume_secret,
+            last_recv_seq: h.last_recv_seq,
             ack_every: b.get_u32(),
             ack_delay_ms: b.get_u32(),
             heartbeat_interval_ms: b.get_u32(),

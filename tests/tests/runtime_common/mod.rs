@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use amring::codec::Message;
-use amring::{Server, ServerBuilder, Shards};
+use amring::{Client, Connection, Server, ServerBuilder, ServerHandle, Shards};
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
 
@@ -106,4 +106,26 @@ pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     cond()
+}
+
+/// Shuts the server down (1 s grace) and joins it.
+pub fn stop(h: ServerHandle) {
+    h.shutdown(Duration::from_secs(1));
+    h.join().unwrap();
+}
+
+/// Serves `builder` on 127.0.0.1, runs `f` with a default client connection
+/// to it on a client executor, then stops the server.
+pub fn with_conn<F, Fut>(builder: ServerBuilder, f: F)
+where
+    F: FnOnce(Connection) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let h = builder.serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        f(conn).await;
+    });
+    stop(h);
 }
