@@ -7,7 +7,7 @@
 #
 # AMRING_GO_PEER is a built tests/go-peer binary (`go-peer server --addr tcp://127.0.0.1:0
 # [--recovery]` prints "listening tcp://HOST:PORT"); it is never built or committed here.
-# Placement: both servers on core 0 (Go via taskset, amring via --server-cores 1), loadgen on
+# Placement: both servers on core 0 (Go via taskset, amring by loadgen's default --server-cores 1), loadgen on
 # the highest core (its default). The Go server runs with --recovery so that `--recovery`
 # runs work; v2 clients are unaffected. Its CPU time and RSS per connection are measured
 # through `--server-pid` exactly like the embedded server's.
