@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+pub mod alloc;
 pub mod capmsg;
 pub mod faultproxy;
 pub mod gopeer;

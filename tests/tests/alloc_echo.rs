@@ -12,17 +12,15 @@
 //! Set `AMRING_ALLOC_TRACE=1` to print a backtrace of the first server-thread
 //! allocations inside the measured window (diagnostics only).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use amring::codec::Message;
 use amring::{Client, Server, Shards};
+use amring_tests::alloc::CountingAlloc;
 use glommio::{LocalExecutorBuilder, Placement};
 use serde::{Deserialize, Serialize};
-
-struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
@@ -61,31 +59,8 @@ fn trace() {
     let _ = IN_TRACE.try_with(|c| c.set(false));
 }
 
-// SAFETY: delegates every call to `System` unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        bump();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        bump();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        bump();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc::new(bump);
 
 /// The echo request and reply: a plain number, so the handler itself
 /// allocates nothing and every counted allocation is the engine's.
