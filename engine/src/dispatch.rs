@@ -10,7 +10,7 @@
 //!                               stream inbox (bounded; full → drop + count, never blocks the reader)
 //! ```
 //!
-//! Nothing here touches a socket: the runtime driver feeds [`ConnState::route`]
+//! Nothing here touches a socket: the runtime driver feeds `ConnState::route`
 //! and drains `proto` for writing. The transport can be swapped (v3 resume)
 //! without touching this state.
 

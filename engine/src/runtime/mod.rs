@@ -1,6 +1,6 @@
 //! The glommio shell: executors (shards), listeners, the connection driver and
 //! timers. Everything glommio-specific lives here; the rest of the crate uses
-//! [`spawn`], [`sleep`] and the driver functions.
+//! `spawn`, `sleep` and the driver functions.
 
 pub(crate) mod conn;
 pub(crate) mod handshake;
