@@ -2,4 +2,4 @@ module amring.test/go-peer
 
 go 1.22
 
-require github.com/adaptivemsg/adaptivemsg-go v0.0.0-20260101000000-25a4f57a0000
+require github.com/adaptivemsg/adaptivemsg-go v0.0.0-20260408023417-25a4f572e382
