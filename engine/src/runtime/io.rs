@@ -34,16 +34,26 @@ pub(crate) struct ReadRoom {
     /// Free space the next read is offered.
     room: usize,
     /// The last read did not fill the room offered (the socket is most likely
-    /// empty): the next call goes straight to glommio's readiness wait,
-    /// saving one `recv(2)` that would only say `EAGAIN`.
+    /// empty), or glommio's readiness wait is armed: the next call goes
+    /// straight to glommio, saving a `recv(2)` that would only say `EAGAIN`.
+    /// Sticky while the wait is pending (glommio then answers without a
+    /// syscall); cleared once a read through glommio fills its probe.
     drained: bool,
+    /// The last read was a burst (at least [`EAGER_FROM`] bytes): the peer
+    /// pipelines, so a wake while the readiness wait is armed tries one
+    /// `recv(2)` anyway (bytes are likely there before glommio reports them).
+    eager: bool,
 }
+
+/// Reads of at least this many bytes make the next wake read eagerly.
+const EAGER_FROM: usize = 512;
 
 impl Default for ReadRoom {
     fn default() -> Self {
         ReadRoom {
             room: ROOM_MIN,
             drained: false,
+            eager: false,
         }
     }
 }
@@ -52,6 +62,7 @@ impl ReadRoom {
     /// Adapts the room to a read of `n` bytes that was offered `offered` bytes.
     fn observe(&mut self, n: usize, offered: usize) {
         self.drained = n > 0 && n < offered;
+        self.eager = n >= EAGER_FROM;
         if n == offered {
             self.room = (self.room * 2).min(ROOM_MAX);
         } else if n < self.room / 4 {
@@ -60,8 +71,17 @@ impl ReadRoom {
     }
 }
 
-/// Stack buffer handed to glommio when it only has to wait for readability.
-const PROBE: usize = 512;
+/// Size of the scratch buffer handed to glommio when it has to wait for
+/// readability (it reads into it itself once the wait completed). Big enough
+/// that a pipelined burst arrives in one read.
+const PROBE: usize = 16 * 1024;
+
+thread_local! {
+    /// One probe buffer per shard thread, zeroed once and shared by all its
+    /// connections (a read copies out of it at once), so the readiness path
+    /// neither zero-fills nor allocates per call.
+    static PROBE_BUF: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; PROBE].into_boxed_slice());
+}
 
 /// Reads through glommio into `room` zeroed bytes of spare room (Unix
 /// streams: glommio does not expose their descriptor).
@@ -79,6 +99,20 @@ fn poll_read_zeroed(
         _ => 0,
     };
     buf.truncate(len + n);
+    r
+}
+
+/// Reads through glommio into `probe` and appends what it got to `buf`.
+fn read_probe(
+    s: Pin<&mut TcpStream>,
+    cx: &mut Context<'_>,
+    probe: &mut [u8],
+    buf: &mut BytesMut,
+) -> Poll<io::Result<usize>> {
+    let r = s.poll_read(cx, probe);
+    if let Poll::Ready(Ok(n)) = &r {
+        buf.extend_from_slice(&probe[..*n]);
+    }
     r
 }
 
@@ -140,7 +174,7 @@ impl Transport {
             Transport::Tcp(s) => s,
             Transport::Unix(s) => return poll_read_zeroed(Pin::new(s), cx, buf, rr.room),
         };
-        if !std::mem::take(&mut rr.drained) {
+        if !rr.drained || rr.eager {
             loop {
                 let offered = buf.capacity() - buf.len();
                 match recv_spare(s.as_raw_fd(), buf) {
@@ -160,10 +194,29 @@ impl Transport {
         }
         // Let glommio arm a readiness poll. It tries one read itself first;
         // bytes that raced in land in `probe` and are appended.
-        let mut probe = [0u8; PROBE];
-        let r = Pin::new(s).poll_read(cx, &mut probe);
-        if let Poll::Ready(Ok(n)) = &r {
-            buf.extend_from_slice(&probe[..*n]);
+        //
+        // `drained` stays set: while the readiness wait is pending, glommio
+        // answers `Pending` without a syscall (a wake by a handler's reply
+        // costs no `recv(2)`), and once it completed glommio reads itself.
+        // A read that did not fill the probe leaves the socket empty and
+        // glommio already re-armed the wait; a full probe means more may be
+        // queued, so the next call reads straight into `buf` again.
+        rr.drained = true;
+        let r = PROBE_BUF.with(|p| {
+            let Ok(mut probe) = p.try_borrow_mut() else {
+                // Not reentrant in practice; a fresh buffer keeps it safe.
+                let mut probe = vec![0u8; PROBE];
+                return read_probe(Pin::new(s), cx, &mut probe, buf);
+            };
+            read_probe(Pin::new(s), cx, &mut probe, buf)
+        });
+        match &r {
+            Poll::Ready(Ok(n)) => {
+                rr.drained = *n > 0 && *n < PROBE;
+                rr.eager = *n >= EAGER_FROM;
+            }
+            Poll::Ready(Err(_)) => rr.drained = false,
+            Poll::Pending => {}
         }
         r
     }
