@@ -21,7 +21,7 @@ use amring::proto::{FrameHeader, Version};
 
 use crate::stats::ErrorKind;
 use crate::transport::Transport;
-use crate::worker::{ConnCtx, InFlight, Ready, StreamState};
+use crate::worker::{ConnCtx, InFlight, Ready, ReplyOutcome, StreamState};
 
 /// One connection of the epoll loop.
 struct Conn {
@@ -154,27 +154,18 @@ impl Conn {
             let payload = &avail[V2_HEADER_LEN..flen];
             self.head += flen;
             let s = h.stream_id as usize;
-            let Some(req) = self.streams.get_mut(s).and_then(|st| st.inflight.pop_front()) else {
-                stats.errors.add(ErrorKind::Mismatch);
-                live.errors.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            if tpl.check_reply(req.id, payload) {
-                let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
-                if in_warmup {
-                    stats.record_warmup(ns);
-                } else {
-                    stats.record(ns);
-                }
-                done += 1;
-            } else {
-                let kind = if crate::msg::is_error_reply(self.codec, payload) {
-                    ErrorKind::Remote
-                } else {
-                    ErrorKind::Mismatch
-                };
-                stats.errors.add(kind);
-                live.errors.fetch_add(1, Ordering::Relaxed);
+            match ctx.complete_reply(
+                &mut self.streams,
+                h.stream_id,
+                payload,
+                self.codec,
+                now,
+                in_warmup,
+                &mut stats,
+            ) {
+                ReplyOutcome::Unmatched => continue,
+                ReplyOutcome::Good => done += 1,
+                ReplyOutcome::Bad => {}
             }
             tpl.write_request_frame_v2(s as u32, self.next_id, &mut self.wbuf);
             self.streams[s].inflight.push_back(InFlight {

@@ -121,6 +121,59 @@ pub(crate) struct ConnCtx {
     pub(crate) templates: Templates,
 }
 
+/// What became of one reply frame (see [`ConnCtx::complete_reply`]).
+pub(crate) enum ReplyOutcome {
+    /// No request was in flight on its stream (counted as a mismatch).
+    Unmatched,
+    /// The expected reply: its latency was recorded.
+    Good,
+    /// Another reply (an `ErrorReply`, or other bytes): counted by kind.
+    Bad,
+}
+
+impl ConnCtx {
+    /// Matches a reply on `stream` to that stream's oldest request in flight.
+    /// The expected reply records its latency from the request's `t`
+    /// (warm-up separately); anything else is counted as an error by kind.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn complete_reply(
+        &self,
+        streams: &mut [StreamState],
+        stream: u32,
+        payload: &[u8],
+        codec: CodecKind,
+        now: Instant,
+        in_warmup: bool,
+        stats: &mut WorkerStats,
+    ) -> ReplyOutcome {
+        let live = &self.shared.live[self.idx];
+        let Some(req) = streams.get_mut(stream as usize).and_then(|st| st.inflight.pop_front()) else {
+            // A reply nobody asked for.
+            stats.errors.add(ErrorKind::Mismatch);
+            live.errors.fetch_add(1, Ordering::Relaxed);
+            return ReplyOutcome::Unmatched;
+        };
+        if self.templates.check_reply(req.id, payload) {
+            let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
+            if in_warmup {
+                stats.record_warmup(ns);
+            } else {
+                stats.record(ns);
+            }
+            ReplyOutcome::Good
+        } else {
+            let kind = if crate::msg::is_error_reply(codec, payload) {
+                ErrorKind::Remote
+            } else {
+                ErrorKind::Mismatch
+            };
+            stats.errors.add(kind);
+            live.errors.fetch_add(1, Ordering::Relaxed);
+            ReplyOutcome::Bad
+        }
+    }
+}
+
 async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
     let opts = &shared.opts;
     let cores = opts.cores;
@@ -381,6 +434,19 @@ struct Schedule {
     k: u64,
 }
 
+impl Schedule {
+    /// Appends every intended send time due by `now` to the backlog of its
+    /// stream (round robin over the streams).
+    fn pump(&mut self, now: Instant, streams: &mut [StreamState]) {
+        while self.next <= now {
+            let s = (self.k % streams.len() as u64) as usize;
+            streams[s].backlog.push_back(self.next);
+            self.k += 1;
+            self.next += self.interval;
+        }
+    }
+}
+
 async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, end: Instant) {
     let opts = &ctx.shared.opts;
     let live = &ctx.shared.live[ctx.idx];
@@ -444,12 +510,7 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
             }
             if let Some(sc) = sched.as_mut() {
                 // Due requests join their stream's backlog, then go out as the pipeline allows.
-                while sc.next <= now {
-                    let s = (sc.k % nstreams as u64) as usize;
-                    streams[s].backlog.push_back(sc.next);
-                    sc.k += 1;
-                    sc.next += sc.interval;
-                }
+                sc.pump(now, &mut streams);
                 for (s, st) in streams.iter_mut().enumerate() {
                     while st.inflight.len() < opts.pipeline {
                         let Some(intended) = st.backlog.pop_front() else { break };
@@ -536,28 +597,19 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
                             }
                         };
                         let s = frame.stream_id as usize;
-                        let Some(req) = streams.get_mut(s).and_then(|st| st.inflight.pop_front()) else {
-                            // A reply nobody asked for.
-                            stats.errors.add(ErrorKind::Mismatch);
-                            live.errors.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        };
-                        if ctx.templates.check_reply(req.id, &frame.payload) {
-                            let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
-                            if in_warmup {
-                                stats.record_warmup(ns);
-                            } else {
-                                stats.record(ns);
-                            }
-                            done += 1;
-                        } else {
-                            let kind = if crate::msg::is_error_reply(codec, &frame.payload) {
-                                ErrorKind::Remote
-                            } else {
-                                ErrorKind::Mismatch
-                            };
-                            stats.errors.add(kind);
-                            live.errors.fetch_add(1, Ordering::Relaxed);
+                        let outcome = ctx.complete_reply(
+                            &mut streams,
+                            frame.stream_id,
+                            &frame.payload,
+                            codec,
+                            now,
+                            in_warmup,
+                            &mut stats,
+                        );
+                        match outcome {
+                            ReplyOutcome::Unmatched => continue,
+                            ReplyOutcome::Good => done += 1,
+                            ReplyOutcome::Bad => {}
                         }
                         if sched.is_none() {
                             if let Err(k) = send(&mut conn, now, s, next_id) {
@@ -718,12 +770,7 @@ async fn drive_v2(ctx: Rc<ConnCtx>, ready: Ready, watch: Rc<Watch>, t0: Instant,
                 break Ok(());
             }
             if let Some(sc) = sched.as_mut() {
-                while sc.next <= now {
-                    let s = (sc.k % nstreams as u64) as usize;
-                    streams[s].backlog.push_back(sc.next);
-                    sc.k += 1;
-                    sc.next += sc.interval;
-                }
+                sc.pump(now, &mut streams);
                 for (s, st) in streams.iter_mut().enumerate() {
                     while st.inflight.len() < opts.pipeline {
                         let Some(intended) = st.backlog.pop_front() else { break };
@@ -829,27 +876,10 @@ async fn drive_v2(ctx: Rc<ConnCtx>, ready: Ready, watch: Rc<Watch>, t0: Instant,
                 let payload = &avail[V2_HEADER_LEN..flen];
                 head += flen;
                 let s = h.stream_id as usize;
-                let Some(req) = streams.get_mut(s).and_then(|st| st.inflight.pop_front()) else {
-                    stats.errors.add(ErrorKind::Mismatch);
-                    live.errors.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                if tpl.check_reply(req.id, payload) {
-                    let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
-                    if in_warmup {
-                        stats.record_warmup(ns);
-                    } else {
-                        stats.record(ns);
-                    }
-                    done += 1;
-                } else {
-                    let kind = if crate::msg::is_error_reply(codec, payload) {
-                        ErrorKind::Remote
-                    } else {
-                        ErrorKind::Mismatch
-                    };
-                    stats.errors.add(kind);
-                    live.errors.fetch_add(1, Ordering::Relaxed);
+                match ctx.complete_reply(&mut streams, h.stream_id, payload, codec, now, in_warmup, &mut stats) {
+                    ReplyOutcome::Unmatched => continue,
+                    ReplyOutcome::Good => done += 1,
+                    ReplyOutcome::Bad => {}
                 }
                 if sched.is_none() {
                     tpl.write_request_frame_v2(s as u32, next_id, &mut wbuf);
