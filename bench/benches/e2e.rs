@@ -14,44 +14,16 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use amring::codec::Message;
 use amring::{Client, Server, Shards, StreamContext};
+use amring_bench::{client_loop, Echo};
 use criterion::{criterion_main, Criterion, Throughput};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-struct Echo {
-    n: u64,
-}
-impl Message for Echo {
-    const WIRE_NAME: &'static str = "am.bench.Echo";
-}
 
 /// Bytes of one amring echo frame: 10-byte header + compact `[name, n]`.
 const FRAME: usize = 10 + 1 + 1 + 13 + 9;
 const STREAMS: usize = 64;
-
-fn client_core() -> Placement {
-    Placement::Fixed(1)
-}
-
-/// A client executor that runs `iters` of `job` per request and returns the time.
-fn client_loop<S, Fut>(setup: S) -> (mpsc::Sender<u64>, mpsc::Receiver<Duration>)
-where
-    S: FnOnce(mpsc::Receiver<u64>, mpsc::Sender<Duration>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
-    let (itx, irx) = mpsc::channel::<u64>();
-    let (dtx, drx) = mpsc::channel::<Duration>();
-    LocalExecutorBuilder::new(client_core())
-        .io_memory(512 * 1024)
-        .spawn(move || setup(irx, dtx))
-        .expect("client executor");
-    (itx, drx)
-}
 
 fn floor_server() -> std::net::SocketAddr {
     let (tx, rx) = mpsc::channel();

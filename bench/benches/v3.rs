@@ -14,53 +14,37 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use amring::codec::Message;
 use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Server, Shards, StreamContext};
+use amring_bench::{client_loop, Echo};
 use criterion::{criterion_main, Criterion, Throughput};
-use glommio::{LocalExecutorBuilder, Placement};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-struct Echo {
-    n: u64,
-}
-impl Message for Echo {
-    const WIRE_NAME: &'static str = "am.bench.Echo";
-}
 
 const STREAMS: usize = 64;
 
-/// A client executor on core 1 running pipelined batches on request.
+/// A client executor (see [`client_loop`]) running pipelined batches on request.
 fn client(addr: String, v3: bool) -> (mpsc::Sender<u64>, mpsc::Receiver<Duration>) {
-    let (itx, irx) = mpsc::channel::<u64>();
-    let (dtx, drx) = mpsc::channel::<Duration>();
-    LocalExecutorBuilder::new(Placement::Fixed(1))
-        .io_memory(512 * 1024)
-        .spawn(move || async move {
-            let mut b = Client::builder();
-            if v3 {
-                b = b.recovery(ClientRecoveryOptions::default());
-            }
-            let conn = b.connect(&addr).await.unwrap();
-            assert_eq!(conn.debug_state().protocol, if v3 { 3 } else { 2 });
-            let streams: Vec<_> = (0..STREAMS).map(|_| conn.new_stream().unwrap()).collect();
-            while let Ok(iters) = irx.recv() {
-                let t = Instant::now();
-                for i in 0..iters {
-                    for s in &streams {
-                        s.send(&Echo { n: i }).await.unwrap();
-                    }
-                    for s in &streams {
-                        let r: Echo = s.recv().await.unwrap();
-                        debug_assert_eq!(r.n, i + 1);
-                    }
+    client_loop(move |irx, dtx| async move {
+        let mut b = Client::builder();
+        if v3 {
+            b = b.recovery(ClientRecoveryOptions::default());
+        }
+        let conn = b.connect(&addr).await.unwrap();
+        assert_eq!(conn.debug_state().protocol, if v3 { 3 } else { 2 });
+        let streams: Vec<_> = (0..STREAMS).map(|_| conn.new_stream().unwrap()).collect();
+        while let Ok(iters) = irx.recv() {
+            let t = Instant::now();
+            for i in 0..iters {
+                for s in &streams {
+                    s.send(&Echo { n: i }).await.unwrap();
                 }
-                dtx.send(t.elapsed()).unwrap();
+                for s in &streams {
+                    let r: Echo = s.recv().await.unwrap();
+                    debug_assert_eq!(r.n, i + 1);
+                }
             }
-        })
-        .expect("client executor");
-    (itx, drx)
+            dtx.send(t.elapsed()).unwrap();
+        }
+    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -1,1 +1,40 @@
-//! Shared fixtures for the criterion benches (messages used by several benches).
+//! Shared fixtures for the criterion benches: the echo message of the
+//! end-to-end benches and the client executor that runs timed batches.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use amring::codec::Message;
+use glommio::{LocalExecutorBuilder, Placement};
+use serde::{Deserialize, Serialize};
+
+/// The end-to-end echo message: the server answers `n + 1`.
+#[derive(Serialize, Deserialize)]
+pub struct Echo {
+    /// Request counter.
+    pub n: u64,
+}
+
+impl Message for Echo {
+    const WIRE_NAME: &'static str = "am.bench.Echo";
+}
+
+/// Core of the client executors (the server side runs on core 0).
+pub const CLIENT_CORE: usize = 1;
+
+/// Starts a client executor pinned to [`CLIENT_CORE`]. `setup` receives the
+/// number of iterations to run per request and sends back the time they took
+/// (criterion's `iter_custom`); the executor ends when the sender is dropped.
+pub fn client_loop<S, Fut>(setup: S) -> (mpsc::Sender<u64>, mpsc::Receiver<Duration>)
+where
+    S: FnOnce(mpsc::Receiver<u64>, mpsc::Sender<Duration>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let (itx, irx) = mpsc::channel::<u64>();
+    let (dtx, drx) = mpsc::channel::<Duration>();
+    LocalExecutorBuilder::new(Placement::Fixed(CLIENT_CORE))
+        .io_memory(512 * 1024)
+        .spawn(move || setup(irx, dtx))
+        .expect("client executor");
+    (itx, drx)
+}
