@@ -435,6 +435,19 @@ struct Schedule {
 }
 
 impl Schedule {
+    /// The schedule of connection `gidx` of `conns` sharing a total `rate`
+    /// (req/s) from `t0`: connections are staggered evenly over one interval.
+    fn for_conn(rate: u64, conns: usize, gidx: usize, t0: Instant) -> Schedule {
+        let per_conn = rate as f64 / conns as f64;
+        let interval = Duration::from_secs_f64(1.0 / per_conn);
+        let offset = interval.mul_f64(gidx as f64 / conns as f64);
+        Schedule {
+            next: t0 + offset,
+            interval,
+            k: 0,
+        }
+    }
+
     /// Appends every intended send time due by `now` to the backlog of its
     /// stream (round robin over the streams).
     fn pump(&mut self, now: Instant, streams: &mut [StreamState]) {
@@ -468,17 +481,7 @@ async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end: Instant, e
     // Each read offers (and zero-fills) room for about two full pipelines of
     // replies, not a fixed 32 KiB: the memset is paid on every read.
     let read_chunk = (2 * req_len * nstreams * opts.pipeline).clamp(2048, READ_CHUNK);
-    let mut sched = opts.rate.map(|rate| {
-        let per_conn = rate as f64 / opts.conns as f64;
-        let interval = Duration::from_secs_f64(1.0 / per_conn);
-        // Stagger connections evenly over one interval.
-        let offset = interval.mul_f64(gidx as f64 / opts.conns as f64);
-        Schedule {
-            next: t0 + offset,
-            interval,
-            k: 0,
-        }
-    });
+    let mut sched = opts.rate.map(|rate| Schedule::for_conn(rate, opts.conns, gidx, t0));
 
     // Queues one request through the sans-IO connection (v3: seq + replay ring).
     let send = |conn: &mut Connection, now: Instant, s: usize, id: u64| -> Result<(), ErrorKind> {
@@ -743,16 +746,7 @@ async fn drive_v2(ctx: Rc<ConnCtx>, ready: Ready, watch: Rc<Watch>, t0: Instant,
     let mut rbuf: Vec<u8> = vec![0; rcap.max(rest.len() + 1024)];
     rbuf[..rest.len()].copy_from_slice(&rest);
     let (mut head, mut tail) = (0usize, rest.len());
-    let mut sched = opts.rate.map(|rate| {
-        let per_conn = rate as f64 / opts.conns as f64;
-        let interval = Duration::from_secs_f64(1.0 / per_conn);
-        let offset = interval.mul_f64(gidx as f64 / opts.conns as f64);
-        Schedule {
-            next: t0 + offset,
-            interval,
-            k: 0,
-        }
-    });
+    let mut sched = opts.rate.map(|rate| Schedule::for_conn(rate, opts.conns, gidx, t0));
 
     let mut now = Instant::now();
     let outcome: Result<(), ErrorKind> = 'conn: {
