@@ -52,83 +52,8 @@ echo "bench.sh: cargo bench -p amring-bench ${benches[*]:-} -- ${crit_args[*]}" 
 cargo bench -p amring-bench "${benches[@]}" -- "${crit_args[@]}"
 
 mkdir -p "$(dirname "$history")"
-python3 - "$CARGO_TARGET_DIR/criterion" "$marker" "$history" "$mode" "$load_before" <<'PY'
-import datetime, json, os, platform, socket, subprocess, sys
-
-crit, marker, history, mode, load_before = sys.argv[1:6]
-since = os.path.getmtime(marker)
-
-def sh(*cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-def cpu_model():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-benches = {}
-for dirpath, _dirs, files in os.walk(crit):
-    if os.path.basename(dirpath) != "new" or "estimates.json" not in files:
-        continue
-    est_path = os.path.join(dirpath, "estimates.json")
-    if os.path.getmtime(est_path) < since:
-        continue  # not produced by this run
-    try:
-        est = json.load(open(est_path))
-        meta = json.load(open(os.path.join(dirpath, "benchmark.json")))
-    except (OSError, ValueError) as e:
-        print(f"bench.sh: skipping {dirpath}: {e}", file=sys.stderr)
-        continue
-    med = est["median"]
-    entry = {
-        "median_ns": med["point_estimate"],
-        "ci_low_ns": med["confidence_interval"]["lower_bound"],
-        "ci_high_ns": med["confidence_interval"]["upper_bound"],
-        "mad_ns": est["median_abs_dev"]["point_estimate"],
-        "mean_ns": est["mean"]["point_estimate"],
-    }
-    tp = meta.get("throughput") or {}
-    if "Elements" in tp:
-        entry["elements"] = tp["Elements"]
-    if "Bytes" in tp:
-        entry["bytes"] = tp["Bytes"]
-    benches[meta["full_id"]] = entry
-
-if not benches:
-    sys.exit("bench.sh: no estimates written by this run (did the benches run?)")
-
-status = sh("git", "status", "--porcelain", "--untracked-files=no")
-record = {
-    "schema": "amring-criterion/1",
-    "sha": sh("git", "rev-parse", "HEAD"),
-    "branch": sh("git", "rev-parse", "--abbrev-ref", "HEAD"),
-    "dirty": bool(status),
-    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "mode": mode,
-    "machine": {
-        "host": socket.gethostname(),
-        "kernel": platform.release(),
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "rustc": sh("rustc", "--version"),
-        "loadavg_before": load_before,
-        "loadavg_after": open("/proc/loadavg").read().split()[:3],
-    },
-    "benches": dict(sorted(benches.items())),
-}
-with open(history, "a") as f:
-    f.write(json.dumps(record, separators=(",", ":")) + "\n")
-
-w = max(len(k) for k in benches)
-print(f"{'bench':<{w}}  {'median':>12}  {'mad':>10}")
-for k, v in record["benches"].items():
-    print(f"{k:<{w}}  {v['median_ns']:>10.1f}ns  {v['mad_ns']:>8.1f}ns")
-print(f"appended {len(benches)} benches ({mode}, {record['sha'][:10] if record['sha'] else '?'}) to {history}")
-PY
+# One code path for the record (sha, branch, dirty, date, machine, estimates):
+# scripts/dashboard.py append --criterion, also usable on its own.
+python3 "$root/scripts/dashboard.py" append --criterion \
+    --criterion-dir "$CARGO_TARGET_DIR/criterion" --since "$marker" \
+    --mode "$mode" --load-before "$load_before" --criterion-file "$history"
