@@ -239,7 +239,7 @@ def evaluate(charts: list[Chart], latest_run: int, window: int) -> list[dict]:
 
 
 def criterion_charts(runs: list[dict]) -> list[Chart]:
-    """One chart per bench id (ids ending in /amring, /go, /floor share a chart)."""
+    """One chart per bench id (ids ending in /amring, /go, /floor share a chart; others are one "median" line)."""
     charts: dict[str, Chart] = {}
     for i, r in enumerate(runs):
         ckey = f"{r.get('mode') or '?'}|{machine_key(r.get('machine'))}"
@@ -252,7 +252,7 @@ def criterion_charts(runs: list[dict]) -> list[Chart]:
             if head and tail in ("amring",) + REFERENCE_LINES:
                 title, line = head, tail
             else:
-                title, line = str(bid), "amring"
+                title, line = str(bid), "median"  # amring code or an in-process baseline (e.g. rmp_serde_*)
             ch = charts.get(title)
             if ch is None:
                 ch = charts[title] = Chart("criterion", f"criterion/{title}", title, "ns", False)
@@ -494,7 +494,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return out
 
 
-PALETTE = {"amring": "#1f5fbf", "go": "#d9730d", "floor": "#6b7280", "null": "#6b7280", "value": "#1f5fbf"}
+PALETTE = {"amring": "#1f5fbf", "median": "#1f5fbf", "go": "#d9730d", "floor": "#6b7280", "null": "#6b7280", "value": "#1f5fbf"}
 EXTRA = ("#7c3aed", "#0e7490", "#a16207", "#be185d")
 W, H = 440, 210
 ML, MR, MT, MB = 62, 12, 26, 36
@@ -1116,7 +1116,7 @@ class JudgeTests(unittest.TestCase):
             write_jsonl(os.path.join(d, CRITERION_FILE), runs)
             h = History(d)
             self.assertEqual(h.regressions, [])
-            self.assertEqual(h.crit_charts[0].lines["amring"][-1]["flag"], "new")
+            self.assertEqual(h.crit_charts[0].lines["median"][-1]["flag"], "new")
 
     def test_go_line_never_judged(self):
         cases = lambda g: [{"id": "c", "kind": "closed", "servers": {"amring": {"median": {"throughput_rps": 1000.0}}, "go": {"median": {"throughput_rps": g}}}}]
