@@ -261,15 +261,38 @@ def criterion_charts(runs: list[dict]) -> list[Chart]:
 
 
 COMPARE_METRICS = (
-    # key, label, unit, higher is better, always drawn
-    ("throughput_rps", "throughput", "req/s", True, True),
-    ("p50_us", "p50", "µs", False, True),
-    ("p99_us", "p99", "µs", False, True),
-    ("server_cpu_us_per_rt", "server CPU / RT", "µs", False, True),
-    ("syscalls_per_rt", "syscalls / RT", "", False, True),
-    ("rss_per_conn_b", "RSS / conn", "B", False, False),
-    ("connect_s", "connect time", "s", False, False),
+    # keys (first present wins: the agreed name, then compare-go.sh's spelling), label, unit, higher is better
+    (("throughput_rps",), "throughput", "req/s", True),
+    (("p50_us",), "p50", "µs", False),
+    (("p99_us",), "p99", "µs", False),
+    (("server_cpu_us_per_rt",), "server CPU / RT", "µs", False),
+    (("syscalls_per_rt",), "syscalls / RT", "", False),
+    (("rss_per_conn_b", "rss_per_conn_bytes"), "RSS / conn", "B", False),
+    (("connect_s", "connect_time_s"), "connect time", "s", False),
 )
+# ratio keys: agreed short name, then compare-go.sh's metric-named key
+RATIO_KEYS = {
+    "throughput": ("throughput", "throughput_rps"),
+    "p50": ("p50", "p50_us"),
+    "p99": ("p99", "p99_us"),
+    "cpu_per_rt": ("cpu_per_rt", "server_cpu_us_per_rt"),
+    "syscalls_per_rt": ("syscalls_per_rt",),
+}
+
+
+def first_num(d: dict, keys) -> float | None:
+    """The first of `keys` holding a number in `d`."""
+    for k in keys:
+        v = num(d.get(k))
+        if v is not None:
+            return v
+    return None
+
+
+def version_text(v) -> str:
+    """Protocol version as v2/v3 whether recorded as 2 or "v2"."""
+    v = str(v)
+    return v if v.startswith("v") else f"v{v}"
 
 
 def case_title(c: dict) -> str:
@@ -282,7 +305,7 @@ def case_title(c: dict) -> str:
     if c.get("payload") is not None:
         parts.append(f"{c.get('payload')} B")
     if c.get("version") is not None:
-        parts.append(f"v{c.get('version')}")
+        parts.append(version_text(c.get("version")))
     if c.get("rate") is not None:
         parts.append(f"{c.get('rate')} req/s offered")
     return " ".join(parts)
@@ -305,11 +328,11 @@ def compare_charts(runs: list[dict]) -> tuple[list[Chart], list[Chart]]:
         for c in lst(r.get("cases")):
             c = obj(c)
             cid = case_id(c)
-            for metric, label, unit, hib, always in COMPARE_METRICS:
-                key = f"compare/{cid}/{metric}"
+            for keys, label, unit, hib in COMPARE_METRICS:
+                key = f"compare/{cid}/{keys[0]}"
                 for sname, s in sorted(obj(c.get("servers")).items()):
                     s = obj(s)
-                    v = num(obj(s.get("median")).get(metric))
+                    v = first_num(obj(s.get("median")), keys)
                     if v is None:
                         continue
                     ch = charts.get(key)
@@ -318,7 +341,7 @@ def compare_charts(runs: list[dict]) -> tuple[list[Chart], list[Chart]]:
                         ch.case = cid
                         ch.case_title = case_title(c)
                         order.append(key)
-                    ch.add(str(sname), i, v, r, ckey, num(obj(s.get("min")).get(metric)), num(obj(s.get("max")).get(metric)))
+                    ch.add(str(sname), i, v, r, ckey, first_num(obj(s.get("min")), keys), first_num(obj(s.get("max")), keys))
         for t in lst(r.get("targets")):
             t = obj(t)
             name = str(t.get("name") or "?")
@@ -334,6 +357,8 @@ def compare_charts(runs: list[dict]) -> tuple[list[Chart], list[Chart]]:
                 continue
             ch.add("value", i, v if v is not None else float("nan"), r, "", met=met)
             ch.lines["value"][-1]["detail"] = str(t.get("detail") or "")
+            if tv is None and t.get("target") is not None:
+                ch.lines["value"][-1]["detail"] = f"target {t.get('target')}; " + ch.lines["value"][-1]["detail"]
     # case order: first appearance; metrics in COMPARE_METRICS order within a case
     return [charts[k] for k in order], [targets[k] for k in sorted(targets)]
 
@@ -681,15 +706,18 @@ def compare_latest_table(rec: dict) -> str:
         def med(s, k):
             return num(obj(obj(srv.get(s)).get("median")).get(k))
 
+        def rt(k):
+            return first_num(ratio, RATIO_KEYS[k])
+
         rows.append(
             f"<tr><td><code>{esc(case_id(c))}</code></td><td>{esc(case_title(c))}</td>"
             + "".join(f"<td class=num>{esc(fmt_val(med(s, 'throughput_rps'), 'req/s'))}</td>" for s in ("amring", "go"))
-            + f"<td class=num><b>{esc(fmt_ratio(num(ratio.get('throughput'))))}</b></td>"
+            + f"<td class=num><b>{esc(fmt_ratio(rt('throughput')))}</b></td>"
             + "".join(f"<td class=num>{esc(fmt_val(med(s, 'p50_us'), 'µs'))}</td>" for s in ("amring", "go"))
-            + f"<td class=num><b>{esc(fmt_ratio(num(ratio.get('p50'))))}</b></td>"
+            + f"<td class=num><b>{esc(fmt_ratio(rt('p50')))}</b></td>"
             + "".join(f"<td class=num>{esc(fmt_val(med(s, 'p99_us'), 'µs'))}</td>" for s in ("amring", "go"))
-            + f"<td class=num><b>{esc(fmt_ratio(num(ratio.get('p99'))))}</b></td>"
-            + f"<td class=num>{esc(fmt_ratio(num(ratio.get('cpu_per_rt'))))}</td><td class=num>{esc(fmt_ratio(num(ratio.get('syscalls_per_rt'))))}</td></tr>"
+            + f"<td class=num><b>{esc(fmt_ratio(rt('p99')))}</b></td>"
+            + f"<td class=num>{esc(fmt_ratio(rt('cpu_per_rt')))}</td><td class=num>{esc(fmt_ratio(rt('syscalls_per_rt')))}</td></tr>"
         )
     return (
         f"<p>Go peer: <b>{esc(rec.get('go_status') or 'unknown')}</b>. Ratios are amring / Go: throughput &gt; 1, latency, CPU and syscalls &lt; 1 favour amring.</p>"
@@ -708,7 +736,7 @@ def targets_table(rec: dict) -> str:
         cls, txt = {True: ("imp", "met"), False: ("reg", "MISSED")}.get(met, ("new", "not evaluated")) if isinstance(met, bool) or met is None else ("new", "?")
         rows.append(
             f"<tr><td>{esc(t.get('name'))}</td><td class=num>{esc(fmt_val(num(t.get('value')), ''))}</td>"
-            f"<td class=num>{esc(fmt_val(num(t.get('target')), ''))}</td><td class={cls}>{txt}</td><td>{esc(t.get('detail') or '')}</td></tr>"
+            f"<td class=num>{esc(fmt_val(num(t.get('target')), '') if num(t.get('target')) is not None else (t.get('target') or '–'))}</td><td class={cls}>{txt}</td><td>{esc(t.get('detail') or '')}</td></tr>"
         )
     if not rows:
         return "<p>The latest compare-go run has no targets.</p>"
@@ -1161,6 +1189,31 @@ class ParserTests(unittest.TestCase):
             self.assertEqual(len(h.compare), 3)
             self.assertEqual([c.title for c in h.cmp_charts], ["? · p99"])
             self.assertIn("<svg", page)
+
+    def test_compare_go_sh_spellings(self):
+        # what scripts/compare-go.sh writes: metric-named ratio keys, rss_per_conn_bytes,
+        # connect_time_s, version "v2", textual targets
+        srv = lambda t, rss: {"runs": [], "median": {"throughput_rps": t, "p50_us": 50.0, "rss_per_conn_bytes": rss, "connect_time_s": 2.0}, "min": {"throughput_rps": t * 0.9}, "max": {"throughput_rps": t * 1.1}}
+        rec = {
+            "schema": "amring-compare-go/2",
+            "sha": "a" * 40,
+            "machine": {"cpu": "T", "cpus": 2},
+            "params": {"duration": "3s"},
+            "cases": [{"id": "idle_10000_s32_v2", "kind": "idle", "conns": 10000, "streams": 1, "pipeline": 1, "payload": 32, "version": "v2", "rate": 20000, "servers": {"amring": srv(20000.0, 7000.0), "go": srv(20000.0, 9000.0)}, "ratio": {"throughput_rps": 1.0, "p50_us": 0.8, "server_cpu_us_per_rt": 0.5}}],
+            "targets": [{"name": "throughput_vs_go_at_go_best", "value": 4.2, "target": ">= 10x", "met": False, "detail": "d"}],
+        }
+        with tempfile.TemporaryDirectory() as d:
+            write_jsonl(os.path.join(d, COMPARE_FILE), [rec])
+            h = History(d)
+            titles = [c.title for c in h.cmp_charts]
+            self.assertIn("idle_10000_s32_v2 · RSS / conn", titles)
+            self.assertIn("idle_10000_s32_v2 · connect time", titles)
+            self.assertEqual(h.cmp_charts[0].case_title, "idle 10000×1 32 B v2 20000 req/s offered")
+            page = render_page(h)
+            self.assertIn("<b>0.800×</b>", page)  # p50 ratio read from p50_us
+            self.assertIn("0.500×", page)  # cpu ratio read from server_cpu_us_per_rt
+            self.assertIn("&gt;= 10x", page)
+            self.assertIn("target &gt;= 10x; d", page)  # in the point's tooltip
 
     def test_criterion_fixture_and_reference_lines(self):
         h = History(os.path.join(TESTDATA, "history-ok"))
