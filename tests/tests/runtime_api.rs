@@ -374,3 +374,32 @@ fn shutdown_completes_in_flight_requests() {
     h.join().unwrap();
     t.join().unwrap();
 }
+
+#[test]
+fn spinning_shard_serves_and_parks_again() {
+    // A shard that busy-polls before parking answers like any other, both
+    // back to back (it is still spinning) and after an idle gap longer than
+    // the spin (it parked and must be woken by the next request).
+    let h = server()
+        .spin_before_park(Duration::from_micros(200))
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        for i in 0..6 {
+            if i % 2 == 1 {
+                glommio::timer::sleep(Duration::from_millis(20)).await;
+            }
+            let rep: MessageReply = conn
+                .send_recv(&MessageRequest {
+                    msg: format!("s{i}"),
+                    num: i,
+                })
+                .await
+                .unwrap();
+            assert_eq!((rep.msg.as_str(), rep.num), (format!("s{i}!").as_str(), i + 1));
+        }
+    });
+    stop(h);
+}

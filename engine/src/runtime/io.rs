@@ -2,7 +2,6 @@
 //! so one driver task can wait for readable bytes and writable space at once.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -31,38 +30,19 @@ pub(crate) const RELEASE_ABOVE: usize = 16 * 1024;
 /// Per-connection read sizing (see [`ROOM_MIN`], [`ROOM_MAX`]).
 #[derive(Debug)]
 pub(crate) struct ReadRoom {
-    /// Free space the next read is offered.
+    /// Bytes the next read is offered.
     room: usize,
-    /// The last read did not fill the room offered (the socket is most likely
-    /// empty), or glommio's readiness wait is armed: the next call goes
-    /// straight to glommio, saving a `recv(2)` that would only say `EAGAIN`.
-    /// Sticky while the wait is pending (glommio then answers without a
-    /// syscall); cleared once a read through glommio fills its probe.
-    drained: bool,
-    /// The last read was a burst (at least [`EAGER_FROM`] bytes): the peer
-    /// pipelines, so a wake while the readiness wait is armed tries one
-    /// `recv(2)` anyway (bytes are likely there before glommio reports them).
-    eager: bool,
 }
-
-/// Reads of at least this many bytes make the next wake read eagerly.
-const EAGER_FROM: usize = 512;
 
 impl Default for ReadRoom {
     fn default() -> Self {
-        ReadRoom {
-            room: ROOM_MIN,
-            drained: false,
-            eager: false,
-        }
+        ReadRoom { room: ROOM_MIN }
     }
 }
 
 impl ReadRoom {
     /// Adapts the room to a read of `n` bytes that was offered `offered` bytes.
     fn observe(&mut self, n: usize, offered: usize) {
-        self.drained = n > 0 && n < offered;
-        self.eager = n >= EAGER_FROM;
         if n == offered {
             self.room = (self.room * 2).min(ROOM_MAX);
         } else if n < self.room / 4 {
@@ -71,15 +51,14 @@ impl ReadRoom {
     }
 }
 
-/// Size of the scratch buffer handed to glommio when it has to wait for
-/// readability (it reads into it itself once the wait completed). Big enough
-/// that a pipelined burst arrives in one read.
-const PROBE: usize = 16 * 1024;
+/// Size of the scratch buffer glommio reads into (see [`PROBE_BUF`]): the
+/// largest room.
+const PROBE: usize = ROOM_MAX;
 
 thread_local! {
-    /// One probe buffer per shard thread, zeroed once and shared by all its
-    /// connections (a read copies out of it at once), so the readiness path
-    /// neither zero-fills nor allocates per call.
+    /// One read buffer per shard thread, zeroed once and shared by all its
+    /// connections (a read copies out of it at once), so reads neither
+    /// zero-fill nor allocate per call.
     static PROBE_BUF: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; PROBE].into_boxed_slice());
 }
 
@@ -116,25 +95,6 @@ fn read_probe(
     r
 }
 
-/// One non-blocking `recv(2)` into `buf`'s spare capacity; the bytes read
-/// are appended to `buf`.
-fn recv_spare(fd: RawFd, buf: &mut BytesMut) -> io::Result<usize> {
-    let spare = buf.spare_capacity_mut();
-    // SAFETY: `spare` is valid for writes of `spare.len()` bytes (it is
-    // `MaybeUninit<u8>`, so the kernel may write anything there) and lives
-    // for the whole call.
-    let r = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), libc::MSG_DONTWAIT) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = r as usize;
-    debug_assert!(n <= spare.len());
-    // SAFETY: the kernel initialised the first `n` bytes of the spare
-    // capacity, and `n <= spare.len()`.
-    unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
-}
-
 /// A connected byte stream on this core.
 pub(crate) enum Transport {
     /// TCP (options of §1.2 already set).
@@ -144,20 +104,27 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// Reads once into `buf`'s spare capacity (at least [`ROOM_MIN`] of it).
-    /// `Ok(0)` is EOF.
-    ///
-    /// Hot path: one non-blocking `recv(2)` straight into the uninitialised
-    /// spare capacity (no zero-fill, no allocation). Only when the socket has
-    /// nothing does glommio get involved, to wait for readability.
+    /// Reads once, appending to `buf`; `Ok(0)` is EOF.
     pub(crate) fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         self.poll_read_sized(cx, buf, &mut ReadRoom::default())
     }
 
     /// [`Transport::poll_read_buf`] for a connection's read loop: `rr` keeps
-    /// the adaptive read size and the "socket drained" hint between calls.
-    /// While the socket has nothing to read, an empty buffer that a burst
-    /// grew beyond [`RELEASE_ABOVE`] is released.
+    /// the adaptive read size between calls. While the socket has nothing to
+    /// read, an empty buffer that a burst grew beyond [`RELEASE_ABOVE`] is
+    /// released.
+    ///
+    /// Every read goes through glommio, which keeps the syscalls to the
+    /// minimum: with no readiness wait pending it tries one `recv(2)`; a read
+    /// that did not fill the room leaves the socket empty, so glommio arms an
+    /// io_uring readiness wait right away (submitted with the next batch, no
+    /// syscall of its own), and until that wait completes every further call
+    /// answers `Pending` without a syscall (a wake by a handler's reply costs
+    /// no `recv(2)`). A read that filled the room reads again on the next
+    /// call. So a busy connection costs one successful `recv(2)` per burst
+    /// and no `EAGAIN` ones. glommio reads into a per-shard scratch buffer
+    /// and the bytes are copied once into `buf` (cheaper than zero-filling
+    /// `buf`'s spare room for every read).
     pub(crate) fn poll_read_sized(
         &mut self,
         cx: &mut Context<'_>,
@@ -174,49 +141,24 @@ impl Transport {
             Transport::Tcp(s) => s,
             Transport::Unix(s) => return poll_read_zeroed(Pin::new(s), cx, buf, rr.room),
         };
-        if !rr.drained || rr.eager {
-            loop {
-                let offered = buf.capacity() - buf.len();
-                match recv_spare(s.as_raw_fd(), buf) {
-                    Ok(n) => {
-                        rr.observe(n, offered);
-                        return Poll::Ready(Ok(n));
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
-        }
-        // Nothing readable: an idle connection keeps no grown buffer.
-        if buf.is_empty() && buf.capacity() > RELEASE_ABOVE {
-            *buf = BytesMut::new();
-        }
-        // Let glommio arm a readiness poll. It tries one read itself first;
-        // bytes that raced in land in `probe` and are appended.
-        //
-        // `drained` stays set: while the readiness wait is pending, glommio
-        // answers `Pending` without a syscall (a wake by a handler's reply
-        // costs no `recv(2)`), and once it completed glommio reads itself.
-        // A read that did not fill the probe leaves the socket empty and
-        // glommio already re-armed the wait; a full probe means more may be
-        // queued, so the next call reads straight into `buf` again.
-        rr.drained = true;
+        let room = rr.room;
         let r = PROBE_BUF.with(|p| {
             let Ok(mut probe) = p.try_borrow_mut() else {
                 // Not reentrant in practice; a fresh buffer keeps it safe.
-                let mut probe = vec![0u8; PROBE];
+                let mut probe = vec![0u8; room];
                 return read_probe(Pin::new(s), cx, &mut probe, buf);
             };
-            read_probe(Pin::new(s), cx, &mut probe, buf)
+            read_probe(Pin::new(s), cx, &mut probe[..room], buf)
         });
         match &r {
-            Poll::Ready(Ok(n)) => {
-                rr.drained = *n > 0 && *n < PROBE;
-                rr.eager = *n >= EAGER_FROM;
+            Poll::Ready(Ok(n)) => rr.observe(*n, room),
+            Poll::Pending => {
+                // Nothing readable: an idle connection keeps no grown buffer.
+                if buf.is_empty() && buf.capacity() > RELEASE_ABOVE {
+                    *buf = BytesMut::new();
+                }
             }
-            Poll::Ready(Err(_)) => rr.drained = false,
-            Poll::Pending => {}
+            Poll::Ready(Err(_)) => {}
         }
         r
     }

@@ -245,9 +245,13 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
             std::mem::take(htx.get_mut(idx).unwrap_or(&mut Vec::new())),
             std::mem::take(hrx.get_mut(idx).unwrap_or(&mut Vec::new())),
         );
-        let j = LocalExecutorBuilder::new(place)
+        let mut b = LocalExecutorBuilder::new(place)
             .name(&format!("amring-shard-{idx}"))
-            .io_memory(cfg.io_memory)
+            .io_memory(cfg.io_memory);
+        if let Some(spin) = cfg.spin_before_park {
+            b = b.spin_before_park(spin);
+        }
+        let j = b
             .spawn(move || async move { shard_main(idx, sock, cfg, shared2, ready, mesh).await })
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
         joins.push(j);
