@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Records a CPU flamegraph of the amring server side during a loadgen run.
+# Records a CPU flamegraph of the amring server (or of loadgen itself) during a
+# loadgen run.
 #
 # loadgen (no --target) starts its embedded amring echo server as a child
-# process; this script finds that child by parent pid, attaches
+# process; this script finds that child by parent pid (or takes loadgen's own
+# pid for the loadgen-* scenarios), attaches
 # `perf record -e cpu-clock -g --call-graph dwarf` to it for the measured
-# phase, and folds the stacks with inferno.
+# phase, and folds the stacks with inferno. The README section of the scenario
+# gets the commands, the run's numbers and the top self-time frames.
 #
 # Usage:   scripts/flamegraph.sh SCENARIO [--duration 5s] [--call-graph dwarf|fp] [-- LOADGEN_ARGS...]
-# Scenarios (loadgen workload, 127.0.0.1, closed loop, payload 32 unless named):
+# Scenarios (loadgen workload, 127.0.0.1, closed loop, payload 32 unless named;
+# "cN-sM" = N connections × M streams, one request in flight per stream):
+#   server-c4-s16-v2    --conns 4 --streams 16              (the issue's 4×16 echo, v2)
+#   server-c4-s16-v3    --conns 4 --streams 16 --recovery   (the same over v3)
+#   loadgen-c4-s16      --conns 4 --streams 16, profiling the loadgen process
 #   echo-c64-p16        --conns 64 --pipeline 16            (the reference scenario)
 #   echo-c1-p1          --conns 1 --pipeline 1              (latency path)
 #   echo-c64-p16-s1024  --conns 64 --pipeline 16 --payload 1024
@@ -42,7 +49,11 @@ done
 [[ "$duration" =~ ^[0-9]+$ && "$duration" -gt 0 ]] || { echo "flamegraph.sh: --duration takes whole seconds" >&2; exit 2; }
 case "$call_graph" in dwarf|fp) ;; *) echo "flamegraph.sh: --call-graph dwarf|fp" >&2; exit 2 ;; esac
 
+profile=server
 case "$scenario" in
+    server-c4-s16-v2) wl=(--conns 4 --streams 16 --payload 32) ;;
+    server-c4-s16-v3) wl=(--conns 4 --streams 16 --payload 32 --recovery) ;;
+    loadgen-c4-s16) wl=(--conns 4 --streams 16 --payload 32); profile=loadgen ;;
     echo-c64-p16) wl=(--conns 64 --pipeline 16 --payload 32) ;;
     echo-c1-p1) wl=(--conns 1 --pipeline 1 --payload 32) ;;
     echo-c64-p16-s1024) wl=(--conns 64 --pipeline 16 --payload 1024) ;;
@@ -104,8 +115,12 @@ if [[ -z "$server_pid" ]]; then
     echo "flamegraph.sh: no embedded server child found (loadgen output: $(tail -c 300 "$work/loadgen.err"))" >&2
     exit 1
 fi
+target_pid=$server_pid
+if [[ $profile == loadgen ]]; then
+    target_pid=$(pgrep -P "$lg_pid" | head -1) # timeout → loadgen
+fi
 sleep "$warmup" # connect + warm-up
-perf_cmd=(perf record -e cpu-clock -F "$freq" -g "${perf_cg[@]}" -p "$server_pid" -o "$perf_data" -- sleep "$duration")
+perf_cmd=(perf record -e cpu-clock -F "$freq" -g "${perf_cg[@]}" -p "$target_pid" -o "$perf_data" -- sleep "$duration")
 echo "flamegraph.sh: ${perf_cmd[*]}" >&2
 "${perf_cmd[@]}" 2>"$work/perf.err" || { cat "$work/perf.err" >&2; exit 1; }
 wait "$lg_pid" || { echo "flamegraph.sh: loadgen failed: $(tail -c 300 "$work/loadgen.err")" >&2; exit 1; }
@@ -113,26 +128,41 @@ lg_pid=""
 
 folded="flamegraphs/$scenario.folded"
 svg="flamegraphs/$scenario.svg"
-perf script -i "$perf_data" 2>/dev/null | inferno-collapse-perf >"$folded"
+perf script -i "$perf_data" 2>/dev/null | inferno-collapse-perf --kernel >"$folded"
 [[ -s "$folded" ]] || { echo "flamegraph.sh: no stacks recorded" >&2; exit 1; }
 samples=$(sed -n 's/.*(\([0-9]*\) samples).*/\1/p' "$work/perf.err" | tail -1)
 samples="${samples:-?}"
 kind=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("server",{}).get("kind","?"))' "$report")
 [[ $kind == embedded-amring ]] || echo "flamegraph.sh: WARNING: loadgen's embedded server is '$kind', not amring" >&2
-inferno-flamegraph --title "$kind server: $scenario (${wl[*]})" --subtitle "perf cpu-clock ${freq} Hz, $call_graph, ${duration}s, $samples samples" \
+what="$kind server"
+[[ $profile == loadgen ]] && what="loadgen (against the $kind server)"
+inferno-flamegraph --title "$what: $scenario (${wl[*]})" --subtitle "perf cpu-clock ${freq} Hz, $call_graph, ${duration}s, $samples samples" \
     <"$folded" >"$svg"
 
-python3 - "$scenario" "$report" "$samples" "${lg_cmd[*]}" "${perf_cmd[*]}" "$root" <<'PY'
+python3 - "$scenario" "$report" "$samples" "${lg_cmd[*]}" "${perf_cmd[*]}" "$root" "$profile" "$folded" <<'PY'
 import datetime, json, os, re, subprocess, sys
 
-scenario, report, samples, lg_cmd, perf_cmd, root = sys.argv[1:7]
+scenario, report, samples, lg_cmd, perf_cmd, root, profile, folded = sys.argv[1:9]
 readme = os.path.join(root, "flamegraphs", "README.md")
 sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
 r = json.load(open(report))
 lat = r.get("latency_us", {})
 srv = r.get("server", {})
 lg_cmd = lg_cmd.replace(root + "/", "")
-perf_cmd = re.sub(r"-p \d+", "-p <server pid>", perf_cmd).replace(root + "/", "")
+perf_cmd = re.sub(r"-p \d+", f"-p <{profile} pid>", perf_cmd).replace(root + "/", "")
+# Top self-time frames (leaf of each stack) and the kernel share, from the folded stacks.
+self_t, total, kernel = {}, 0, 0
+for line in open(folded):
+    stack, _, n = line.rstrip("\n").rpartition(" ")
+    n = int(n)
+    leaf = stack.rsplit(";", 1)[-1]
+    total += n
+    self_t[leaf] = self_t.get(leaf, 0) + n
+    if leaf.endswith("_[k]"):
+        kernel += n
+top = sorted(self_t.items(), key=lambda kv: -kv[1])[:12]
+top_md = "\n".join(f"| {100 * n / total:5.1f} % | `{f.replace('|', '/')}` |" for f, n in top)
+top_md = f"Top self time ({total} samples; kernel frames {100 * kernel / max(total, 1):.0f} %):\n\n| share | frame |\n|---:|---|\n{top_md}\n" 
 note = ""
 if srv.get("kind") != "embedded-amring":
     note = (f"\n**Not amring yet:** loadgen's embedded server was `{srv.get('kind')}` for this run (the amring\n"
@@ -141,7 +171,7 @@ if srv.get("kind") != "embedded-amring":
 section = f"""<!-- scenario:{scenario} -->
 ## {scenario}
 
-`{scenario}.svg` / `{scenario}.folded`: {samples} samples of loadgen's embedded server process
+`{scenario}.svg` / `{scenario}.folded`: {samples} samples of the {"loadgen process" if profile == "loadgen" else "loadgen's embedded server process"}
 (`server.kind` = `{srv.get('kind')}`), commit `{sha}`, {datetime.date.today().isoformat()},
 {os.cpu_count()} CPUs.
 {note}
@@ -150,12 +180,15 @@ scripts/flamegraph.sh {scenario}
 # which ran:
 {lg_cmd}
 {perf_cmd}
-perf script -i perf.data | inferno-collapse-perf > flamegraphs/{scenario}.folded
+perf script -i perf.data | inferno-collapse-perf --kernel > flamegraphs/{scenario}.folded
 inferno-flamegraph < flamegraphs/{scenario}.folded > flamegraphs/{scenario}.svg
 ```
 
 loadgen during the run (perf attached, so slower than a clean run): {r.get('throughput_rps', 0):,.0f} req/s,
-p50 {lat.get('p50')} µs, p99 {lat.get('p99')} µs, errors {r.get('errors_total')}, server CPU {srv.get('cpu_s')} s.
+p50 {lat.get('p50')} µs, p99 {lat.get('p99')} µs, errors {r.get('errors_total')}, server CPU {srv.get('cpu_s')} s,
+generator CPU {r.get('generator', {}).get('cpu_s')} s.
+
+{top_md}
 <!-- /scenario:{scenario} -->
 """
 text = open(readme).read() if os.path.exists(readme) else "# flamegraphs/\n"
