@@ -49,6 +49,8 @@ pub struct ServerSpec {
     pub cores: usize,
     /// Enable v3 recovery on the server.
     pub recovery: bool,
+    /// Busy-poll time before a server core parks (zero: park at once).
+    pub spin: Duration,
 }
 
 /// A server of this process (either kind).
@@ -78,11 +80,12 @@ impl Local {
                 }
                 NullServer::start(NullServerConfig {
                     cores: server_cores(spec.cores),
+                    spin_before_park: spec.spin,
                     ..NullServerConfig::default()
                 })
                 .map(Local::Null)
             }
-            EmbeddedKind::Amring => start_amring(spec.cores, spec.recovery).map(Local::Amring),
+            EmbeddedKind::Amring => start_amring(spec.cores, spec.recovery, spec.spin).map(Local::Amring),
         }
     }
 
@@ -125,11 +128,13 @@ impl Local {
     }
 }
 
-/// Starts the real amring echo server on the lowest `cores` cores.
-pub fn start_amring(cores: usize, recovery: bool) -> io::Result<ServerHandle> {
+/// Starts the real amring echo server on the lowest `cores` cores; each core
+/// busy-polls for `spin` before it parks (zero: parks at once).
+pub fn start_amring(cores: usize, recovery: bool, spin: Duration) -> io::Result<ServerHandle> {
     Server::builder()
         .shards(Shards::Cores(server_cores(cores)))
         .backlog(DEFAULT_BACKLOG)
+        .spin_before_park(spin)
         .recovery(recovery.then(RecoveryOptions::default))
         .handler(|_ctx: StreamContext, req: EchoRequest| async move {
             Ok::<_, std::convert::Infallible>(EchoReply { text: req.text })
@@ -210,6 +215,9 @@ fn start_child(exe: &PathBuf, spec: ServerSpec) -> io::Result<EmbeddedServer> {
     ]);
     if spec.recovery {
         cmd.arg("--recovery");
+    }
+    if !spec.spin.is_zero() {
+        cmd.args(["--server-spin", &format!("{}ns", spec.spin.as_nanos())]);
     }
     let mut child = cmd
         .stdin(Stdio::piped())

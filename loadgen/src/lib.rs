@@ -86,6 +86,7 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
                     kind: opts.server,
                     cores: opts.server_cores,
                     recovery: opts.recovery,
+                    spin: opts.server_spin,
                 },
                 launch,
             )
@@ -218,6 +219,11 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
             recovery: opts.recovery,
             cores: opts.cores,
             server_cores: if opts.target.is_some() { 0 } else { opts.server_cores },
+            server_spin_us: if opts.target.is_some() {
+                0.0
+            } else {
+                opts.server_spin.as_secs_f64() * 1e6
+            },
             connect_rate: opts.connect_rate,
         },
         connect: ConnectInfo {

@@ -15,6 +15,7 @@ fn main() {
             kind: opts.server,
             cores: opts.server_cores,
             recovery: opts.recovery,
+            spin: opts.server_spin,
         }) {
             eprintln!("loadgen: embedded server: {e}");
             std::process::exit(1);

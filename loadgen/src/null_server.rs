@@ -44,6 +44,8 @@ pub struct NullServerConfig {
     /// Test hook: answer every n-th request (per core, counting from 1) with
     /// `am.message.ErrorReply{handler_error, "null server error"}` instead of its echo.
     pub error_every: Option<u64>,
+    /// Busy-poll time of each core before it parks (zero: park at once).
+    pub spin_before_park: Duration,
 }
 
 impl Default for NullServerConfig {
@@ -53,6 +55,7 @@ impl Default for NullServerConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             backlog: DEFAULT_BACKLOG,
             stall_once: None,
+            spin_before_park: Duration::ZERO,
             error_every: None,
         }
     }
@@ -113,9 +116,13 @@ impl NullServer {
                 stall: cfg.stall_once,
                 error_every: cfg.error_every.filter(|&n| n > 0),
             };
-            let h = LocalExecutorBuilder::new(Placement::Fixed(core))
+            let mut b = LocalExecutorBuilder::new(Placement::Fixed(core))
                 .name("null-server")
-                .io_memory(512 << 10)
+                .io_memory(512 << 10);
+            if !cfg.spin_before_park.is_zero() {
+                b = b.spin_before_park(cfg.spin_before_park);
+            }
+            let h = b
                 .spawn(move || async move {
                     if let Ok(mut v) = tids.lock() {
                         v.push(crate::sys::gettid());

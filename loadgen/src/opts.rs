@@ -202,6 +202,13 @@ pub struct Options {
     #[arg(long, default_value = "1", value_parser = parse_positive)]
     pub server_cores: usize,
 
+    /// Busy-poll time of each embedded server core before it parks (e.g.
+    /// 100us; 0 = park at once, the library default). Applies to both
+    /// embedded servers (amring: `ServerBuilder::spin_before_park`; null
+    /// server: the same glommio setting), so latency floors stay comparable.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    pub server_spin: Duration,
+
     /// Which embedded server to start when --target is omitted.
     #[arg(long, value_enum, default_value_t = EmbeddedKind::Amring)]
     pub server: EmbeddedKind,

@@ -70,6 +70,9 @@ pub struct ConfigEcho {
     pub cores: usize,
     /// Embedded server cores (0 with an external target).
     pub server_cores: usize,
+    /// Busy-poll time of the embedded server cores before they park (µs; 0
+    /// = park at once, and always 0 with an external target).
+    pub server_spin_us: f64,
     /// Connect ramp (connects/s).
     pub connect_rate: u64,
 }
