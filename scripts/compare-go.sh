@@ -142,6 +142,7 @@ trap 'exit 143' TERM
 wait_listening() { # $1 = log, $2 = sed expression printing the address; sets srv_addr
     local i
     srv_addr=""
+    touch "$1" # the background redirect may not have created it yet
     for i in $(seq 1 100); do
         srv_addr=$(sed -n "$2" "$1" | head -1)
         [[ -n "$srv_addr" ]] && return 0
