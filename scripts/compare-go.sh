@@ -25,6 +25,10 @@
 #   --duration    loadgen's measured phase (default 3s; --quick 2s); --warmup default 1s
 #   --open-rate   fixed open-loop rate instead of 50 % of the Go best (needed for nothing;
 #                 without a Go peer the fallback is 46k = 50 % of the issue's 93k Go figure)
+#   --summarize DIR  only redo the tables, targets, compare.json and history line of an earlier
+#                 run's out dir (no new runs)
+#   A run with no reply in its measured phase counts as failed (stall) and is left out of the
+#   medians; open/idle runs serving < 90 % of the offered rate get a warning.
 #   Every loadgen run is killed after duration + warmup + connect allowance + 30 s.
 # Env:
 #   AMRING_GO_PEER   prebuilt go-peer binary (optional; never built here). Absent: amring and
@@ -48,7 +52,7 @@ perf_bin="${PERF:-/usr/bin/perf}"
 go_cpus="${GO_CPUS-0}"
 go_maxprocs="${GO_MAXPROCS:-1}"
 
-quick=0 reps="" duration="" warmup=1s out_dir="" idle_conns=10k idle_rate=20k open_rate=""
+summarize_dir="" quick=0 reps="" duration="" warmup=1s out_dir="" idle_conns=10k idle_rate=20k open_rate=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -59,7 +63,8 @@ while [[ $# -gt 0 ]]; do
         --idle-rate) idle_rate="$2"; shift ;;
         --open-rate) open_rate="$2"; shift ;;
         --out-dir) out_dir="$2"; shift ;;
-        -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+        --summarize) summarize_dir="$2"; shift ;;
+        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
         *) echo "compare-go.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -70,7 +75,7 @@ else
     reps="${reps:-3}" duration="${duration:-3s}"
 fi
 [[ $reps =~ ^[0-9]+$ && $reps -ge 1 ]] || { echo "compare-go.sh: --reps must be a positive integer" >&2; exit 2; }
-out_dir="${out_dir:-$CARGO_TARGET_DIR/compare-go/$(date -u +%Y%m%dT%H%M%SZ)}"
+out_dir="${out_dir:-${summarize_dir:-$CARGO_TARGET_DIR/compare-go/$(date -u +%Y%m%dT%H%M%SZ)}}"
 mkdir -p "$out_dir"
 out_dir="$(cd "$out_dir" && pwd)"
 
@@ -95,6 +100,348 @@ idle_r=$(to_count "$idle_rate")
 # The measured window: starts 0.2 s into loadgen's measured phase, ends 0.2 s before its end.
 window_s=$(python3 -c "print(max(0.2, $dur_s - 0.4))")
 
+# ---------------------------------------------------- tables + JSON + history ---
+# summarize DIR: tables, targets, DIR/summary.txt, DIR/compare.json, one history line; the
+# run's parameters come from DIR/summarize.args (written before the first run).
+summarize() {
+    local dir=$1 a=()
+    mapfile -t a <"$dir/summarize.args"
+    mkdir -p "$(dirname "$history")"
+    python3 - "$dir" "$history" "${a[@]}" <<'PY' | tee "$dir/summary.txt"
+import datetime, json, os, statistics, subprocess, sys
+
+(out_dir, history, go_status, duration, warmup, reps, go_maxprocs, go_cpus,
+ perf_status, quick, window_s, started) = sys.argv[1:]
+have_go = go_status.startswith("ok")
+
+def sh(*cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+def last_line(path):
+    try:
+        lines = [l for l in open(path, errors="replace").read().splitlines() if l.strip()]
+        return lines[-1][:300] if lines else None
+    except OSError:
+        return None
+
+def perf_count(path, note):
+    """(count, reason): count of raw_syscalls:sys_enter from `perf stat -x,` output."""
+    if note:
+        return None, note
+    try:
+        for line in open(path):
+            f = line.strip().split(",")
+            if len(f) >= 3 and f[2].startswith("raw_syscalls:sys_enter"):
+                try:
+                    return int(float(f[0])), None
+                except ValueError:
+                    return None, f"perf: {f[0]}"
+    except OSError as e:
+        return None, f"perf output missing: {e}"
+    return None, "perf output has no raw_syscalls:sys_enter line"
+
+def run_record(base, rep, kind, rate):
+    rec = {"rep": rep, "report": os.path.relpath(base + ".json", out_dir)}
+    try:
+        meas = json.load(open(base + ".meas"))
+    except (OSError, ValueError):
+        meas = {"error": "no measurement"}
+    if meas.get("error"):
+        rec["error"] = meas["error"]
+        return rec
+    try:
+        r = json.load(open(base + ".json"))
+    except (OSError, ValueError):
+        rec["error"] = last_line(base + ".err") or f"loadgen rc={meas.get('loadgen_rc')}, no report"
+        return rec
+    lat = r.get("latency_us") or {}
+    srv = r.get("server") or {}
+    thr = r.get("throughput_rps")
+    win = meas["window_s"]
+    rts = thr * win if thr else None
+    cnt, why = perf_count(base + ".perf", meas.get("perf_note"))
+    rec.update({
+        "throughput_rps": thr,
+        "p50_us": lat.get("p50"),
+        "p99_us": lat.get("p99"),
+        "p999_us": lat.get("p999"),
+        "requests": r.get("requests"),
+        "errors_total": r.get("errors_total"),
+        "connected": (r.get("connect") or {}).get("connected"),
+        "connect_time_s": (r.get("connect") or {}).get("time_s"),
+        "rss_per_conn_bytes": srv.get("rss_per_conn_bytes"),
+        "window_s": round(win, 4),
+        "server_cpu_s": meas["server_cpu_s"],
+        "server_cpu_util": meas["server_cpu_s"] / win if win else None,
+        "server_cpu_us_per_rt": meas["server_cpu_s"] * 1e6 / rts if rts else None,
+        "syscalls": cnt,
+        "syscalls_per_rt": cnt / rts if (cnt is not None and rts) else None,
+        "syscalls_note": why,
+        "window_in_measured_phase": meas.get("connected_seen"),
+    })
+    if not r.get("requests"):
+        rec["error"] = ("no replies in the measured phase (server or generator stalled; "
+                        f"{r.get('warmup_requests')} replies in the warm-up, {r.get('errors_total')} loadgen errors)")
+    elif rate and thr < 0.9 * rate:
+        rec["warning"] = f"served {100 * thr / rate:.0f} % of the offered {rate:,} req/s (backlog or stall)"
+    if not meas.get("connected_seen"):
+        rec["warning"] = (rec.get("warning", "") + "; " if rec.get("warning") else "") + "connections not seen up at the server within the allowance: window may overlap connect/warm-up"
+    if meas.get("loadgen_rc"):
+        rec["error"] = last_line(base + ".err") or f"loadgen rc={meas['loadgen_rc']}"
+    return rec
+
+METRICS = ["throughput_rps", "p50_us", "p99_us", "p999_us", "server_cpu_us_per_rt", "syscalls_per_rt",
+           "server_cpu_util", "rss_per_conn_bytes", "connect_time_s", "errors_total"]
+
+def summarize(runs):
+    good = [r for r in runs if not r.get("error")]
+    med, lo, hi = {}, {}, {}
+    for m in METRICS:
+        v = [r[m] for r in good if r.get(m) is not None]
+        med[m] = statistics.median(v) if v else None
+        lo[m] = min(v) if v else None
+        hi[m] = max(v) if v else None
+    return {"runs": runs, "median": med, "min": lo, "max": hi}
+
+cases, order = {}, []
+open_rates = {}
+for line in open(os.path.join(out_dir, "open-rates.tsv")):
+    v, rate, basis = line.rstrip("\n").split("\t")
+    open_rates[v] = basis
+for line in open(os.path.join(out_dir, "runs.tsv")):
+    cid, kind, conns, streams, payload, version, rate, server, rep, base = line.rstrip("\n").split("\t")
+    if cid not in cases:
+        order.append(cid)
+        cases[cid] = {"id": cid, "kind": kind, "conns": int(conns), "streams": int(streams), "pipeline": 1,
+                      "payload": int(payload), "version": version,
+                      "rate": None if rate == "-" else int(rate), "servers": {}, "_runs": {}}
+        if kind == "open":
+            cases[cid]["rate_basis"] = open_rates.get(version)
+    cases[cid]["_runs"].setdefault(server, []).append(
+        run_record(base, int(rep), kind, None if rate == "-" else int(rate)))
+
+def ratio(a, b, m):
+    x = a["median"].get(m) if a else None
+    y = b["median"].get(m) if b else None
+    return x / y if (x is not None and y) else None
+
+case_list = []
+for cid in order:
+    c = cases[cid]
+    kind = c["kind"]
+    for srv, runs in c.pop("_runs").items():
+        c["servers"][srv] = summarize(runs)
+    a, g, fl = (c["servers"].get(k) for k in ("amring", "go", "floor"))
+    c["ratio"] = {m: ratio(a, g, m) for m in ("throughput_rps", "p50_us", "p99_us", "p999_us",
+                                               "server_cpu_us_per_rt", "syscalls_per_rt", "rss_per_conn_bytes")}
+    c["ratio"]["p50_us_vs_floor"] = ratio(a, fl, "p50_us")
+    if kind != "idle":  # RSS/conn of a handful of connections is one-time cost, not per connection
+        c["ratio"]["rss_per_conn_bytes"] = None
+    case_list.append(c)
+
+# ---- tables
+def n(v, d=1, unit=""):
+    if v is None:
+        return "-"
+    if abs(v) >= 1000 and d <= 1:
+        return f"{v:,.0f}{unit}"
+    return f"{v:,.{d}f}{unit}"
+
+def cell(s, m, d=1):
+    if not s or s["median"].get(m) is None:
+        return "-"
+    med, lo, hi = s["median"][m], s["min"][m], s["max"][m]
+    return f"{n(med, d)} ({n(lo, d)}–{n(hi, d)})"
+
+def rcell(v):
+    return "-" if v is None else f"{v:.2f}×"
+
+print(f"compare-go.sh: loadgen --duration {duration} --warmup {warmup}, {reps} reps A/B alternating, "
+      f"server window {window_s} s; quick={quick == '1'}")
+print(f"Go peer: {go_status}")
+print(f"perf: {perf_status}")
+print("servers on cpu 0, loadgen on cpu 1; N×M = N conns × M streams, 1 in flight per stream; "
+      "latency µs; cells = median (min–max); ratio = amring/Go (throughput > 1, rest < 1 favour amring)")
+print("floor = loadgen's null server (--server null): a glommio TcpStream endpoint, one task per connection, "
+      "v2 handshake + frame parsing, replies by swapping the pre-encoded envelope prefix without decoding. "
+      "It is the raw glommio TCP path plus minimal framing, not a bare byte echo.")
+cols = [("req/s", "throughput_rps", 0), ("p50", "p50_us", 1), ("p99", "p99_us", 1), ("p99.9", "p999_us", 1),
+        ("CPU µs/RT", "server_cpu_us_per_rt", 2), ("sys/RT", "syscalls_per_rt", 3)]
+for c in case_list:
+    extra = f", rate {c['rate']:,} req/s ({c.get('rate_basis') or 'fixed'})" if c["rate"] else ""
+    print()
+    print(f"== {c['id']}: {c['kind']}, {c['conns']}×{c['streams']}, {c['payload']} B, {c['version']}{extra}")
+    idle = c["kind"] == "idle"
+    use = cols + ([("conn s", "connect_time_s", 2), ("RSS B/conn", "rss_per_conn_bytes", 0),
+                   ("CPU util", "server_cpu_util", 3)] if idle else [])
+    rows = []
+    for srv in ("amring", "go", "floor"):
+        s = c["servers"].get(srv)
+        if s is None:
+            continue
+        errs = sum((r.get("errors_total") or 0) for r in s["runs"])
+        failed = sum(1 for r in s["runs"] if r.get("error"))
+        rows.append([srv] + [cell(s, m, d) for _, m, d in use] + [f"{errs}" + (f" / {failed} failed" if failed else "")])
+    rat = c["ratio"]
+    if "go" in c["servers"]:
+        rows.append(["amring/go"] + [rcell(rat.get(m)) for _, m, _ in use] + [""])
+    if rat.get("p50_us_vs_floor") is not None:
+        rows.append(["amring/floor"] + ["", rcell(rat["p50_us_vs_floor"])] + [""] * (len(use) - 1))
+    hdr = ["server"] + [h for h, _, _ in use] + ["errors"]
+    w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
+    print("  " + "  ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(hdr)))
+    for r in rows:
+        print("  " + "  ".join(str(x).ljust(w[i]) if i == 0 else str(x).rjust(w[i]) for i, x in enumerate(r)))
+    for srv, s in c["servers"].items():
+        for r in s["runs"]:
+            if r.get("error"):
+                print(f"  ! {srv} r{r['rep']}: {r['error']}")
+            elif r.get("warning"):
+                print(f"  ! {srv} r{r['rep']}: {r['warning']}")
+            if r.get("syscalls_note") and r.get("syscalls_note") != perf_status:
+                print(f"  ! {srv} r{r['rep']}: syscalls null: {r['syscalls_note']}")
+
+# ---- targets
+by_id = {c["id"]: c for c in case_list}
+def med(cid, srv, m):
+    c = by_id.get(cid)
+    s = c and c["servers"].get(srv)
+    return s["median"].get(m) if s else None
+
+targets = []
+def target(name, value, goal, met, detail):
+    targets.append({"name": name, "value": value, "target": goal, "met": met, "detail": detail})
+
+# 1. throughput >= 10x Go at Go's best closed-loop configuration.
+closed = [c for c in case_list if c["kind"] == "closed"]
+gbest = max((c for c in closed if med(c["id"], "go", "throughput_rps")), default=None,
+            key=lambda c: med(c["id"], "go", "throughput_rps"))
+if not have_go or gbest is None:
+    target("throughput_vs_go_at_go_best", None, ">= 10x", None, "not evaluated: Go peer absent or no Go result")
+else:
+    a, g = med(gbest["id"], "amring", "throughput_rps"), med(gbest["id"], "go", "throughput_rps")
+    v = a / g if a and g else None
+    ref = "closed_16x16_s32_v2"
+    refs = ""
+    if ref in by_id and by_id[ref]["ratio"]["throughput_rps"] is not None:
+        refs = f"; at the issue's Go-best config {ref}: {by_id[ref]['ratio']['throughput_rps']:.2f}x"
+    target("throughput_vs_go_at_go_best", v, ">= 10x", None if v is None else v >= 10,
+           f"Go best = {gbest['id']} at {g:,.0f} req/s; amring {n(a, 0)} req/s" + refs)
+
+# 2./3. CPU and syscalls per round trip under the many-stream load (amring alone).
+ms = "closed_16x16_s32_v2"
+others = [c["id"] for c in closed if c["conns"] * c["streams"] >= 256 and c["id"] != ms]
+for name, m, goal, lim in (("server_cpu_us_per_rt", "server_cpu_us_per_rt", "<= 1 us", 1.0),
+                           ("syscalls_per_rt", "syscalls_per_rt", "<= 0.1", 0.1)):
+    v = med(ms, "amring", m)
+    more = "; ".join(f"{o}: amring {n(med(o, 'amring', m), 3)}, go {n(med(o, 'go', m), 3)}" for o in others)
+    gv = med(ms, "go", m)
+    if v is None:
+        why = "not evaluated: " + ("no such case in this run" if ms not in by_id else
+                                   (perf_status if m == "syscalls_per_rt" else "no amring result"))
+        target(name, None, goal, None, why)
+    else:
+        target(name, v, goal, v <= lim, f"amring in {ms}: {v:.3f} (Go {n(gv, 3)}); {more}".rstrip("; "))
+
+# 4. 1x1 p50 below Go's, and within 1.1x of the floor.
+c11 = "closed_1x1_s32_v2"
+a50, g50, f50 = med(c11, "amring", "p50_us"), med(c11, "go", "p50_us"), med(c11, "floor", "p50_us")
+if not have_go or a50 is None or g50 is None:
+    target("p50_1x1_below_go", None, "< Go p50", None, "not evaluated: Go peer absent or no result")
+else:
+    target("p50_1x1_below_go", a50, "< Go p50", a50 < g50, f"{c11}: amring p50 {a50:.1f} us, Go p50 {g50:.1f} us")
+if a50 is None or f50 is None:
+    target("p50_1x1_vs_floor", None, "<= 1.1x floor", None, "not evaluated: no amring or floor result")
+else:
+    target("p50_1x1_vs_floor", a50 / f50, "<= 1.1x floor", a50 / f50 <= 1.1,
+           f"{c11}: amring p50 {a50:.1f} us, floor (null server) p50 {f50:.1f} us")
+
+# 5. open-loop p99 at the same offered rate below Go's.
+oc = [c for c in case_list if c["kind"] == "open"]
+if not have_go or not oc:
+    target("open_loop_p99_below_go", None, "< Go p99", None, "not evaluated: Go peer absent or no open-loop case")
+else:
+    first = oc[0]
+    a99, g99 = med(first["id"], "amring", "p99_us"), med(first["id"], "go", "p99_us")
+    rest = "; ".join(f"{c['id']}: amring {n(med(c['id'], 'amring', 'p99_us'))} us, go {n(med(c['id'], 'go', 'p99_us'))} us"
+                     for c in oc[1:])
+    if a99 is None or g99 is None:
+        target("open_loop_p99_below_go", None, "< Go p99", None, "not evaluated: a server has no result")
+    else:
+        target("open_loop_p99_below_go", a99, "< Go p99", a99 < g99,
+               f"{first['id']} at {first['rate']:,} req/s: amring p99 {a99:.1f} us, Go p99 {g99:.1f} us"
+               + (f"; {rest}" if rest else ""))
+
+print()
+print("== Targets")
+for t in targets:
+    v = t["value"]
+    if t["met"] is None:
+        verdict = "NOT EVALUATED"
+    elif t["met"]:
+        verdict = "met"
+    else:
+        verdict = "MISSED"
+    how = ""
+    if t["met"] is False and v is not None:
+        if t["name"] == "throughput_vs_go_at_go_best":
+            how = f" (by {10 / v:.2f}x: {v:.2f}x vs 10x)"
+        elif t["name"] == "p50_1x1_vs_floor":
+            how = f" (by {v / 1.1:.2f}x: {v:.2f}x vs 1.1x)"
+        elif t["name"] == "server_cpu_us_per_rt":
+            how = f" (by {v / 1.0:.2f}x)"
+        elif t["name"] == "syscalls_per_rt":
+            how = f" (by {v / 0.1:.2f}x)"
+        elif t["name"] == "open_loop_p99_below_go":
+            g99 = med(oc[0]["id"], "go", "p99_us")
+            how = f" (amring/Go = {v / g99:.2f}x)" if g99 else ""
+        elif t["name"] == "p50_1x1_below_go":
+            how = f" (amring/Go = {v / g50:.2f}x)" if g50 else ""
+    shown = "-" if v is None else (f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}")
+    print(f"  {t['name']:<28} {verdict:<13} value {shown:<10} target {t['target']:<14}{how}")
+    print(f"      {t['detail']}")
+
+# ---- JSON
+status = sh("git", "status", "--porcelain", "--untracked-files=no")
+cpu = None
+try:
+    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+except (OSError, StopIteration):
+    pass
+record = {
+    "schema": "amring-compare-go/2",
+    "sha": sh("git", "rev-parse", "HEAD"),
+    "dirty": bool(status),
+    "branch": sh("git", "rev-parse", "--abbrev-ref", "HEAD"),
+    "date": started,
+    "machine": {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
+                "loadavg": open("/proc/loadavg").read().split()[:3]},
+    "params": {"duration": duration, "warmup": warmup, "reps": int(reps), "go_maxprocs": int(go_maxprocs),
+               "go_cpus": go_cpus, "quick": quick == "1", "window_s": float(window_s), "perf": perf_status,
+               "server_cpus": "0", "loadgen_cpus": "1"},
+    "go_status": go_status,
+    "out_dir": os.path.relpath(out_dir),
+    "cases": case_list,
+    "targets": targets,
+}
+with open(os.path.join(out_dir, "compare.json"), "w") as fh:
+    json.dump(record, fh, indent=1)
+with open(history, "a") as fh:
+    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+print()
+print(f"wrote {os.path.join(out_dir, 'compare.json')}, {os.path.join(out_dir, 'summary.txt')}; "
+      f"appended 1 line ({len(case_list)} cases) to {history}")
+PY
+}
+
+if [[ -n "$summarize_dir" ]]; then
+    summarize "$summarize_dir"
+    exit 0
+fi
+
 # ---------------------------------------------------------------- loadgen ---
 if [[ -z "${LOADGEN:-}" ]]; then
     echo "compare-go.sh: building loadgen (release)" >&2
@@ -116,13 +463,13 @@ echo "compare-go.sh: perf: $perf_status" >&2
 # ---------------------------------------------------------------- servers ---
 srv_pid="" srv_fd="" srv_addr="" lg_pid=""
 stop_server() {
+    local i
     if [[ -n "$srv_fd" ]]; then
         exec {srv_fd}>&- # EOF on the amring/floor server's stdin: it exits on its own
         srv_fd=""
+        for i in $(seq 1 30); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
     fi
     if [[ -n "$srv_pid" ]]; then
-        local i
-        for i in $(seq 1 30); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
         kill "$srv_pid" 2>/dev/null || true
         for i in $(seq 1 20); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$srv_pid" 2>/dev/null || true
@@ -331,6 +678,9 @@ else:
 PY
 }
 
+printf '%s\n' "$go_status" "$duration" "$warmup" "$reps" "$go_maxprocs" "$go_cpus" "$perf_status" "$quick" \
+    "$window_s" "$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" >"$out_dir/summarize.args"
+
 # ----------------------------------------------------------------- matrix ---
 versions=(v2 v3) payloads=(32 1024) closed=("1 1" "1 16" "4 16" "16 16" "64 4")
 if [[ $quick == 1 ]]; then versions=(v2) payloads=(32) closed=("1 1" "16 16"); fi
@@ -353,328 +703,4 @@ for version in "${versions[@]}"; do
     run_case "idle_${idle_n}x1_s32_${version}" idle "$idle_n" 1 32 "$version" "$idle_r" 0
 done
 
-# ---------------------------------------------------- tables + JSON + history ---
-mkdir -p "$(dirname "$history")"
-python3 - "$out_dir" "$history" "$go_status" "$duration" "$warmup" "$reps" "$go_maxprocs" "$go_cpus" \
-    "$perf_status" "$quick" "$window_s" <<'PY' | tee "$out_dir/summary.txt"
-import datetime, json, os, statistics, subprocess, sys
-
-(out_dir, history, go_status, duration, warmup, reps, go_maxprocs, go_cpus,
- perf_status, quick, window_s) = sys.argv[1:]
-have_go = go_status.startswith("ok")
-
-def sh(*cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-def last_line(path):
-    try:
-        lines = [l for l in open(path, errors="replace").read().splitlines() if l.strip()]
-        return lines[-1][:300] if lines else None
-    except OSError:
-        return None
-
-def perf_count(path, note):
-    """(count, reason): count of raw_syscalls:sys_enter from `perf stat -x,` output."""
-    if note:
-        return None, note
-    try:
-        for line in open(path):
-            f = line.strip().split(",")
-            if len(f) >= 3 and f[2].startswith("raw_syscalls:sys_enter"):
-                try:
-                    return int(float(f[0])), None
-                except ValueError:
-                    return None, f"perf: {f[0]}"
-    except OSError as e:
-        return None, f"perf output missing: {e}"
-    return None, "perf output has no raw_syscalls:sys_enter line"
-
-def run_record(base, rep):
-    rec = {"rep": rep, "report": os.path.relpath(base + ".json", out_dir)}
-    try:
-        meas = json.load(open(base + ".meas"))
-    except (OSError, ValueError):
-        meas = {"error": "no measurement"}
-    if meas.get("error"):
-        rec["error"] = meas["error"]
-        return rec
-    try:
-        r = json.load(open(base + ".json"))
-    except (OSError, ValueError):
-        rec["error"] = last_line(base + ".err") or f"loadgen rc={meas.get('loadgen_rc')}, no report"
-        return rec
-    lat = r.get("latency_us") or {}
-    srv = r.get("server") or {}
-    thr = r.get("throughput_rps")
-    win = meas["window_s"]
-    rts = thr * win if thr else None
-    cnt, why = perf_count(base + ".perf", meas.get("perf_note"))
-    rec.update({
-        "throughput_rps": thr,
-        "p50_us": lat.get("p50"),
-        "p99_us": lat.get("p99"),
-        "p999_us": lat.get("p999"),
-        "requests": r.get("requests"),
-        "errors_total": r.get("errors_total"),
-        "connected": (r.get("connect") or {}).get("connected"),
-        "connect_time_s": (r.get("connect") or {}).get("time_s"),
-        "rss_per_conn_bytes": srv.get("rss_per_conn_bytes"),
-        "window_s": round(win, 4),
-        "server_cpu_s": meas["server_cpu_s"],
-        "server_cpu_util": meas["server_cpu_s"] / win if win else None,
-        "server_cpu_us_per_rt": meas["server_cpu_s"] * 1e6 / rts if rts else None,
-        "syscalls": cnt,
-        "syscalls_per_rt": cnt / rts if (cnt is not None and rts) else None,
-        "syscalls_note": why,
-        "window_in_measured_phase": meas.get("connected_seen"),
-    })
-    if not meas.get("connected_seen"):
-        rec["warning"] = "connections not seen up at the server within the allowance: window may overlap connect/warm-up"
-    if meas.get("loadgen_rc"):
-        rec["error"] = last_line(base + ".err") or f"loadgen rc={meas['loadgen_rc']}"
-    return rec
-
-METRICS = ["throughput_rps", "p50_us", "p99_us", "p999_us", "server_cpu_us_per_rt", "syscalls_per_rt",
-           "server_cpu_util", "rss_per_conn_bytes", "connect_time_s", "errors_total"]
-
-def summarize(runs):
-    good = [r for r in runs if not r.get("error")]
-    med, lo, hi = {}, {}, {}
-    for m in METRICS:
-        v = [r[m] for r in good if r.get(m) is not None]
-        med[m] = statistics.median(v) if v else None
-        lo[m] = min(v) if v else None
-        hi[m] = max(v) if v else None
-    return {"runs": runs, "median": med, "min": lo, "max": hi}
-
-cases, order = {}, []
-open_rates = {}
-for line in open(os.path.join(out_dir, "open-rates.tsv")):
-    v, rate, basis = line.rstrip("\n").split("\t")
-    open_rates[v] = basis
-for line in open(os.path.join(out_dir, "runs.tsv")):
-    cid, kind, conns, streams, payload, version, rate, server, rep, base = line.rstrip("\n").split("\t")
-    if cid not in cases:
-        order.append(cid)
-        cases[cid] = {"id": cid, "kind": kind, "conns": int(conns), "streams": int(streams), "pipeline": 1,
-                      "payload": int(payload), "version": version,
-                      "rate": None if rate == "-" else int(rate), "servers": {}, "_runs": {}}
-        if kind == "open":
-            cases[cid]["rate_basis"] = open_rates.get(version)
-    cases[cid]["_runs"].setdefault(server, []).append(run_record(base, int(rep)))
-
-def ratio(a, b, m):
-    x = a["median"].get(m) if a else None
-    y = b["median"].get(m) if b else None
-    return x / y if (x is not None and y) else None
-
-case_list = []
-for cid in order:
-    c = cases[cid]
-    kind = c["kind"]
-    for srv, runs in c.pop("_runs").items():
-        c["servers"][srv] = summarize(runs)
-    a, g, fl = (c["servers"].get(k) for k in ("amring", "go", "floor"))
-    c["ratio"] = {m: ratio(a, g, m) for m in ("throughput_rps", "p50_us", "p99_us", "p999_us",
-                                               "server_cpu_us_per_rt", "syscalls_per_rt", "rss_per_conn_bytes")}
-    c["ratio"]["p50_us_vs_floor"] = ratio(a, fl, "p50_us")
-    if kind != "idle":  # RSS/conn of a handful of connections is one-time cost, not per connection
-        c["ratio"]["rss_per_conn_bytes"] = None
-    case_list.append(c)
-
-# ---- tables
-def n(v, d=1, unit=""):
-    if v is None:
-        return "-"
-    if abs(v) >= 1000 and d <= 1:
-        return f"{v:,.0f}{unit}"
-    return f"{v:,.{d}f}{unit}"
-
-def cell(s, m, d=1):
-    if not s or s["median"].get(m) is None:
-        return "-"
-    med, lo, hi = s["median"][m], s["min"][m], s["max"][m]
-    return f"{n(med, d)} ({n(lo, d)}–{n(hi, d)})"
-
-def rcell(v):
-    return "-" if v is None else f"{v:.2f}×"
-
-print(f"compare-go.sh: loadgen --duration {duration} --warmup {warmup}, {reps} reps A/B alternating, "
-      f"server window {window_s} s; quick={quick == '1'}")
-print(f"Go peer: {go_status}")
-print(f"perf: {perf_status}")
-print("servers on cpu 0, loadgen on cpu 1; N×M = N conns × M streams, 1 in flight per stream; "
-      "latency µs; cells = median (min–max); ratio = amring/Go (throughput > 1, rest < 1 favour amring)")
-print("floor = loadgen's null server (--server null): a glommio TcpStream endpoint, one task per connection, "
-      "v2 handshake + frame parsing, replies by swapping the pre-encoded envelope prefix without decoding. "
-      "It is the raw glommio TCP path plus minimal framing, not a bare byte echo.")
-cols = [("req/s", "throughput_rps", 0), ("p50", "p50_us", 1), ("p99", "p99_us", 1), ("p99.9", "p999_us", 1),
-        ("CPU µs/RT", "server_cpu_us_per_rt", 2), ("sys/RT", "syscalls_per_rt", 3)]
-for c in case_list:
-    extra = f", rate {c['rate']:,} req/s ({c.get('rate_basis') or 'fixed'})" if c["rate"] else ""
-    print()
-    print(f"== {c['id']}: {c['kind']}, {c['conns']}×{c['streams']}, {c['payload']} B, {c['version']}{extra}")
-    idle = c["kind"] == "idle"
-    use = cols + ([("conn s", "connect_time_s", 2), ("RSS B/conn", "rss_per_conn_bytes", 0),
-                   ("CPU util", "server_cpu_util", 3)] if idle else [])
-    rows = []
-    for srv in ("amring", "go", "floor"):
-        s = c["servers"].get(srv)
-        if s is None:
-            continue
-        errs = sum((r.get("errors_total") or 0) for r in s["runs"])
-        failed = sum(1 for r in s["runs"] if r.get("error"))
-        rows.append([srv] + [cell(s, m, d) for _, m, d in use] + [f"{errs}" + (f" / {failed} failed" if failed else "")])
-    rat = c["ratio"]
-    if "go" in c["servers"]:
-        rows.append(["amring/go"] + [rcell(rat.get(m)) for _, m, _ in use] + [""])
-    if rat.get("p50_us_vs_floor") is not None:
-        rows.append(["amring/floor"] + ["", rcell(rat["p50_us_vs_floor"])] + [""] * (len(use) - 1))
-    hdr = ["server"] + [h for h, _, _ in use] + ["errors"]
-    w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(len(hdr))]
-    print("  " + "  ".join(h.ljust(w[i]) if i == 0 else h.rjust(w[i]) for i, h in enumerate(hdr)))
-    for r in rows:
-        print("  " + "  ".join(str(x).ljust(w[i]) if i == 0 else str(x).rjust(w[i]) for i, x in enumerate(r)))
-    for srv, s in c["servers"].items():
-        for r in s["runs"]:
-            if r.get("error"):
-                print(f"  ! {srv} r{r['rep']}: {r['error']}")
-            elif r.get("warning"):
-                print(f"  ! {srv} r{r['rep']}: {r['warning']}")
-            if r.get("syscalls_note") and r.get("syscalls_note") != perf_status:
-                print(f"  ! {srv} r{r['rep']}: syscalls null: {r['syscalls_note']}")
-
-# ---- targets
-by_id = {c["id"]: c for c in case_list}
-def med(cid, srv, m):
-    c = by_id.get(cid)
-    s = c and c["servers"].get(srv)
-    return s["median"].get(m) if s else None
-
-targets = []
-def target(name, value, goal, met, detail):
-    targets.append({"name": name, "value": value, "target": goal, "met": met, "detail": detail})
-
-# 1. throughput >= 10x Go at Go's best closed-loop configuration.
-closed = [c for c in case_list if c["kind"] == "closed"]
-gbest = max((c for c in closed if med(c["id"], "go", "throughput_rps")), default=None,
-            key=lambda c: med(c["id"], "go", "throughput_rps"))
-if not have_go or gbest is None:
-    target("throughput_vs_go_at_go_best", None, ">= 10x", None, "not evaluated: Go peer absent or no Go result")
-else:
-    a, g = med(gbest["id"], "amring", "throughput_rps"), med(gbest["id"], "go", "throughput_rps")
-    v = a / g if a and g else None
-    ref = "closed_16x16_s32_v2"
-    refs = ""
-    if ref in by_id and by_id[ref]["ratio"]["throughput_rps"] is not None:
-        refs = f"; at the issue's Go-best config {ref}: {by_id[ref]['ratio']['throughput_rps']:.2f}x"
-    target("throughput_vs_go_at_go_best", v, ">= 10x", None if v is None else v >= 10,
-           f"Go best = {gbest['id']} at {g:,.0f} req/s; amring {n(a, 0)} req/s" + refs)
-
-# 2./3. CPU and syscalls per round trip under the many-stream load (amring alone).
-ms = "closed_16x16_s32_v2"
-others = [c["id"] for c in closed if c["conns"] * c["streams"] >= 256 and c["id"] != ms]
-for name, m, goal, lim in (("server_cpu_us_per_rt", "server_cpu_us_per_rt", "<= 1 us", 1.0),
-                           ("syscalls_per_rt", "syscalls_per_rt", "<= 0.1", 0.1)):
-    v = med(ms, "amring", m)
-    more = "; ".join(f"{o}: amring {n(med(o, 'amring', m), 3)}, go {n(med(o, 'go', m), 3)}" for o in others)
-    gv = med(ms, "go", m)
-    if v is None:
-        why = "not evaluated: " + ("no such case in this run" if ms not in by_id else
-                                   (perf_status if m == "syscalls_per_rt" else "no amring result"))
-        target(name, None, goal, None, why)
-    else:
-        target(name, v, goal, v <= lim, f"amring in {ms}: {v:.3f} (Go {n(gv, 3)}); {more}".rstrip("; "))
-
-# 4. 1x1 p50 below Go's, and within 1.1x of the floor.
-c11 = "closed_1x1_s32_v2"
-a50, g50, f50 = med(c11, "amring", "p50_us"), med(c11, "go", "p50_us"), med(c11, "floor", "p50_us")
-if not have_go or a50 is None or g50 is None:
-    target("p50_1x1_below_go", None, "< Go p50", None, "not evaluated: Go peer absent or no result")
-else:
-    target("p50_1x1_below_go", a50, "< Go p50", a50 < g50, f"{c11}: amring p50 {a50:.1f} us, Go p50 {g50:.1f} us")
-if a50 is None or f50 is None:
-    target("p50_1x1_vs_floor", None, "<= 1.1x floor", None, "not evaluated: no amring or floor result")
-else:
-    target("p50_1x1_vs_floor", a50 / f50, "<= 1.1x floor", a50 / f50 <= 1.1,
-           f"{c11}: amring p50 {a50:.1f} us, floor (null server) p50 {f50:.1f} us")
-
-# 5. open-loop p99 at the same offered rate below Go's.
-oc = [c for c in case_list if c["kind"] == "open"]
-if not have_go or not oc:
-    target("open_loop_p99_below_go", None, "< Go p99", None, "not evaluated: Go peer absent or no open-loop case")
-else:
-    first = oc[0]
-    a99, g99 = med(first["id"], "amring", "p99_us"), med(first["id"], "go", "p99_us")
-    rest = "; ".join(f"{c['id']}: amring {n(med(c['id'], 'amring', 'p99_us'))} us, go {n(med(c['id'], 'go', 'p99_us'))} us"
-                     for c in oc[1:])
-    if a99 is None or g99 is None:
-        target("open_loop_p99_below_go", None, "< Go p99", None, "not evaluated: a server has no result")
-    else:
-        target("open_loop_p99_below_go", a99, "< Go p99", a99 < g99,
-               f"{first['id']} at {first['rate']:,} req/s: amring p99 {a99:.1f} us, Go p99 {g99:.1f} us"
-               + (f"; {rest}" if rest else ""))
-
-print()
-print("== Targets")
-for t in targets:
-    v = t["value"]
-    if t["met"] is None:
-        verdict = "NOT EVALUATED"
-    elif t["met"]:
-        verdict = "met"
-    else:
-        verdict = "MISSED"
-    how = ""
-    if t["met"] is False and v is not None:
-        if t["name"] == "throughput_vs_go_at_go_best":
-            how = f" (by {10 / v:.2f}x: {v:.2f}x vs 10x)"
-        elif t["name"] == "p50_1x1_vs_floor":
-            how = f" (by {v / 1.1:.2f}x: {v:.2f}x vs 1.1x)"
-        elif t["name"] == "server_cpu_us_per_rt":
-            how = f" (by {v / 1.0:.2f}x)"
-        elif t["name"] == "syscalls_per_rt":
-            how = f" (by {v / 0.1:.2f}x)"
-        elif t["name"] == "open_loop_p99_below_go":
-            g99 = med(oc[0]["id"], "go", "p99_us")
-            how = f" (amring/Go = {v / g99:.2f}x)" if g99 else ""
-        elif t["name"] == "p50_1x1_below_go":
-            how = f" (amring/Go = {v / g50:.2f}x)" if g50 else ""
-    shown = "-" if v is None else (f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}")
-    print(f"  {t['name']:<28} {verdict:<13} value {shown:<10} target {t['target']:<14}{how}")
-    print(f"      {t['detail']}")
-
-# ---- JSON
-status = sh("git", "status", "--porcelain", "--untracked-files=no")
-cpu = None
-try:
-    cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-except (OSError, StopIteration):
-    pass
-record = {
-    "schema": "amring-compare-go/2",
-    "sha": sh("git", "rev-parse", "HEAD"),
-    "dirty": bool(status),
-    "branch": sh("git", "rev-parse", "--abbrev-ref", "HEAD"),
-    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "machine": {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
-                "loadavg": open("/proc/loadavg").read().split()[:3]},
-    "params": {"duration": duration, "warmup": warmup, "reps": int(reps), "go_maxprocs": int(go_maxprocs),
-               "go_cpus": go_cpus, "quick": quick == "1", "window_s": float(window_s), "perf": perf_status,
-               "server_cpus": "0", "loadgen_cpus": "1"},
-    "go_status": go_status,
-    "out_dir": os.path.relpath(out_dir),
-    "cases": case_list,
-    "targets": targets,
-}
-with open(os.path.join(out_dir, "compare.json"), "w") as fh:
-    json.dump(record, fh, indent=1)
-with open(history, "a") as fh:
-    fh.write(json.dumps(record, separators=(",", ":")) + "\n")
-print()
-print(f"wrote {os.path.join(out_dir, 'compare.json')}, {os.path.join(out_dir, 'summary.txt')}; "
-      f"appended 1 line ({len(case_list)} cases) to {history}")
-PY
+summarize "$out_dir"
