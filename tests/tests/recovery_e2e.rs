@@ -483,3 +483,114 @@ fn failure_codes_data_and_control_close_permanently() {
         t.join().unwrap();
     }
 }
+
+/// A request whose reply is as big as its text.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Blob {
+    text: String,
+}
+impl amring::codec::Message for Blob {
+    const WIRE_NAME: &'static str = "am.rt.Blob";
+}
+
+/// A raw v3 session (compact codec) over a socket with a small receive buffer.
+fn raw_v3_session(addr: std::net::SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(&[0x41, 0x4d, 3, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1])
+        .unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..5], &[0x41, 0x4d, 1, 3, 1], "v3 accepted with compact");
+    let ok = raw_attach(&mut s, AttachRequest::new_session());
+    assert_eq!(ok.status, AttachStatus::Ok);
+    s
+}
+
+/// Frame `seq` of stream 1 carrying `Blob { text }`.
+fn blob_frame(seq: u64, text: String) -> Vec<u8> {
+    use amring::codec::{CodecKind, Profile};
+    let mut payload = BytesMut::new();
+    CodecKind::Compact
+        .encode(&Blob { text }, Profile::Interop, &mut payload)
+        .unwrap();
+    v3_frame(1, seq, &payload)
+}
+
+/// Reads `n` replies of stream 1 (ACK/PING frames skipped); returns their texts.
+fn read_blobs(s: &mut TcpStream, n: u64) -> Vec<String> {
+    use amring::codec::CodecKind;
+    use amring::proto::{FrameDecoder, Version};
+    let mut dec = FrameDecoder::new(Version::V3, u32::MAX);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while (out.len() as u64) < n {
+        let got = s.read(&mut chunk).expect("a reply within the read timeout (5 s)");
+        assert!(got > 0, "server closed after {} replies", out.len());
+        buf.extend_from_slice(&chunk[..got]);
+        while let Some(f) = dec.decode(&mut buf).unwrap() {
+            if f.header.stream_id == 1 {
+                let env = CodecKind::Compact.decode_envelope(&f.payload).unwrap();
+                let b: Blob = CodecKind::Compact.decode_body(&env).unwrap();
+                out.push(b.text);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn overdue_ack_behind_a_full_socket_does_not_starve_the_shard() {
+    // Connection Y owes an ACK whose deadline has passed while its socket is
+    // full (its peer does not read), so the ACK cannot go out. Y's driver once
+    // counted the due deadline as progress and looped without yielding for as
+    // long as the socket stayed full: the shard served nothing else. Here Y's
+    // raw peer sends 63 requests of 128 KiB (8 MiB of replies), one more once
+    // the server's socket is full, and stops reading; meanwhile connection X
+    // on the same (single) shard must be answered. Then Y reads everything.
+    const N: u64 = 64;
+    const TEXT: usize = 128 * 1024;
+    let rec = RecoveryOptions {
+        ack_every: 10_000,
+        ack_delay: Duration::from_millis(1),
+        max_replay_bytes: 64 << 20,
+        // The raw peers never PING: keep their transports alive meanwhile.
+        heartbeat_interval: Duration::from_secs(5),
+        heartbeat_timeout: Duration::from_secs(20),
+        ..opts(Duration::from_secs(30))
+    };
+    let h = Server::builder()
+        .shards(Shards::Unpinned(1))
+        .io_memory(256 * 1024)
+        .recovery(Some(rec))
+        .handler(|_ctx, b: Blob| async move { Ok::<_, String>(Blob { text: b.text }) })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr: std::net::SocketAddr = h.dial_addr().parse().unwrap();
+    let mut y = raw_v3_session(addr);
+    let mut w = y.try_clone().unwrap();
+    for seq in 1..=N {
+        if seq == N {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        w.write_all(&blob_frame(seq, format!("{seq:08}").repeat(TEXT / 8)))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let mut x = raw_v3_session(addr);
+    x.write_all(&blob_frame(1, "x".into())).unwrap();
+    assert_eq!(read_blobs(&mut x, 1), ["x"], "the shard serves X while Y is stuck");
+    let texts = read_blobs(&mut y, N);
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(
+            (t.len(), &t[..8]),
+            (TEXT, format!("{:08}", i + 1).as_str()),
+            "reply {i}"
+        );
+    }
+    stop(h);
+}

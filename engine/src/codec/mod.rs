@@ -1,6 +1,6 @@
 //! Payload codecs (spec §4): MessagePack *compact* (id 1) and *map* (id 2).
 //!
-//! CONTRACT (skeleton; bodies are being written in the codec work item):
+//! How the codecs work:
 //! * encode writes the whole envelope straight into the outgoing frame buffer;
 //! * [`Codec::decode_envelope`] reads only the wire name (borrowed `&str`) and
 //!   locates the body (borrowed slice) without decoding it and without

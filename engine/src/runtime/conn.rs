@@ -88,6 +88,9 @@ enum AckHold {
     Released,
 }
 
+/// Rounds of `Driver::poll`'s loop before it yields (see there).
+const LOOP_BUDGET: u32 = 64;
+
 struct Driver<'a> {
     conn: &'a ConnRef,
     io: &'a mut Transport,
@@ -207,7 +210,17 @@ impl Driver<'_> {
         if self.ack_hold == AckHold::Held {
             self.ack_hold = AckHold::Released;
         }
+        // Rounds of this loop per wake. A connection whose peer keeps the
+        // socket full would otherwise keep the core to itself: after the
+        // budget it yields (and re-wakes itself) so that glommio reaps I/O and
+        // the other connections of the shard run.
+        let mut budget = LOOP_BUDGET;
         loop {
+            if budget == 0 {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            budget -= 1;
             let mut progress = false;
             if let Some((cur, mine)) = self.epoch {
                 if cur.get() != mine {
@@ -267,11 +280,14 @@ impl Driver<'_> {
             if let Some(at) = deadline {
                 let now = Instant::now();
                 if at <= now {
+                    // Not progress by itself: what a due deadline asks for (an
+                    // ACK, a PING) goes out in the write step just below. A
+                    // deadline that stays due (a lone ACK held back for one
+                    // round) must not keep this loop spinning.
                     let r = self.conn.borrow_mut().proto.handle_timeout(now);
                     if let Err(e) = r {
                         return Poll::Ready(self.proto_error(e));
                     }
-                    progress = true;
                 } else if self.armed.map_or(true, |a| at < a || a <= now) {
                     let t = self.timer.get_or_insert_with(|| Timer::new(at - now));
                     t.reset(at - now);
