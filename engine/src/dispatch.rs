@@ -484,6 +484,39 @@ impl ConnState {
     }
 }
 
+/// Bench hook for `bench/benches/mux.rs`, not part of the API: the stream
+/// table of a client-side connection (no handlers) whose messages are in
+/// `codec`. Each call of the returned closure routes `frames` exactly as the
+/// runtime routes delivered frames (`ConnState::route`: envelope decode,
+/// stream lookup or creation, inbox push), then takes every parked message
+/// back out as `Stream::recv` does. Returns how many messages went through.
+#[doc(hidden)]
+pub fn bench_router(codec: CodecKind) -> impl FnMut(&[proto::Delivered], Instant) -> usize {
+    let config = proto::ConnConfig {
+        role: proto::Role::Client,
+        version: Version::V2,
+        max_frame: u32::MAX,
+        recovery: None,
+    };
+    let conn = proto::Connection::new(config, Instant::now());
+    let mut st = ConnState::new(conn, codec, Version::V2, u32::MAX, Limits::default(), None);
+    move |frames, now| {
+        for d in frames {
+            st.route(d.stream_id, d.payload.clone(), now);
+        }
+        let mut n = 0;
+        for d in frames {
+            if let Some(slot) = st.streams.get_mut(&d.stream_id) {
+                if slot.inbox.pop_front().is_some() {
+                    st.parked -= 1;
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
