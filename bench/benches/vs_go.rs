@@ -57,6 +57,7 @@ async fn next_job(irx: &mpsc::Receiver<u64>) -> Option<u64> {
 
 /// One client connection with its 64 streams.
 struct Target {
+    name: String,
     conn: amring::Connection,
     streams: Vec<amring::Stream>,
 }
@@ -73,7 +74,17 @@ impl Target {
             .unwrap_or_else(|e| panic!("connect {addr} (v3 {v3}): {e}"));
         assert_eq!(conn.debug_state().protocol, if v3 { 3 } else { 2 }, "{addr}");
         let streams = (0..STREAMS).map(|_| conn.new_stream().unwrap()).collect();
-        Target { conn, streams }
+        let name = format!("{addr} v{}", if v3 { 3 } else { 2 });
+        Target { name, conn, streams }
+    }
+
+    /// Panics with the connection's state: a failed request fails the bench.
+    fn fail(&self, what: &str, e: amring::Error) -> ! {
+        let d = self.conn.debug_state();
+        panic!(
+            "{}: {what} failed: {e}; closed {}, last failure {:?}, recovery {:?}",
+            self.name, d.closed, d.last_failure, d.recovery
+        )
     }
 
     /// Runs `iters` batches; `ctr` makes every request text unique.
@@ -87,11 +98,13 @@ impl Target {
                     let req = EchoRequest {
                         text: format!("r{ctr}"),
                     };
-                    s.send(&req).await.unwrap();
+                    if let Err(e) = s.send(&req).await {
+                        self.fail("send", e);
+                    }
                     texts.push(req.text);
                 }
                 for (s, want) in self.streams.iter().zip(texts.iter()) {
-                    let r: EchoReply = s.recv().await.unwrap();
+                    let r: EchoReply = s.recv().await.unwrap_or_else(|e| self.fail("recv", e));
                     assert_eq!(&r.text, want);
                 }
             } else {
@@ -99,7 +112,11 @@ impl Target {
                 let req = EchoRequest {
                     text: format!("r{ctr}"),
                 };
-                let r: EchoReply = self.conn.send_recv(&req).await.unwrap();
+                let r: EchoReply = self
+                    .conn
+                    .send_recv(&req)
+                    .await
+                    .unwrap_or_else(|e| self.fail("send_recv", e));
                 assert_eq!(r.text, req.text);
             }
         }
