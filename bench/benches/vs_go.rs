@@ -16,7 +16,9 @@
 //! Ratio = amring median / go median (time per batch: < 1 means amring is
 //! faster). After the criterion groups an interleaved A/B run prints, per
 //! group, the median of 15 per-round ratios ("amring/go time ratio"), which
-//! is steadier on a loaded machine than the ratio of two criterion medians.
+//! is steadier on a loaded machine than the ratio of two criterion medians
+//! (at most 15 rounds, fewer when a group's rounds exceed 20 s). Last, per
+//! connection, the number of batches slower than 5 ms ("stalls").
 //!
 //! Go peer: `AMRING_GO_PEER=/path/to/go-peer` (else `go build` of
 //! `tests/go-peer` is tried). Without one the bench runs the amring functions
@@ -25,6 +27,7 @@
 //! `AMRING_GO_PEER=/path/to/go-peer cargo bench -p amring-bench --bench vs_go -- --quick`
 #![allow(missing_docs)]
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
@@ -41,6 +44,12 @@ const PIPELINED: u64 = 1 << 63;
 const GO: u64 = 1 << 62;
 const V3: u64 = 1 << 61;
 const ITERS: u64 = V3 - 1;
+/// Job: print the stall counts.
+const REPORT: u64 = u64::MAX;
+/// A batch slower than this counts as a stall (reported at the end).
+const STALL: Duration = Duration::from_millis(5);
+/// Wall-clock budget of one group's interleaved A/B rounds.
+const AB_BUDGET: Duration = Duration::from_secs(20);
 
 /// Waits for the next job without blocking the executor (so idle v3
 /// connections keep answering heartbeats and ACK timers); `None` when the
@@ -58,6 +67,9 @@ async fn next_job(irx: &mpsc::Receiver<u64>) -> Option<u64> {
 /// One client connection with its 64 streams.
 struct Target {
     name: String,
+    /// Batches run, and those slower than [`STALL`].
+    batches: Cell<u64>,
+    stalls: Cell<u64>,
     conn: amring::Connection,
     streams: Vec<amring::Stream>,
 }
@@ -75,7 +87,13 @@ impl Target {
         assert_eq!(conn.debug_state().protocol, if v3 { 3 } else { 2 }, "{addr}");
         let streams = (0..STREAMS).map(|_| conn.new_stream().unwrap()).collect();
         let name = format!("{addr} v{}", if v3 { 3 } else { 2 });
-        Target { name, conn, streams }
+        Target {
+            name,
+            batches: Cell::new(0),
+            stalls: Cell::new(0),
+            conn,
+            streams,
+        }
     }
 
     /// Panics with the connection's state: a failed request fails the bench.
@@ -90,6 +108,7 @@ impl Target {
     /// Runs `iters` batches; `ctr` makes every request text unique.
     async fn run(&self, iters: u64, pipelined: bool, ctr: &mut u64, texts: &mut Vec<String>) -> Duration {
         let t = Instant::now();
+        let mut last = t;
         for _ in 0..iters {
             if pipelined {
                 texts.clear();
@@ -119,7 +138,14 @@ impl Target {
                     .unwrap_or_else(|e| self.fail("send_recv", e));
                 assert_eq!(r.text, req.text);
             }
+            // One clock read per batch (≥ one round trip): the stall count.
+            let now = Instant::now();
+            if now - last > STALL {
+                self.stalls.set(self.stalls.get() + 1);
+            }
+            last = now;
         }
+        self.batches.set(self.batches.get() + iters);
         t.elapsed()
     }
 }
@@ -171,6 +197,18 @@ fn bench(c: &mut Criterion) {
         let mut ctr = 0u64;
         let mut texts = Vec::with_capacity(STREAMS);
         while let Some(job) = next_job(&irx).await {
+            if job == REPORT {
+                for t in am.iter().chain(go.iter().flatten()) {
+                    eprintln!(
+                        "vs_go: {}: {} of {} batches took > {STALL:?}",
+                        t.name,
+                        t.stalls.get(),
+                        t.batches.get()
+                    );
+                }
+                dtx.send(Duration::ZERO).unwrap();
+                continue;
+            }
             let set = if job & GO != 0 { go.as_ref().unwrap() } else { &am };
             let target = &set[usize::from(job & V3 != 0)];
             let d = target
@@ -185,9 +223,9 @@ fn bench(c: &mut Criterion) {
     };
 
     let groups = [
-        ("vs_go_v2_1x1", 0, 1u64, 2_000u64),
+        ("vs_go_v2_1x1", 0, 1u64, 500u64),
         ("vs_go_v2_pipelined_64", PIPELINED, STREAMS as u64, 100),
-        ("vs_go_v3_1x1", V3, 1, 2_000),
+        ("vs_go_v3_1x1", V3, 1, 500),
         ("vs_go_v3_pipelined_64", V3 | PIPELINED, STREAMS as u64, 100),
     ];
     for &(name, flags, elements, _) in &groups {
@@ -205,13 +243,15 @@ fn bench(c: &mut Criterion) {
     if go.is_some() {
         let rounds = 15;
         for &(name, flags, _, iters) in &groups {
-            let mut ratios: Vec<f64> = (0..rounds)
-                .map(|_| {
-                    let am = run(iters | flags);
-                    let g = run(iters | flags | GO);
-                    am.as_secs_f64() / g.as_secs_f64()
-                })
-                .collect();
+            let start = Instant::now();
+            let mut ratios = Vec::with_capacity(rounds);
+            // Bounded in rounds and time (a stalling server must not hang the run).
+            while ratios.len() < rounds && (ratios.len() < 3 || start.elapsed() < AB_BUDGET) {
+                let am = run(iters | flags);
+                let g = run(iters | flags | GO);
+                ratios.push(am.as_secs_f64() / g.as_secs_f64());
+            }
+            let rounds = ratios.len();
             ratios.sort_by(f64::total_cmp);
             eprintln!(
                 "{name}: amring/go time ratio, median of {rounds} interleaved rounds: {:.3} (min {:.3}, max {:.3})",
@@ -228,6 +268,7 @@ fn bench(c: &mut Criterion) {
         }
         settle();
     }
+    run(REPORT);
     drop(tx);
     handle.shutdown(Duration::from_millis(200));
     let _ = handle.join();
