@@ -75,7 +75,7 @@ struct Target {
 }
 
 impl Target {
-    async fn connect(addr: &str, v3: bool) -> Target {
+    async fn connect(server: &str, addr: &str, v3: bool) -> Target {
         let mut b = Client::builder();
         if v3 {
             b = b.recovery(ClientRecoveryOptions::default());
@@ -86,7 +86,7 @@ impl Target {
             .unwrap_or_else(|e| panic!("connect {addr} (v3 {v3}): {e}"));
         assert_eq!(conn.debug_state().protocol, if v3 { 3 } else { 2 }, "{addr}");
         let streams = (0..STREAMS).map(|_| conn.new_stream().unwrap()).collect();
-        let name = format!("{addr} v{}", if v3 { 3 } else { 2 });
+        let name = format!("{server} v{} ({addr})", if v3 { 3 } else { 2 });
         Target {
             name,
             batches: Cell::new(0),
@@ -187,11 +187,14 @@ fn bench(c: &mut Criterion) {
     // One client executor holds every connection and runs one job at a time.
     let (tx, rx) = client_loop(move |irx, dtx| async move {
         let am = [
-            Target::connect(&am_addr, false).await,
-            Target::connect(&am_addr, true).await,
+            Target::connect("amring", &am_addr, false).await,
+            Target::connect("amring", &am_addr, true).await,
         ];
         let go = match &go_addr {
-            Some(a) => Some([Target::connect(a, false).await, Target::connect(a, true).await]),
+            Some(a) => Some([
+                Target::connect("go", a, false).await,
+                Target::connect("go", a, true).await,
+            ]),
             None => None,
         };
         let mut ctr = 0u64;
