@@ -538,6 +538,35 @@ mod tests {
     }
 
     #[test]
+    fn bench_router_parks_and_takes_valid_messages_only() {
+        let mut out = bytes::BytesMut::new();
+        CodecKind::Compact
+            .encode(
+                &ErrorReply {
+                    code: "x".into(),
+                    message: "y".into(),
+                },
+                Profile::Interop,
+                &mut out,
+            )
+            .unwrap();
+        let good = out.freeze();
+        let d = |stream_id, payload: &Bytes| proto::Delivered {
+            stream_id,
+            payload: payload.clone(),
+        };
+        let mut route = bench_router(CodecKind::Compact);
+        let now = Instant::now();
+        // Three messages on two streams, twice: every call empties the inboxes again.
+        for _ in 0..2 {
+            assert_eq!(route(&[d(1, &good), d(2, &good), d(1, &good)], now), 3);
+        }
+        // A payload that is no envelope is answered with a codec error, never parked.
+        let bad = Bytes::from_static(&[0xc1]);
+        assert_eq!(route(&[d(3, &bad), d(1, &good)], now), 1);
+    }
+
+    #[test]
     fn limits_defaults_match_reference_inbox() {
         let l = Limits::default();
         assert_eq!(l.inbox_per_stream, 1024);
