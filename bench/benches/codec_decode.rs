@@ -1,10 +1,13 @@
 //! Codec decode cost: envelope-only and full body decode, compact and map,
 //! for a small echo and a ~1 KiB message, next to `rmp_serde::from_slice`.
 //! Inputs are built with rmp / rmp-serde directly (independent of the encoder).
+//! Throughput: `Elements(1)` = messages decoded.
+//!
+//! Run: `cargo bench -p amring-bench --bench codec_decode -- --quick`
 #![allow(missing_docs)]
 
 use amring::codec::CodecKind;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -75,6 +78,7 @@ where
     T: Serialize + for<'de> Deserialize<'de>,
 {
     let mut g = c.benchmark_group(format!("codec_decode/{label}"));
+    g.throughput(Throughput::Elements(1));
     let cpt = compact(wire, value);
     let mp = map(wire, value);
     let plain_array = rmp_serde::to_vec(value).unwrap();

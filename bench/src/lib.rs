@@ -1,5 +1,6 @@
 //! Shared fixtures for the criterion benches: the echo message of the
-//! end-to-end benches and the client executor that runs timed batches.
+//! end-to-end benches, the Go peer's echo pair and the client executor
+//! that runs timed batches.
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -37,4 +38,26 @@ where
         .spawn(move || setup(irx, dtx))
         .expect("client executor");
     (itx, drx)
+}
+
+/// The Go peer's request `am.capmsg.EchoRequest{Text}` (vs_go bench).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoRequest {
+    /// Text to echo.
+    pub text: String,
+}
+
+impl Message for EchoRequest {
+    const WIRE_NAME: &'static str = "am.capmsg.EchoRequest";
+}
+
+/// The Go peer's reply `am.capmsg.EchoReply{Text}`: the request's text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoReply {
+    /// The request's text, unchanged.
+    pub text: String,
+}
+
+impl Message for EchoReply {
+    const WIRE_NAME: &'static str = "am.capmsg.EchoReply";
 }

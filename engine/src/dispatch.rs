@@ -484,6 +484,39 @@ impl ConnState {
     }
 }
 
+/// Bench hook for `bench/benches/mux.rs`, not part of the API: the stream
+/// table of a client-side connection (no handlers) whose messages are in
+/// `codec`. Each call of the returned closure routes `frames` exactly as the
+/// runtime routes delivered frames (`ConnState::route`: envelope decode,
+/// stream lookup or creation, inbox push), then takes every parked message
+/// back out as `Stream::recv` does. Returns how many messages went through.
+#[doc(hidden)]
+pub fn bench_router(codec: CodecKind) -> impl FnMut(&[proto::Delivered], Instant) -> usize {
+    let config = proto::ConnConfig {
+        role: proto::Role::Client,
+        version: Version::V2,
+        max_frame: u32::MAX,
+        recovery: None,
+    };
+    let conn = proto::Connection::new(config, Instant::now());
+    let mut st = ConnState::new(conn, codec, Version::V2, u32::MAX, Limits::default(), None);
+    move |frames, now| {
+        for d in frames {
+            st.route(d.stream_id, d.payload.clone(), now);
+        }
+        let mut n = 0;
+        for d in frames {
+            if let Some(slot) = st.streams.get_mut(&d.stream_id) {
+                if slot.inbox.pop_front().is_some() {
+                    st.parked -= 1;
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,6 +535,35 @@ mod tests {
         s.inbox.clear();
         s.task_busy = true;
         assert!(!s.is_idle());
+    }
+
+    #[test]
+    fn bench_router_parks_and_takes_valid_messages_only() {
+        let mut out = bytes::BytesMut::new();
+        CodecKind::Compact
+            .encode(
+                &ErrorReply {
+                    code: "x".into(),
+                    message: "y".into(),
+                },
+                Profile::Interop,
+                &mut out,
+            )
+            .unwrap();
+        let good = out.freeze();
+        let d = |stream_id, payload: &Bytes| proto::Delivered {
+            stream_id,
+            payload: payload.clone(),
+        };
+        let mut route = bench_router(CodecKind::Compact);
+        let now = Instant::now();
+        // Three messages on two streams, twice: every call empties the inboxes again.
+        for _ in 0..2 {
+            assert_eq!(route(&[d(1, &good), d(2, &good), d(1, &good)], now), 3);
+        }
+        // A payload that is no envelope is answered with a codec error, never parked.
+        let bad = Bytes::from_static(&[0xc1]);
+        assert_eq!(route(&[d(3, &bad), d(1, &good)], now), 1);
     }
 
     #[test]

@@ -45,8 +45,7 @@ pub fn go_required() -> bool {
 /// # Panics
 /// When the peer is unavailable and `AMRING_REQUIRE_GO=1`, with the exact reason.
 pub fn go_peer() -> Option<PathBuf> {
-    static PEER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PEER.get_or_init(locate) {
+    match peer_status() {
         Ok(p) => Some(p.clone()),
         Err(reason) => {
             if go_required() {
@@ -58,6 +57,17 @@ pub fn go_peer() -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// Path of the Go peer binary, or why it is unavailable (located once per
+/// process, like [`go_peer`]); prints nothing and never panics.
+pub fn go_peer_status() -> Result<PathBuf, String> {
+    peer_status().clone()
+}
+
+fn peer_status() -> &'static Result<PathBuf, String> {
+    static PEER: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    PEER.get_or_init(locate)
 }
 
 fn locate() -> Result<PathBuf, String> {
@@ -245,10 +255,36 @@ impl GoServer {
     /// # Errors
     /// A text saying why the server did not come up (its stderr included).
     pub fn start(peer: &Path, recovery: bool) -> Result<GoServer, String> {
-        let mut cmd = Command::new(peer);
+        GoServer::start_pinned(peer, recovery, None, None)
+    }
+
+    /// Like [`GoServer::start`], optionally pinned with `taskset -c <cpus>` and
+    /// run with `GOMAXPROCS=<procs>` (benches: the Go server on the same single
+    /// core as the amring server).
+    ///
+    /// # Errors
+    /// A text saying why the server did not come up (its stderr included).
+    pub fn start_pinned(
+        peer: &Path,
+        recovery: bool,
+        cpus: Option<&str>,
+        gomaxprocs: Option<u32>,
+    ) -> Result<GoServer, String> {
+        // taskset execs the peer, so the child's pid stays the peer's pid.
+        let mut cmd = match cpus {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", c]).arg(peer);
+                t
+            }
+            None => Command::new(peer),
+        };
         cmd.args(["server", "--addr", "tcp://127.0.0.1:0"]);
         if recovery {
             cmd.arg("--recovery");
+        }
+        if let Some(n) = gomaxprocs {
+            cmd.env("GOMAXPROCS", n.to_string());
         }
         let mut child = cmd
             .stdin(Stdio::null())
