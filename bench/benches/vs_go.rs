@@ -1,7 +1,12 @@
 //! End-to-end amring vs the Go reference in the same run: the same client
 //! workload (amring client, in process, pinned on core 1) against an amring
 //! server and against the Go peer server (`tests/go-peer`), both pinned on
-//! core 0 (amring: one shard on core 0; Go: `taskset -c 0`, `GOMAXPROCS=1`).
+//! core 0 (amring: one shard on core 0; Go: `taskset -c 0`, `GOMAXPROCS=1`),
+//! each in its own process (amring: this binary re-executed as a server). The
+//! amring server busy-polls 50 µs before parking (`AMRING_BENCH_SPIN_US`),
+//! as the Go runtime spins before it parks; with 0 it parks at once and a
+//! 1×1 round trip pays a wake-up (measured: 1×1 amring/go 0.46 with the spin,
+//! 1.15 without; pipelined unaffected).
 //! Both servers run with recovery enabled, so one server serves v2 and v3.
 //!
 //! Workload: `am.capmsg.EchoRequest{text}` → `am.capmsg.EchoReply{text}`; the
@@ -36,7 +41,9 @@ use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Server, Shards, StreamContext};
 use amring_bench::{client_loop, EchoReply, EchoRequest};
 use amring_tests::gopeer::{go_peer, go_peer_status, go_required, settle, GoServer};
-use criterion::{criterion_main, Criterion, Throughput};
+use std::io::{Read, Write};
+
+use criterion::{Criterion, Throughput};
 
 const STREAMS: usize = 64;
 /// Job flags (the low bits are the iteration count).
@@ -164,17 +171,86 @@ fn start_go() -> Result<GoServer, String> {
     })
 }
 
-fn bench(c: &mut Criterion) {
+/// Set in the environment of the amring server child (see [`AmringServer`]).
+const SERVE_ENV: &str = "AMRING_VS_GO_SERVE";
+
+/// The amring server's `spin_before_park`: `AMRING_BENCH_SPIN_US`, default
+/// 50 µs (the Go runtime also spins before it parks; 0 = park at once, the
+/// library default, which costs a wake-up per 1×1 round trip).
+fn spin() -> Duration {
+    let us = std::env::var("AMRING_BENCH_SPIN_US").ok().and_then(|v| v.parse().ok());
+    Duration::from_micros(us.unwrap_or(50))
+}
+
+/// Body of the amring server child: serves on core 0, prints
+/// `listening ADDR`, and stops when its stdin closes (the parent exited).
+fn serve_child() {
     let handle = Server::builder()
         .shards(Shards::Cores(vec![0]))
         .io_memory(512 * 1024)
         .recovery(Some(RecoveryOptions::default()))
+        .spin_before_park(spin())
         .handler(
             |_ctx: StreamContext, req: EchoRequest| async move { Ok::<_, Infallible>(EchoReply { text: req.text }) },
         )
         .serve("127.0.0.1:0")
-        .unwrap();
-    let am_addr = handle.dial_addr();
+        .expect("amring server child");
+    println!("listening {}", handle.dial_addr());
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    handle.shutdown(Duration::from_millis(200));
+    let _ = handle.join();
+}
+
+/// The amring server in its own process (this bench binary re-executed with
+/// [`SERVE_ENV`]), like the Go server: a server in the client's process would
+/// share its process-wide costs (glommio's `membarrier` before parking
+/// interrupts every core running a thread of the process).
+struct AmringServer {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl AmringServer {
+    fn start() -> AmringServer {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().expect("bench binary path"))
+            .env(SERVE_ENV, "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the amring server child");
+        let mut line = String::new();
+        let out = child.stdout.take().expect("child stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("child address");
+        let addr = line
+            .strip_prefix("listening ")
+            .map(|a| a.trim().to_owned())
+            .unwrap_or_else(|| panic!("amring server child said {line:?}"));
+        AmringServer { child, addr }
+    }
+}
+
+impl Drop for AmringServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take()); // EOF: the child shuts down
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let server = AmringServer::start();
+    let am_addr = server.addr.clone();
     let mut go = match start_go() {
         Ok(g) => Some(g),
         Err(reason) => {
@@ -273,10 +349,17 @@ fn bench(c: &mut Criterion) {
     }
     run(REPORT);
     drop(tx);
-    handle.shutdown(Duration::from_millis(200));
-    let _ = handle.join();
+    drop(server);
     drop(go);
 }
 
 criterion::criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if std::env::var_os(SERVE_ENV).is_some() {
+        serve_child();
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

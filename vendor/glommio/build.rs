@@ -3,6 +3,9 @@ use std::{env, fs, path::*, process::Command};
 use cc::Build;
 
 fn main() {
+    // amring patch: rebuild liburing when its vendored sources change.
+    println!("cargo:rerun-if-changed=liburing");
+    println!("cargo:rerun-if-changed=rusturing.c");
     let project = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap())
         .canonicalize()
         .unwrap();

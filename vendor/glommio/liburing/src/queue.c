@@ -37,7 +37,12 @@ static inline bool sq_ring_needs_enter(struct io_uring *ring, unsigned *flags)
 
 static inline bool cq_ring_needs_flush(struct io_uring *ring)
 {
-	return IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW;
+	/* amring patch: also flush when the kernel holds deferred completion
+	 * work for this thread (IORING_SQ_TASKRUN, rings set up with
+	 * COOP_TASKRUN | TASKRUN_FLAG), as liburing >= 2.2 does; without it a
+	 * thread that only peeks (glommio's spin loop) never sees them. */
+	return IO_URING_READ_ONCE(*ring->sq.kflags) &
+		(IORING_SQ_CQ_OVERFLOW | (1U << 2) /* IORING_SQ_TASKRUN */);
 }
 
 static int __io_uring_peek_cqe(struct io_uring *ring,

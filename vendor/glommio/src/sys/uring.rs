@@ -901,7 +901,10 @@ struct SleepableRing {
 /// socket turning readable on another core, a timer) does not interrupt this
 /// thread with an IPI while it runs: the kernel hands it over at the thread's
 /// next entry into the kernel (any syscall, or the timer tick), and a thread
-/// sleeping in `io_uring_enter` is still woken at once. On a busy network
+/// sleeping in `io_uring_enter` is still woken at once. With
+/// `IORING_SETUP_TASKRUN_FLAG` the kernel flags pending work in the SQ ring,
+/// and the (patched) liburing peek enters the kernel to run it, so a thread
+/// that only peeks (the `spin_before_park` loop) sees completions too. On a busy network
 /// shard those IPIs were the largest single cost. `AMRING_URING_COOP=0`
 /// turns it off; kernels without the flag fall back to plain rings.
 fn new_sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
@@ -909,7 +912,7 @@ fn new_sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
     if coop {
         match iou::IoUring::new_with_flags(
             entries,
-            iou::SetupFlags::COOP_TASKRUN,
+            iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
             iou::SetupFeatures::empty(),
         ) {
             Ok(ring) => return Ok(ring),
