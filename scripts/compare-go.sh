@@ -35,6 +35,9 @@
 #                    floor only, "Go peer: absent", Go-dependent targets "not evaluated"
 #   GO_CPUS          taskset CPU list of the Go server (default 0)
 #   GO_MAXPROCS      GOMAXPROCS of the Go server (default 1 = one core, like amring's one shard)
+#   SERVER_SPIN      busy-poll time of the amring and floor server cores before they park
+#                    (loadgen --server-spin; default 50us, as the Go runtime also spins before
+#                    it parks; 0 = park at once, the library default)
 #   LOADGEN          loadgen binary (default: cargo build --release -p loadgen)
 #   PERF             perf binary (default /usr/bin/perf)
 #   COMPARE_HISTORY  history file (default bench/history/compare-go.jsonl)
@@ -51,6 +54,7 @@ history="${COMPARE_HISTORY:-$root/bench/history/compare-go.jsonl}"
 perf_bin="${PERF:-/usr/bin/perf}"
 go_cpus="${GO_CPUS-0}"
 go_maxprocs="${GO_MAXPROCS:-1}"
+server_spin="${SERVER_SPIN:-50us}"
 
 summarize_dir="" quick=0 reps="" duration="" warmup=1s out_dir="" idle_conns=10k idle_rate=20k open_rate=""
 while [[ $# -gt 0 ]]; do
@@ -111,7 +115,8 @@ summarize() {
 import datetime, json, os, statistics, subprocess, sys
 
 (out_dir, history, go_status, duration, warmup, reps, go_maxprocs, go_cpus,
- perf_status, quick, window_s, started) = sys.argv[1:]
+ perf_status, quick, window_s, started) = sys.argv[1:13]
+server_spin = sys.argv[13] if len(sys.argv) > 13 else "0"  # older out dirs: no spin
 have_go = go_status.startswith("ok")
 
 def sh(*cmd):
@@ -421,7 +426,7 @@ record = {
                 "loadavg": open("/proc/loadavg").read().split()[:3]},
     "params": {"duration": duration, "warmup": warmup, "reps": int(reps), "go_maxprocs": int(go_maxprocs),
                "go_cpus": go_cpus, "quick": quick == "1", "window_s": float(window_s), "perf": perf_status,
-               "server_cpus": "0", "loadgen_cpus": "1"},
+               "server_cpus": "0", "loadgen_cpus": "1", "server_spin": server_spin},
     "go_status": go_status,
     "out_dir": os.path.relpath(out_dir),
     "cases": case_list,
@@ -501,7 +506,7 @@ wait_listening() { # $1 = log, $2 = sed expression printing the address; sets sr
 
 # amring or floor: loadgen's standalone server mode, stdin held open through a fifo.
 start_loadgen_server() { # $1 = amring|null, $2 = v2|v3, $3 = log
-    local fifo="$out_dir/.srv.fifo" args=(--internal-serve --server "$1" --server-cores 1)
+    local fifo="$out_dir/.srv.fifo" args=(--internal-serve --server "$1" --server-cores 1 --server-spin "$server_spin")
     [[ $2 == v3 ]] && args+=(--recovery)
     rm -f "$fifo"
     mkfifo "$fifo"
@@ -679,7 +684,7 @@ PY
 }
 
 printf '%s\n' "$go_status" "$duration" "$warmup" "$reps" "$go_maxprocs" "$go_cpus" "$perf_status" "$quick" \
-    "$window_s" "$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" >"$out_dir/summarize.args"
+    "$window_s" "$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" "$server_spin" >"$out_dir/summarize.args"
 
 # ----------------------------------------------------------------- matrix ---
 versions=(v2 v3) payloads=(32 1024) closed=("1 1" "1 16" "4 16" "16 16" "64 4")

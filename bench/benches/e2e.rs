@@ -1,5 +1,6 @@
 //! End-to-end echo through amring next to a raw glommio TCP echo floor, in the
-//! same run: server pinned on core 0, client pinned on core 1.
+//! same run: server pinned on core 0, client pinned on core 1. Both servers
+//! busy-poll 50 µs before parking (`amring_bench::server_spin`).
 //!
 //! * `rtt_1x1/{amring,floor}`: one request, one reply, repeated.
 //! * `pipelined_64_streams/{amring,floor}`: 64 requests (one per stream) in
@@ -15,7 +16,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use amring::{Client, Server, Shards, StreamContext};
-use amring_bench::{client_loop, Echo};
+use amring_bench::{client_loop, server_spin, Echo};
 use criterion::{criterion_main, Criterion, Throughput};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -29,6 +30,7 @@ fn floor_server() -> std::net::SocketAddr {
     let (tx, rx) = mpsc::channel();
     LocalExecutorBuilder::new(Placement::Fixed(0))
         .io_memory(512 * 1024)
+        .spin_before_park(server_spin())
         .spawn(move || async move {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
@@ -58,6 +60,7 @@ fn bench(c: &mut Criterion) {
     let handle = Server::builder()
         .shards(Shards::Cores(vec![0]))
         .io_memory(512 * 1024)
+        .spin_before_park(server_spin())
         .handler(|_ctx: StreamContext, e: Echo| async move { Ok::<_, String>(Echo { n: e.n + 1 }) })
         .serve("127.0.0.1:0")
         .unwrap();

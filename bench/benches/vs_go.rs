@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Server, Shards, StreamContext};
-use amring_bench::{client_loop, EchoReply, EchoRequest};
+use amring_bench::{client_loop, server_spin, EchoReply, EchoRequest};
 use amring_tests::gopeer::{go_peer, go_peer_status, go_required, settle, GoServer};
 use std::io::{Read, Write};
 
@@ -174,14 +174,6 @@ fn start_go() -> Result<GoServer, String> {
 /// Set in the environment of the amring server child (see [`AmringServer`]).
 const SERVE_ENV: &str = "AMRING_VS_GO_SERVE";
 
-/// The amring server's `spin_before_park`: `AMRING_BENCH_SPIN_US`, default
-/// 50 µs (the Go runtime also spins before it parks; 0 = park at once, the
-/// library default, which costs a wake-up per 1×1 round trip).
-fn spin() -> Duration {
-    let us = std::env::var("AMRING_BENCH_SPIN_US").ok().and_then(|v| v.parse().ok());
-    Duration::from_micros(us.unwrap_or(50))
-}
-
 /// Body of the amring server child: serves on core 0, prints
 /// `listening ADDR`, and stops when its stdin closes (the parent exited).
 fn serve_child() {
@@ -189,7 +181,7 @@ fn serve_child() {
         .shards(Shards::Cores(vec![0]))
         .io_memory(512 * 1024)
         .recovery(Some(RecoveryOptions::default()))
-        .spin_before_park(spin())
+        .spin_before_park(server_spin())
         .handler(
             |_ctx: StreamContext, req: EchoRequest| async move { Ok::<_, Infallible>(EchoReply { text: req.text }) },
         )

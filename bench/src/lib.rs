@@ -20,6 +20,15 @@ impl Message for Echo {
     const WIRE_NAME: &'static str = "am.bench.Echo";
 }
 
+/// Busy-poll time of the bench servers' cores before they park:
+/// `AMRING_BENCH_SPIN_US`, default 50 µs (the Go runtime also spins before it
+/// parks; 0 = park at once, the library default, which costs a wake-up per
+/// 1×1 round trip). Applied alike to amring and to the raw glommio floor.
+pub fn server_spin() -> Duration {
+    let us = std::env::var("AMRING_BENCH_SPIN_US").ok().and_then(|v| v.parse().ok());
+    Duration::from_micros(us.unwrap_or(50))
+}
+
 /// Core of the client executors (the server side runs on core 0).
 pub const CLIENT_CORE: usize = 1;
 
