@@ -17,7 +17,7 @@ Common: --history DIR (default bench/history), --window K (default 10).
 
 Regression rule (also in scripts/README.md): every metric of every run is judged
 against the last K earlier runs of the same series with the same comparability
-key (criterion: mode + machine; compare-go: machine + run duration; loadgen:
+key (criterion: mode + machine; compare-go: machine + run duration + server spin; loadgen:
 machine + server kind / duration). With >= 3 such runs it is flagged when
 |value - median| > max(3 x 1.4826 x MAD, 1 % of the median); with 1-2 runs when
 the change exceeds 10 %; never with none. Only the direction that is worse
@@ -324,7 +324,10 @@ def compare_charts(runs: list[dict]) -> tuple[list[Chart], list[Chart]]:
     order: list[str] = []
     targets: dict[str, Chart] = {}
     for i, r in enumerate(runs):
-        ckey = f"{machine_key(r.get('machine'))}|{obj(r.get('params')).get('duration')}"
+        params = obj(r.get('params'))
+        # Runs whose servers busy-poll differently are not comparable (the spin
+        # costs CPU at light load): older runs without the field had no spin.
+        ckey = f"{machine_key(r.get('machine'))}|{params.get('duration')}|spin={params.get('server_spin') or '0'}"
         for c in lst(r.get("cases")):
             c = obj(c)
             cid = case_id(c)
@@ -782,7 +785,7 @@ def render_page(h: History, window: int = WINDOW_K) -> str:
     """The whole static page for a parsed history."""
     rule = (
         f"Every amring metric is compared with the median of the last {window} earlier runs of the same series with the same "
-        f"comparability key (criterion: mode + machine; compare-go: machine + run duration; loadgen: machine + server kind). "
+        f"comparability key (criterion: mode + machine; compare-go: machine + run duration + server spin; loadgen: machine + server kind). "
         f"Flagged when |value − median| > max({MAD_K:g} × 1.4826 × MAD, {MIN_REL:.0%} of the median) with ≥ 3 earlier runs, "
         f"> {FEW_RUNS_REL:.0%} with 1–2, never with none; only the worse direction is a regression. "
         "The shaded band is the latest point's band; red points are regressions against their own window. "

@@ -162,7 +162,7 @@ for line in open(folded):
         kernel += n
 top = sorted(self_t.items(), key=lambda kv: -kv[1])[:12]
 top_md = "\n".join(f"| {100 * n / total:5.1f} % | `{f.replace('|', '/')}` |" for f, n in top)
-top_md = f"Top self time ({total} samples; kernel frames {100 * kernel / max(total, 1):.0f} %):\n\n| share | frame |\n|---:|---|\n{top_md}\n" 
+top_md = f"Top self time (share of the recorded cpu-clock time; kernel frames {100 * kernel / max(total, 1):.0f} %):\n\n| share | frame |\n|---:|---|\n{top_md}\n"
 note = ""
 if srv.get("kind") != "embedded-amring":
     note = (f"\n**Not amring yet:** loadgen's embedded server was `{srv.get('kind')}` for this run (the amring\n"
