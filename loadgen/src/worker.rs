@@ -109,6 +109,7 @@ pub fn spawn(
     LocalExecutorBuilder::new(Placement::Fixed(core))
         .name(&format!("loadgen-{idx}"))
         .io_memory(IO_MEMORY)
+        .ring_depth(amring::runtime::RING_DEPTH)
         .spawn(move || async move { run(idx, shared).await })
         .map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -247,7 +247,8 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
         );
         let mut b = LocalExecutorBuilder::new(place)
             .name(&format!("amring-shard-{idx}"))
-            .io_memory(cfg.io_memory);
+            .io_memory(cfg.io_memory)
+            .ring_depth(super::RING_DEPTH);
         if let Some(spin) = cfg.spin_before_park {
             b = b.spin_before_park(spin);
         }
