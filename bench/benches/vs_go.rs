@@ -33,12 +33,10 @@
 #![allow(missing_docs)]
 
 use std::cell::Cell;
-use std::convert::Infallible;
 use std::sync::mpsc::{self, TryRecvError};
 use std::time::{Duration, Instant};
 
-use amring::proto::attach::RecoveryOptions;
-use amring::{Client, ClientRecoveryOptions, Server, Shards, StreamContext};
+use amring::{Client, ClientRecoveryOptions};
 use amring_bench::{client_loop, server_spin, EchoReply, EchoRequest};
 use amring_tests::gopeer::{go_peer, go_peer_status, go_required, settle, GoServer};
 use std::io::{Read, Write};
@@ -174,19 +172,12 @@ fn start_go() -> Result<GoServer, String> {
 /// Set in the environment of the amring server child (see [`AmringServer`]).
 const SERVE_ENV: &str = "AMRING_VS_GO_SERVE";
 
-/// Body of the amring server child: serves on core 0, prints
+/// Body of the amring server child: serves on core 0 (the same server as
+/// loadgen's embedded one), prints
 /// `listening ADDR`, and stops when its stdin closes (the parent exited).
 fn serve_child() {
-    let handle = Server::builder()
-        .shards(Shards::Cores(vec![0]))
-        .io_memory(512 * 1024)
-        .recovery(Some(RecoveryOptions::default()))
-        .spin_before_park(server_spin())
-        .handler(
-            |_ctx: StreamContext, req: EchoRequest| async move { Ok::<_, Infallible>(EchoReply { text: req.text }) },
-        )
-        .serve("127.0.0.1:0")
-        .expect("amring server child");
+    // loadgen's embedded echo server: one shard on core 0, recovery enabled.
+    let handle = loadgen::embedded::start_amring(1, true, server_spin()).expect("amring server child");
     println!("listening {}", handle.dial_addr());
     let _ = std::io::stdout().flush();
     let _ = std::io::stdin().read_to_end(&mut Vec::new());

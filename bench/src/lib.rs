@@ -49,24 +49,6 @@ where
     (itx, drx)
 }
 
-/// The Go peer's request `am.capmsg.EchoRequest{Text}` (vs_go bench).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EchoRequest {
-    /// Text to echo.
-    pub text: String,
-}
-
-impl Message for EchoRequest {
-    const WIRE_NAME: &'static str = "am.capmsg.EchoRequest";
-}
-
-/// The Go peer's reply `am.capmsg.EchoReply{Text}`: the request's text.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EchoReply {
-    /// The request's text, unchanged.
-    pub text: String,
-}
-
-impl Message for EchoReply {
-    const WIRE_NAME: &'static str = "am.capmsg.EchoReply";
-}
+/// The Go peer's `am.capmsg.EchoRequest{Text}` → `am.capmsg.EchoReply{Text}`,
+/// the loadgen workload (mux and vs_go benches).
+pub use loadgen::msg::{EchoReply, EchoRequest};
