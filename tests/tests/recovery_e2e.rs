@@ -270,7 +270,11 @@ use std::rc::Rc;
 // ---- raw attach exchanges (std sockets, bounded by read timeouts) ----
 
 fn raw_hello_v3(addr: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
+    hello_v3(TcpStream::connect(addr).unwrap())
+}
+
+/// The v3 hello (compact codec) on a connected socket, with a 5 s read timeout.
+fn hello_v3(mut s: TcpStream) -> TcpStream {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(&[0x41, 0x4d, 3, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1])
         .unwrap();
@@ -498,13 +502,7 @@ fn raw_v3_session(addr: std::net::SocketAddr) -> TcpStream {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(16 * 1024).unwrap();
     sock.connect(&addr.into()).unwrap();
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(&[0x41, 0x4d, 3, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1])
-        .unwrap();
-    let mut reply = [0u8; 12];
-    s.read_exact(&mut reply).unwrap();
-    assert_eq!(&reply[..5], &[0x41, 0x4d, 1, 3, 1], "v3 accepted with compact");
+    let mut s = hello_v3(sock.into());
     let ok = raw_attach(&mut s, AttachRequest::new_session());
     assert_eq!(ok.status, AttachStatus::Ok);
     s
