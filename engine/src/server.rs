@@ -271,6 +271,16 @@ pub enum Shards {
 /// Default of [`ServerBuilder::max_detached_sessions`].
 pub const DEFAULT_MAX_DETACHED_SESSIONS: usize = 1024;
 
+/// The system's maximum listen backlog (`/proc/sys/net/core/somaxconn`, as
+/// Go's `net` package reads it), 4096 when it cannot be read.
+fn system_max_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(4096)
+}
+
 /// Everything `serve` needs, shared read-only by the shards.
 pub(crate) struct ServerConfig {
     pub(crate) codecs: CodecRegistry,
@@ -293,13 +303,14 @@ pub struct Server;
 
 impl Server {
     /// A builder with the defaults (both codecs, one shard per core,
-    /// backlog 16384, handshake timeout 10 s, max_frame `0xFFFFFFFF`).
+    /// the system's maximum listen backlog, handshake timeout 10 s,
+    /// max_frame `0xFFFFFFFF`).
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             shards: Shards::PerCore,
             cfg: ServerConfig {
                 codecs: CodecRegistry::default(),
-                backlog: 16384,
+                backlog: system_max_backlog(),
                 limits: Limits::default(),
                 handshake_timeout: Duration::from_secs(10),
                 max_frame: DEFAULT_MAX_FRAME,
@@ -347,7 +358,9 @@ impl ServerBuilder {
         self
     }
 
-    /// Listen backlog of each TCP listener.
+    /// Listen backlog of every listener, TCP and Unix (default: the system
+    /// maximum, `net.core.somaxconn`, as the Go reference uses; the kernel
+    /// clamps larger values to it).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.cfg.backlog = backlog;
         self

@@ -403,3 +403,67 @@ fn spinning_shard_serves_and_parks_again() {
     });
     stop(h);
 }
+
+/// `on_new_stream` runs before the stream's first handler starts, so a value
+/// it stores is visible to that handler (the reference runs `OnNewStream`
+/// before the frame is queued). The hook also counts how often it saw the
+/// value already present: a late hook would overwrite what a handler set.
+/// Both protocol versions, stream 0 and new streams, several rounds.
+#[test]
+fn on_new_stream_value_is_visible_to_the_first_handler_v2_and_v3() {
+    use amring::proto::attach::RecoveryOptions;
+    use amring::ClientRecoveryOptions;
+
+    for v3 in [false, true] {
+        let late = Arc::new(AtomicUsize::new(0));
+        let l = late.clone();
+        let h = server()
+            .recovery(v3.then(RecoveryOptions::default))
+            .on_new_stream(move |ctx| {
+                if ctx.value::<u32>().is_some() {
+                    l.fetch_add(1, Ordering::SeqCst);
+                }
+                ctx.set_value(ctx.stream_id() + 1000);
+            })
+            .handler(|ctx: StreamContext, n: Num| async move {
+                match ctx.value::<u32>() {
+                    Some(v) if v == ctx.stream_id() + 1000 => Ok(Num { n: n.n }),
+                    other => Err(format!("stream {}: context value {other:?}", ctx.stream_id())),
+                }
+            })
+            .serve("127.0.0.1:0")
+            .unwrap();
+        let addr = h.dial_addr();
+        client(move || async move {
+            for round in 0..5 {
+                let mut b = Client::builder();
+                if v3 {
+                    b = b.recovery(ClientRecoveryOptions::default());
+                }
+                let conn = b.connect(&addr).await.unwrap();
+                assert_eq!(conn.debug_state().protocol, if v3 { 3 } else { 2 });
+                // The very first frame of the connection (stream 0), then new streams.
+                let r: Num = conn
+                    .send_recv(&Num { n: round })
+                    .await
+                    .unwrap_or_else(|e| panic!("v3={v3} round {round} stream 0: {e}"));
+                assert_eq!(r.n, round);
+                for i in 0..4 {
+                    let s = conn.new_stream().unwrap();
+                    let r: Num = s
+                        .send_recv(&Num { n: i })
+                        .await
+                        .unwrap_or_else(|e| panic!("v3={v3} round {round} stream {}: {e}", s.id()));
+                    assert_eq!(r.n, i);
+                }
+                conn.close();
+            }
+        });
+        assert_eq!(
+            late.load(Ordering::SeqCst),
+            0,
+            "v3={v3}: a hook ran after its stream's handler"
+        );
+        stop(h);
+    }
+}

@@ -241,3 +241,63 @@ fn oversized_frames_close_the_connection() {
     });
     stop(h);
 }
+
+/// Blocks the shard's thread for `ms` (a handler that never yields).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct BlockShard {
+    ms: u64,
+}
+impl Message for BlockShard {
+    const WIRE_NAME: &'static str = "am.rt.BlockShard";
+}
+
+/// Unix-socket listeners take `ServerBuilder::backlog` (default: the system
+/// maximum), not glommio's fixed 128: 200 clients connecting at once while
+/// the only shard is busy for 400 ms are all queued by the kernel, none is
+/// refused with `EAGAIN` (which the Go client reports as a connect timeout).
+#[test]
+fn uds_connect_burst_while_the_shard_is_busy_is_not_refused() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+
+    let path = std::env::temp_dir().join(format!("amring-backlog-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let h = server()
+        .shards(amring::Shards::Unpinned(1))
+        .handler(|_ctx: StreamContext, b: BlockShard| async move {
+            std::thread::sleep(Duration::from_millis(b.ms));
+            Ok::<_, String>(())
+        })
+        .serve(&format!("uds://{}", path.display()))
+        .unwrap();
+    let addr = h.dial_addr();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let busy = std::thread::spawn(move || {
+        client(move || async move {
+            let conn = Client::builder().connect(&addr).await.unwrap();
+            started_tx.send(()).unwrap();
+            let _: amring::codec::OkReply = conn.send_recv(&BlockShard { ms: 400 }).await.unwrap();
+        })
+    });
+    started_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // Give the request time to reach the handler, which then blocks the shard.
+    std::thread::sleep(Duration::from_millis(100));
+    let sa = SockAddr::unix(&path).unwrap();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        match s.connect(&sa) {
+            Ok(()) => held.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => refused += 1,
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    assert_eq!(
+        refused, 0,
+        "{refused} of 200 Unix-socket connects refused while the shard was busy"
+    );
+    busy.join().unwrap();
+    drop(held);
+    stop(h);
+}

@@ -124,11 +124,15 @@ impl Driver<'_> {
                 Err(e) => return Err(e),
             };
             let (routed, _) = self.conn.borrow_mut().route(d.stream_id, d.payload, now);
-            if let Routed::Handler { spawn: true } = routed {
-                self.spawn_worker(d.stream_id);
-            }
+            // Hooks first: `on_new_stream` runs before the stream's first
+            // handler starts (glommio may poll a freshly spawned task at
+            // once), so a value it sets is visible to that handler, as in the
+            // reference, and is never overwritten behind the handler's back.
             if let Some(h) = self.hooks {
                 h.fire(self.conn);
+            }
+            if let Routed::Handler { spawn: true } = routed {
+                self.spawn_worker(d.stream_id);
             }
         }
     }

@@ -3,8 +3,8 @@
 //! an accept loop spawning one driver task per connection.
 //!
 //! Unix listeners cannot share an address via SO_REUSEPORT: a UDS (or
-//! abstract) address is served by shard 0 alone (backlog fixed by glommio at
-//! 128 there).
+//! abstract) address is bound once, with the configured backlog, and every
+//! shard accepts on a duplicate of that socket.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -178,8 +178,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A listener created on the caller's thread, adopted inside its shard.
 enum ListenSock {
     Tcp(socket2::Socket),
-    Unix(Addr),
-    None,
+    Unix(socket2::Socket),
 }
 
 fn placements(shards: &Shards) -> Vec<Placement> {
@@ -209,17 +208,20 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
                 socks.push(ListenSock::Tcp(s));
             }
         }
-        Addr::Unix(p) => {
-            addrs.push(BoundAddr::Unix(p.clone()));
-            socks.push(ListenSock::Unix(addr.clone()));
+        Addr::Unix(_) | Addr::Abstract(_) => {
+            let s = socket::unix_listener(&addr, cfg.backlog)
+                .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("bind {addr}: {e}"))))?;
+            addrs.push(match &addr {
+                Addr::Unix(p) => BoundAddr::Unix(p.clone()),
+                Addr::Abstract(n) => BoundAddr::Abstract(n.clone()),
+                Addr::Tcp(_) => unreachable!("matched above"),
+            });
+            // Every shard accepts on a duplicate of the one listening socket.
+            for _ in 1..places.len() {
+                socks.push(ListenSock::Unix(s.try_clone()?));
+            }
+            socks.insert(0, ListenSock::Unix(s));
         }
-        Addr::Abstract(n) => {
-            addrs.push(BoundAddr::Abstract(n.clone()));
-            socks.push(ListenSock::Unix(addr.clone()));
-        }
-    }
-    while socks.len() < places.len() {
-        socks.push(ListenSock::None);
     }
     let shared = Arc::new(ServerShared {
         stop: AtomicBool::new(false),
@@ -309,26 +311,8 @@ async fn shard_main(
     let listener = match sock {
         // SAFETY: the fd comes from a listening socket2 socket we own.
         ListenSock::Tcp(s) => Some(Listener::Tcp(unsafe { TcpListener::from_raw_fd(s.into_raw_fd()) })),
-        ListenSock::Unix(addr) => {
-            let path = match &addr {
-                Addr::Unix(p) => p.clone(),
-                Addr::Abstract(n) => {
-                    use std::os::unix::ffi::OsStringExt;
-                    let mut b = vec![0u8];
-                    b.extend_from_slice(n.as_bytes());
-                    std::path::PathBuf::from(std::ffi::OsString::from_vec(b))
-                }
-                Addr::Tcp(_) => std::path::PathBuf::new(),
-            };
-            match UnixListener::bind(&path) {
-                Ok(l) => Some(Listener::Unix(l)),
-                Err(e) => {
-                    let _ = ready.send(Err(format!("bind {addr}: {e}")));
-                    return;
-                }
-            }
-        }
-        ListenSock::None => None,
+        // SAFETY: the fd comes from a listening socket2 Unix socket we own.
+        ListenSock::Unix(s) => Some(Listener::Unix(unsafe { UnixListener::from_raw_fd(s.into_raw_fd()) })),
     };
     let _ = ready.send(Ok(()));
     drop(ready);
@@ -368,8 +352,9 @@ async fn shard_main(
         }
     }
     shared.clear_stop_waker(idx);
-    if let Some(Listener::Unix(l)) = &listener {
-        // A filesystem socket is unlinked when its server stops.
+    if let (0, Some(Listener::Unix(l))) = (idx, &listener) {
+        // A filesystem socket is unlinked when its server stops (by shard 0;
+        // the others hold duplicates of the same socket).
         if let Ok(Some(p)) = l.local_addr().map(|a| a.as_pathname().map(|p| p.to_path_buf())) {
             let _ = std::fs::remove_file(p);
         }

@@ -26,18 +26,19 @@ pub(crate) fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<Socket>
     Ok(sock)
 }
 
-/// A bound, listening, nonblocking Unix socket (path or abstract name).
-/// Unix listeners cannot be shared with SO_REUSEPORT: one shard owns it.
-/// (Servers bind Unix listeners through glommio, which has no `from_raw_fd`
-/// for them; this one backs the socket tests.)
-#[cfg(test)]
+/// A bound, listening Unix socket (path or abstract name) with the given
+/// backlog (the kernel clamps it to `net.core.somaxconn`).
+///
+/// Unix sockets have no SO_REUSEPORT: the server binds one socket and hands a
+/// duplicate of its fd to every shard, which all accept on it. The socket
+/// stays blocking: glommio accepts Unix sockets through io_uring, which waits
+/// for a connection itself.
 pub(crate) fn unix_listener(addr: &Addr, backlog: i32) -> io::Result<Socket> {
     let sa = match addr.unix_sockaddr() {
         Some(sa) => sa?,
         None => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a unix address")),
     };
     let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    sock.set_nonblocking(true)?;
     sock.bind(&sa)?;
     sock.listen(backlog)?;
     Ok(sock)

@@ -71,6 +71,18 @@ pub struct UnixListener {
     listener: net::UnixListener,
 }
 
+impl FromRawFd for UnixListener {
+    /// Adopts an already bound and listening Unix socket (amring patch: lets
+    /// the caller choose the listen backlog, which [`UnixListener::bind`]
+    /// fixes at 128, and share one listening socket between executors).
+    unsafe fn from_raw_fd(fd: RawFd) -> Self {
+        UnixListener {
+            reactor: Rc::downgrade(&crate::executor().reactor()),
+            listener: net::UnixListener::from_raw_fd(fd),
+        }
+    }
+}
+
 impl UnixListener {
     /// Creates a Unix listener bound to the specified address.
     ///
