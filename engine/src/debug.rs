@@ -60,6 +60,10 @@ pub enum FailureCode {
     UnknownMessage,
     /// amring: an idle stream's state was evicted.
     StreamEvicted,
+    /// amring: a `new_task` task panicked (contained; the task ended).
+    TaskPanic,
+    /// amring: a hook (`on_connect`, `on_new_stream`, …) panicked (contained).
+    HookPanic,
 }
 
 impl FailureCode {
@@ -92,6 +96,8 @@ impl FailureCode {
             FailureCode::LimitInbox => "limit.inbox",
             FailureCode::UnknownMessage => "dispatch.unknown_message",
             FailureCode::StreamEvicted => "stream.evicted",
+            FailureCode::TaskPanic => "task.panic",
+            FailureCode::HookPanic => "hook.panic",
         }
     }
 }
@@ -186,6 +192,9 @@ pub struct ConnCounters {
     pub stream_limit_hits: u64,
     /// amring: idle stream states evicted.
     pub streams_evicted: u64,
+    /// amring: panics of user code on this connection (handlers, tasks,
+    /// stream hooks), each contained and recorded.
+    pub panics: u64,
 }
 
 impl ConnCounters {

@@ -288,6 +288,14 @@ impl ConnState {
         self.failure.record(code, text);
     }
 
+    /// Records a contained panic of user code (a task or a hook): failure
+    /// code, counter and one `tracing` line.
+    pub(crate) fn record_panic(&mut self, stream: Option<u32>, code: FailureCode, text: String) {
+        tracing::warn!(target: "amring", stream, code = code.as_str(), "{text}");
+        self.counters.panics += 1;
+        self.fail(stream, code, text);
+    }
+
     /// Encodes `msg` into a frame on `id` (spec §6 Send: queue only).
     pub(crate) fn send_msg<M: Message + ?Sized>(&mut self, id: u32, msg: &M) -> Result<(), Error> {
         if self.closed {

@@ -21,6 +21,7 @@ pub mod codec;
 pub mod debug;
 pub mod dispatch;
 pub mod error;
+mod panic;
 pub mod proto;
 pub mod runtime;
 pub mod server;

@@ -257,6 +257,31 @@ pub(crate) struct Hooks {
     pub(crate) on_close_stream: Option<StreamHook>,
 }
 
+impl Hooks {
+    /// Runs `on_connect`, contained: `false` rejects the connection (the hook
+    /// returned `Err` or panicked; a panic is counted in `panics` and logged).
+    pub(crate) fn connect(&self, info: &ConnInfo, panics: &std::sync::atomic::AtomicU64) -> bool {
+        let Some(f) = &self.on_connect else { return true };
+        match crate::panic::contain(|| f(info)) {
+            Ok(r) => r.is_ok(),
+            Err(text) => {
+                panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(target: "amring", conn = info.id, "on_connect panicked: {text}");
+                false
+            }
+        }
+    }
+
+    /// Runs `on_disconnect`, contained (a panic is counted in `panics` and logged).
+    pub(crate) fn disconnect(&self, info: &ConnInfo, panics: &std::sync::atomic::AtomicU64) {
+        let Some(f) = &self.on_disconnect else { return };
+        if let Err(text) = crate::panic::contain(|| f(info)) {
+            panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(target: "amring", conn = info.id, "on_disconnect panicked: {text}");
+        }
+    }
+}
+
 /// Where the shards run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Shards {

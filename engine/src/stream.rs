@@ -413,7 +413,17 @@ impl StreamContext {
                 }
             })
             .await;
-            fut.await;
+            // A panicking task ends; the shard and the connection go on.
+            let mut fut = std::pin::pin!(fut);
+            let r = future::poll_fn(|cx| match crate::panic::contain(|| fut.as_mut().poll(cx)) {
+                Ok(p) => p.map(Ok),
+                Err(text) => Poll::Ready(Err(text)),
+            })
+            .await;
+            if let Err(text) = r {
+                let text = format!("task panicked: {text}");
+                conn.borrow_mut().record_panic(Some(id), FailureCode::TaskPanic, text);
+            }
             if let Some(s) = conn.borrow_mut().streams.get_mut(&id) {
                 s.task_busy = false;
             }

@@ -467,3 +467,95 @@ fn on_new_stream_value_is_visible_to_the_first_handler_v2_and_v3() {
         stop(h);
     }
 }
+
+/// Starts a `new_task` whose task panics; answers `OkReply`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct PanicTask {}
+impl amring::codec::Message for PanicTask {
+    const WIRE_NAME: &'static str = "am.rt.PanicTask";
+}
+
+/// Panics in user code other than handlers (a `new_task` task, `on_connect`,
+/// `on_new_stream`, `on_close_stream`, `on_disconnect`) are contained on the
+/// one shard: recorded with a failure code and counted, and the shard keeps
+/// serving every connection.
+#[test]
+fn panics_in_tasks_and_hooks_are_contained() {
+    let connects = Arc::new(AtomicUsize::new(0));
+    let c = connects.clone();
+    let h = server()
+        .shards(amring::Shards::Unpinned(1))
+        .on_connect(move |_| {
+            if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("on_connect boom");
+            }
+            Ok(())
+        })
+        .on_new_stream(|ctx| {
+            if ctx.stream_id() == 2 {
+                panic!("on_new_stream boom");
+            }
+        })
+        .on_close_stream(|_| panic!("on_close_stream boom"))
+        .on_disconnect(|_| panic!("on_disconnect boom"))
+        .handler(|ctx: StreamContext, _: PanicTask| async move {
+            ctx.new_task(|_s| async move {
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                panic!("task boom");
+            })
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        })
+        .handler(|ctx: StreamContext, _: Num| async move {
+            let d = ctx.conn_debug_state();
+            let codes: Vec<String> = d
+                .streams
+                .iter()
+                .filter_map(|s| s.last_failure.as_ref().map(|f| f.code.to_string()))
+                .collect();
+            Ok::<_, String>(MessageReply {
+                msg: codes.join(","),
+                num: d.counters.panics as i32,
+                signature: String::new(),
+            })
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        // The first connection's on_connect panics: rejected like an Err.
+        let first = Client::builder().connect(&addr).await.unwrap();
+        first.wait_closed().await;
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let _: OkReply = conn.send_recv(&PanicTask {}).await.unwrap();
+        let s1 = conn.new_stream().unwrap();
+        let s2 = conn.new_stream().unwrap();
+        let _: MessageReply = s1.send_recv(&MessageRequest::default()).await.unwrap();
+        // Stream 2's on_new_stream panics; its request is still served.
+        let _: MessageReply = s2.send_recv(&MessageRequest::default()).await.unwrap();
+        // The task panics 1 ms after its handler replied: poll (bounded).
+        let mut report = MessageReply::default();
+        for _ in 0..200 {
+            report = conn.send_recv(&Num { n: 0 }).await.unwrap();
+            if report.num >= 2 {
+                break;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(report.num, 2, "task + on_new_stream panics counted: {report:?}");
+        assert!(report.msg.contains("task.panic"), "{report:?}");
+        assert!(report.msg.contains("hook.panic"), "{report:?}");
+        conn.close();
+        // The shard still serves new connections.
+        let again = Client::builder().connect(&addr).await.unwrap();
+        let _: MessageReply = again.send_recv(&MessageRequest::default()).await.unwrap();
+        again.close();
+    });
+    let stats = h.stats();
+    let hook_panics: u64 = stats.iter().map(|s| s.hook_panics).sum();
+    stop(h);
+    assert!(
+        hook_panics >= 2,
+        "on_connect + on_disconnect panics counted: {hook_panics}"
+    );
+}

@@ -9,7 +9,6 @@
 //! can swap it.
 
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -43,13 +42,16 @@ impl ConnHooks {
                 id,
                 info: self.info.clone(),
             };
-            let f = if open {
-                &self.hooks.on_new_stream
+            let (name, f) = if open {
+                ("on_new_stream", &self.hooks.on_new_stream)
             } else {
-                &self.hooks.on_close_stream
+                ("on_close_stream", &self.hooks.on_close_stream)
             };
             if let Some(f) = f {
-                f(&ctx);
+                if let Err(text) = crate::panic::contain(|| f(&ctx)) {
+                    let text = format!("{name} panicked: {text}");
+                    conn.borrow_mut().record_panic(Some(id), FailureCode::HookPanic, text);
+                }
             }
         }
     }
@@ -477,14 +479,12 @@ pub(crate) async fn drive(conn: ConnRef, mut io: Transport, rbuf: BytesMut, hook
     }
 }
 
-/// The outcome of a handler that panicked.
-fn panic_outcome(panic: Box<dyn std::any::Any + Send>) -> HandlerOutcome {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".to_owned());
-    HandlerOutcome::Failed(format!("handler panicked: {text}"))
+/// The outcome of a handler that panicked (contained: counted, one line logged).
+fn panic_outcome(conn: &ConnRef, id: u32, text: String) -> HandlerOutcome {
+    let text = format!("handler panicked: {text}");
+    tracing::warn!(target: "amring", stream = id, "{text}");
+    conn.borrow_mut().counters.panics += 1;
+    HandlerOutcome::Failed(text)
 }
 
 /// One stream's handler worker: runs queued requests sequentially in arrival
@@ -529,24 +529,24 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
             break;
         };
         let runner = runner.get_or_insert_with(|| table.runner(p.handler));
-        let started = catch_unwind(AssertUnwindSafe(|| runner.as_mut().start(&ctx, p.payload)));
+        let started = crate::panic::contain(|| runner.as_mut().start(&ctx, p.payload));
         let outcome = match started {
             Ok(Err(e)) => HandlerOutcome::Decode(e),
             Ok(Ok(())) => {
                 future::poll_fn(
-                    |cx| match catch_unwind(AssertUnwindSafe(|| runner.as_mut().poll_run(cx, &ctx))) {
+                    |cx| match crate::panic::contain(|| runner.as_mut().poll_run(cx, &ctx)) {
                         Ok(p) => p,
-                        Err(panic) => {
+                        Err(text) => {
                             runner.as_mut().reset();
-                            Poll::Ready(panic_outcome(panic))
+                            Poll::Ready(panic_outcome(&conn, id, text))
                         }
                     },
                 )
                 .await
             }
-            Err(panic) => {
+            Err(text) => {
                 runner.as_mut().reset();
-                panic_outcome(panic)
+                panic_outcome(&conn, id, text)
             }
         };
         let mut st = conn.borrow_mut();

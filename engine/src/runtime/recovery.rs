@@ -209,9 +209,7 @@ impl ShardRecovery {
         let key = s.hooks.info.id;
         self.live.borrow_mut().retain(|(id, _)| *id != key);
         self.counters().sessions.fetch_sub(1, Ordering::Relaxed);
-        if let Some(f) = &self.cfg.hooks.on_disconnect {
-            f(&s.hooks.info);
-        }
+        self.cfg.hooks.disconnect(&s.hooks.info, &self.counters().hook_panics);
     }
 
     /// Serves a transport that completed a v3 hello: reads the attach request
@@ -328,12 +326,10 @@ impl ShardRecovery {
         }
         self.counters().served.fetch_add(1, Ordering::Relaxed);
         // §7.4: OnConnect runs after the attach response.
-        if let Some(f) = &self.cfg.hooks.on_connect {
-            if f(&info).is_err() {
-                unregister();
-                io.close().await;
-                return;
-            }
+        if !self.cfg.hooks.connect(&info, &self.counters().hook_panics) {
+            unregister();
+            io.close().await;
+            return;
         }
         self.live
             .borrow_mut()

@@ -49,6 +49,7 @@ pub(crate) struct ShardCounters {
     pub(crate) handoffs_out: AtomicU64,
     pub(crate) detached: AtomicU64,
     pub(crate) detached_evictions: AtomicU64,
+    pub(crate) hook_panics: AtomicU64,
 }
 
 /// Snapshot of one shard's counters.
@@ -83,6 +84,9 @@ pub struct ShardStats {
     /// v3 detached sessions dropped early because the server-wide
     /// `max_detached_sessions` cap was reached (oldest first).
     pub detached_evictions: u64,
+    /// `on_connect` / `on_disconnect` panics, contained (a panicking
+    /// `on_connect` rejects its connection; code `hook.panic`).
+    pub hook_panics: u64,
 }
 
 /// State shared by the shards of one server (control plane only).
@@ -117,6 +121,7 @@ impl ServerShared {
                 handoffs_out: c.handoffs_out.load(Ordering::Relaxed),
                 detached: c.detached.load(Ordering::Relaxed),
                 detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
+                hook_panics: c.hook_panics.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -423,12 +428,10 @@ async fn serve_conn(
         return;
     }
     counters.served.fetch_add(1, Ordering::Relaxed);
-    if let Some(f) = &cfg.hooks.on_connect {
-        if f(&info).is_err() {
-            io.close().await;
-            done();
-            return;
-        }
+    if !cfg.hooks.connect(&info, &counters.hook_panics) {
+        io.close().await;
+        done();
+        return;
     }
     let proto = crate::proto::Connection::new(
         ConnConfig {
@@ -456,8 +459,6 @@ async fn serve_conn(
     };
     drive(conn, io, rbuf, Some(hooks)).await;
     live.borrow_mut().retain(|(id, _)| *id != info.id);
-    if let Some(f) = &cfg.hooks.on_disconnect {
-        f(&info);
-    }
+    cfg.hooks.disconnect(&info, &counters.hook_panics);
     done();
 }
