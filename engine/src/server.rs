@@ -306,6 +306,24 @@ fn system_max_backlog() -> i32 {
         .unwrap_or(4096)
 }
 
+/// Default of [`ServerBuilder::max_connections`]: what `RLIMIT_NOFILE` (soft)
+/// allows, less a reserve of 64 + 1/16 of it for listeners, rings, timers,
+/// files and the process's own use; 100,000 when the limit is unlimited or
+/// unreadable.
+fn default_max_connections() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    if r != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
+        return 100_000;
+    }
+    let n = usize::try_from(lim.rlim_cur).unwrap_or(100_000);
+    n.saturating_sub(64 + n / 16).max(1)
+}
+
 /// Everything `serve` needs, shared read-only by the shards.
 pub(crate) struct ServerConfig {
     pub(crate) codecs: CodecRegistry,
@@ -341,7 +359,7 @@ impl Server {
                 max_frame: DEFAULT_MAX_FRAME,
                 recovery: None,
                 max_detached_sessions: DEFAULT_MAX_DETACHED_SESSIONS,
-                max_connections: 100_000,
+                max_connections: default_max_connections(),
                 io_memory: crate::runtime::IO_MEMORY,
                 spin_before_park: None,
                 table: Arc::new(HandlerTable::default()),
@@ -443,7 +461,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Connections open at once across all shards; more are closed on accept.
+    /// Connections open at once across all shards; more are closed on accept
+    /// (counted in `rejected_limit`). Default: what the process's
+    /// `RLIMIT_NOFILE` allows when the builder is made, less a reserve (64 +
+    /// 1/16 of the limit), so descriptors run out for new connections before
+    /// they run out for the rest of the process.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.cfg.max_connections = n;
         self

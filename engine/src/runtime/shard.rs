@@ -50,6 +50,7 @@ pub(crate) struct ShardCounters {
     pub(crate) detached: AtomicU64,
     pub(crate) detached_evictions: AtomicU64,
     pub(crate) hook_panics: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
 }
 
 /// Snapshot of one shard's counters.
@@ -87,6 +88,9 @@ pub struct ShardStats {
     /// `on_connect` / `on_disconnect` panics, contained (a panicking
     /// `on_connect` rejects its connection; code `hook.panic`).
     pub hook_panics: u64,
+    /// Failed accepts (out of descriptors or memory: the shard backs off
+    /// and retries; the listener keeps its backlog meanwhile).
+    pub accept_errors: u64,
 }
 
 /// State shared by the shards of one server (control plane only).
@@ -122,6 +126,7 @@ impl ServerShared {
                 detached: c.detached.load(Ordering::Relaxed),
                 detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
                 hook_panics: c.hook_panics.load(Ordering::Relaxed),
+                accept_errors: c.accept_errors.load(Ordering::Relaxed),
             })
             .collect()
     }
@@ -302,6 +307,54 @@ impl Listener {
     }
 }
 
+/// What the accept loop does after a failed accept.
+///
+/// glommio reports some accept errors synchronously (its first, direct
+/// `accept(2)`), so retrying at once would spin the shard and starve every
+/// task on it, including the drivers that close sockets and free the very
+/// descriptors the accept is waiting for. Out of descriptors or memory
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM) the loop sleeps, 1 ms doubling to 100 ms
+/// while the errors last; any other error (a connection aborted before it was
+/// accepted, …) only yields. Every failure is counted (`accept_errors`); a
+/// burst is logged once, when it starts, and its end once.
+#[derive(Default)]
+struct AcceptBackoff {
+    /// Failures in the current burst (0: none).
+    burst: u64,
+    delay: Duration,
+}
+
+impl AcceptBackoff {
+    const MIN: Duration = Duration::from_millis(1);
+    const MAX: Duration = Duration::from_millis(100);
+
+    fn reset(&mut self) {
+        if self.burst > 0 {
+            tracing::info!(target: "amring", failures = self.burst, "accept recovered");
+        }
+        self.burst = 0;
+        self.delay = Duration::ZERO;
+    }
+
+    async fn failed(&mut self, shard: usize, e: &std::io::Error, counters: &ShardCounters) {
+        counters.accept_errors.fetch_add(1, Ordering::Relaxed);
+        let exhausted = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        if self.burst == 0 {
+            tracing::warn!(target: "amring", shard, error = %e, "accept failed; backing off while it lasts");
+        }
+        self.burst += 1;
+        if exhausted {
+            self.delay = (self.delay * 2).clamp(Self::MIN, Self::MAX);
+            super::sleep(self.delay).await;
+        } else {
+            future::yield_now().await;
+        }
+    }
+}
+
 /// The live connections of one shard (for graceful shutdown).
 pub(crate) type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;
 
@@ -327,6 +380,7 @@ async fn shard_main(
         r.start(mesh.0, mesh.1);
     }
     if let Some(l) = &listener {
+        let mut backoff = AcceptBackoff::default();
         while !shared.stopping() {
             let accepted = future::or(async { Some(l.accept().await) }, async {
                 shared.stopped(idx).await;
@@ -334,8 +388,17 @@ async fn shard_main(
             })
             .await;
             let Some(r) = accepted else { continue };
-            let Ok((io, peer)) = r else { continue };
             let counters = &shared.shards[idx];
+            let (io, peer) = match r {
+                Ok(x) => {
+                    backoff.reset();
+                    x
+                }
+                Err(e) => {
+                    backoff.failed(idx, &e, counters).await;
+                    continue;
+                }
+            };
             counters.accepted.fetch_add(1, Ordering::Relaxed);
             if shared.active.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
                 shared.active.fetch_sub(1, Ordering::AcqRel);
