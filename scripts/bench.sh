@@ -8,7 +8,9 @@
 #   --bench NAME    only this bench target (bench/benches/NAME.rs); repeatable
 #   -- ARGS         passed to criterion (e.g. a filter regex: -- frame/decode)
 # Env:     CARGO_TARGET_DIR (default: <repo>/target), BENCH_HISTORY (default:
-#          bench/history/criterion.jsonl)
+#          bench/history/criterion.jsonl); for vs_go, AMRING_GO_PEER (a go-peer
+#          binary instead of the one tests/src/gopeer.rs builds from tests/go-peer
+#          wherever Go is installed) and AMRING_REQUIRE_GO=1 (no Go peer = failure)
 # Inputs:  target/criterion/**/new/{estimates,benchmark}.json written by this run
 #          (files older than the run are ignored, so stale benches never leak in)
 # Outputs: one line appended to the history file; a summary table on stdout.

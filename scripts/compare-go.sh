@@ -4,7 +4,8 @@
 # Servers (each a fresh external process per run, pinned to core 0; loadgen runs on core 1):
 #   amring  `loadgen --internal-serve --server amring --server-cores 1 [--recovery]` (the real
 #           amring::server::Server, EchoRequest -> EchoReply; serves until its stdin closes)
-#   go      `go-peer server --addr tcp://127.0.0.1:0 [-recovery]` from AMRING_GO_PEER,
+#   go      `go-peer server --addr tcp://127.0.0.1:0 [-recovery]` (scripts/go-peer.sh: built
+#           from tests/go-peer when Go is present, or AMRING_GO_PEER),
 #           `taskset -c $GO_CPUS`, GOMAXPROCS=$GO_MAXPROCS, `ulimit -n 20000` in its subshell
 #   floor   `loadgen --internal-serve --server null` (1×1 v2 cases only): a glommio endpoint
 #           that echoes v2 frames without decoding them (see the note in the output)
@@ -31,8 +32,12 @@
 #   medians; open/idle runs serving < 90 % of the offered rate get a warning.
 #   Every loadgen run is killed after duration + warmup + connect allowance + 30 s.
 # Env:
-#   AMRING_GO_PEER   prebuilt go-peer binary (optional; never built here). Absent: amring and
-#                    floor only, "Go peer: absent", Go-dependent targets "not evaluated"
+#   AMRING_GO_PEER   go-peer binary to use instead of building tests/go-peer (an override).
+#                    Unset: scripts/go-peer.sh builds target/go-peer/go-peer when Go is
+#                    installed (through ../shared/goproxy when that exists). No Go and no
+#                    override: amring and floor only, "Go peer: absent", Go-dependent targets
+#                    "not evaluated"
+#   AMRING_REQUIRE_GO=1  a Go peer that is absent or fails to start is an error (exit 1)
 #   GO_CPUS          taskset CPU list of the Go server (default 0)
 #   GO_MAXPROCS      GOMAXPROCS of the Go server (default 1 = one core, like amring's one shard)
 #   SERVER_SPIN      busy-poll time of the amring and floor server cores before they park
@@ -68,7 +73,7 @@ while [[ $# -gt 0 ]]; do
         --open-rate) open_rate="$2"; shift ;;
         --out-dir) out_dir="$2"; shift ;;
         --summarize) summarize_dir="$2"; shift ;;
-        -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "compare-go.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -468,15 +473,14 @@ echo "compare-go.sh: perf: $perf_status" >&2
 # ---------------------------------------------------------------- servers ---
 srv_pid="" srv_fd="" srv_addr="" lg_pid=""
 stop_server() {
-    local i
     if [[ -n "$srv_fd" ]]; then
         exec {srv_fd}>&- # EOF on the amring/floor server's stdin: it exits on its own
         srv_fd=""
-        for i in $(seq 1 30); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 30); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
     fi
     if [[ -n "$srv_pid" ]]; then
         kill "$srv_pid" 2>/dev/null || true
-        for i in $(seq 1 20); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 20); do kill -0 "$srv_pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$srv_pid" 2>/dev/null || true
         wait "$srv_pid" 2>/dev/null || true
         srv_pid=""
@@ -492,10 +496,9 @@ trap 'exit 130' INT # exit, so that the EXIT trap runs and no further run starts
 trap 'exit 143' TERM
 
 wait_listening() { # $1 = log, $2 = sed expression printing the address; sets srv_addr
-    local i
     srv_addr=""
     touch "$1" # the background redirect may not have created it yet
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         srv_addr=$(sed -n "$2" "$1" | head -1)
         [[ -n "$srv_addr" ]] && return 0
         kill -0 "$srv_pid" 2>/dev/null || break
@@ -523,27 +526,34 @@ start_go() { # $1 = v2|v3, $2 = log
     [[ -n "$go_cpus" ]] && pin=(taskset -c "$go_cpus")
     (
         ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-        GOMAXPROCS="$go_maxprocs" exec "${pin[@]}" "$AMRING_GO_PEER" "${args[@]}"
+        GOMAXPROCS="$go_maxprocs" exec "${pin[@]}" "$go_peer" "${args[@]}"
     ) >"$2" 2>&1 &
     srv_pid=$!
     wait_listening "$2" 's/^listening \(tcp:\/\/127\.0\.0\.1:[0-9]*\).*/\1/p'
 }
 
-go_status="absent (AMRING_GO_PEER not set)"
-if [[ -n "${AMRING_GO_PEER:-}" ]]; then
-    if [[ ! -x "$AMRING_GO_PEER" ]]; then
-        go_status="absent (AMRING_GO_PEER=$AMRING_GO_PEER is not executable)"
-    elif start_go v2 "$out_dir/go-probe.log"; then
-        go_status="ok ($AMRING_GO_PEER, GOMAXPROCS=$go_maxprocs, cpus ${go_cpus:-any})"
-        stop_server
+# The Go peer: AMRING_GO_PEER, else tests/go-peer built by scripts/go-peer.sh (needs Go).
+# shellcheck source=scripts/go-peer.sh
+source "$root/scripts/go-peer.sh"
+if go_peer="$(amring_go_peer 2>"$out_dir/go-peer-build.log")"; then
+    cat "$out_dir/go-peer-build.log" >&2
+    if start_go v2 "$out_dir/go-probe.log"; then
+        go_status="ok ($go_peer, GOMAXPROCS=$go_maxprocs, cpus ${go_cpus:-any})"
     else
         go_status="failed to start (see $out_dir/go-probe.log)"
-        stop_server
     fi
+    stop_server
+else
+    cat "$out_dir/go-peer-build.log" >&2
+    go_status="absent ($(tail -n 1 "$out_dir/go-peer-build.log" | sed 's/^go-peer\.sh: //'))"
 fi
 have_go=0
 [[ $go_status == ok* ]] && have_go=1
 echo "compare-go.sh: Go peer: $go_status" >&2
+if [[ $have_go == 0 && ${AMRING_REQUIRE_GO:-} == 1 ]]; then
+    echo "compare-go.sh: AMRING_REQUIRE_GO=1 but the Go peer is $go_status" >&2
+    exit 1
+fi
 if [[ $have_go == 0 ]]; then
     echo "compare-go.sh: ************************************************************" >&2
     echo "compare-go.sh: Go peer: absent -- only amring and the floor are measured;" >&2

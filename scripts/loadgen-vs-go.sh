@@ -2,11 +2,13 @@
 # loadgen-vs-go.sh — drive the Go reference server and the embedded amring server with
 # the exact same loadgen workload and print both reports.
 #
-# Usage: AMRING_GO_PEER=/path/to/go-peer scripts/loadgen-vs-go.sh [loadgen flags...]
+# Usage: scripts/loadgen-vs-go.sh [loadgen flags...]
 #        e.g. --conns 10k --duration 10s      or   --conns 16 --pipeline 16 --output json
 #
-# AMRING_GO_PEER is a built tests/go-peer binary (`go-peer server --addr tcp://127.0.0.1:0
-# [--recovery]` prints "listening tcp://HOST:PORT"); it is never built or committed here.
+# The Go server is our Go peer (`go-peer server --addr tcp://127.0.0.1:0 [--recovery]` prints
+# "listening tcp://HOST:PORT"), located by scripts/go-peer.sh: AMRING_GO_PEER if set (an
+# override), else tests/go-peer built into target/go-peer/go-peer (needs Go; uses
+# ../shared/goproxy when that exists). Without Go and without AMRING_GO_PEER it exits 2.
 # Placement: both servers on core 0 (Go via taskset, amring by loadgen's default --server-cores 1), loadgen on
 # the highest core (its default). The Go server runs with --recovery so that `--recovery`
 # runs work; v2 clients are unaffected. Its CPU time and RSS per connection are measured
@@ -16,9 +18,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-peer="${AMRING_GO_PEER:-}"
-if [ -z "$peer" ] || [ ! -x "$peer" ]; then
-  echo "loadgen-vs-go: set AMRING_GO_PEER to a built go-peer binary (tests/go-peer)" >&2
+# shellcheck source=scripts/go-peer.sh
+source "$root/scripts/go-peer.sh"
+if ! peer="$(amring_go_peer)"; then
+  echo "loadgen-vs-go: no Go peer: install Go (tests/go-peer is built automatically) or set AMRING_GO_PEER" >&2
   exit 2
 fi
 

@@ -25,11 +25,13 @@
 //! (at most 15 rounds, fewer when a group's rounds exceed 20 s). Last, per
 //! connection, the number of batches slower than 5 ms ("stalls").
 //!
-//! Go peer: `AMRING_GO_PEER=/path/to/go-peer` (else `go build` of
-//! `tests/go-peer` is tried). Without one the bench runs the amring functions
-//! only and prints `vs_go: Go peer absent (<reason>): amring only`;
-//! `AMRING_REQUIRE_GO=1` turns that into a failure.
-//! `AMRING_GO_PEER=/path/to/go-peer cargo bench -p amring-bench --bench vs_go -- --quick`
+//! Go peer: wherever Go is installed, `tests/go-peer` is built with `go build`
+//! (`amring_tests::gopeer`, through `../shared/goproxy` when that exists);
+//! `AMRING_GO_PEER=/path/to/go-peer` overrides the build. Without Go the bench
+//! runs the amring functions only and prints
+//! `vs_go: Go peer absent (<reason>): amring only`; `AMRING_REQUIRE_GO=1`
+//! turns that into a failure.
+//! `cargo bench -p amring-bench --bench vs_go -- --quick`
 #![allow(missing_docs)]
 
 use std::cell::Cell;

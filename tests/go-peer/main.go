@@ -4,6 +4,8 @@
 //
 //	go-peer server --addr tcp://127.0.0.1:0 [--recovery]   prints "listening <addr>" then serves
 //	go-peer client --addr ADDR --scenario all|echo|...     exits non-zero on any mismatch
+//	go-peer echo-demo --addr ADDR --cmd timeout|whoelse|whoelse_sub [--others N]
+//	                                                        the reference echo client's demos, checked
 package main
 
 import (
@@ -22,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: go-peer server|client [flags]")
+		fmt.Fprintln(os.Stderr, "usage: go-peer server|client|echo-demo [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -30,6 +32,8 @@ func main() {
 		serve(os.Args[2:])
 	case "client":
 		os.Exit(runClient(os.Args[2:]))
+	case "echo-demo":
+		os.Exit(runEchoDemo(os.Args[2:]))
 	default:
 		fmt.Fprintln(os.Stderr, "unknown subcommand", os.Args[1])
 		os.Exit(2)

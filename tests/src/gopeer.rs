@@ -1,12 +1,18 @@
-//! Running the Go reference peer (`tests/go-peer/`) from Rust tests.
+//! Running the Go reference peer (`tests/go-peer/`) and the reference's own
+//! example programs from Rust tests.
 //!
-//! * [`go_peer`] locates the binary: `AMRING_GO_PEER` (a built binary), else
-//!   `go build` of `tests/go-peer` into `<target>/go-peer/` once per process.
-//!   When neither works: with `AMRING_REQUIRE_GO=1` it panics with the reason,
-//!   otherwise it prints `SKIPPED: live Go interop: <reason>` to stderr and
-//!   returns `None`.
-//! * [`GoServer`] runs `go-peer server` on a free loopback port and kills it
-//!   (by pid) when dropped.
+//! * Every `go` invocation goes through [`go_env`]: when the on-disk module proxy
+//!   `<repo root>/../shared/goproxy` exists ([`goproxy_dir`]) it serves the
+//!   reference module; elsewhere the ordinary registry does.
+//! * [`go_peer`] locates the binary: `AMRING_GO_PEER` (a built binary) when set,
+//!   else `go build` of `tests/go-peer` into `<target>/go-peer/` once per process.
+//!   [`go_example`] builds the reference's `examples/{echo,hello}/cmd/{server,client}`
+//!   the same way. When a build fails: with `AMRING_REQUIRE_GO=1` they panic with the
+//!   reason, otherwise they print `SKIPPED: live Go interop: <reason>` to stderr and
+//!   return `None`.
+//! * [`GoServer`] runs `go-peer server` ([`GoServer::start`]) or an example server
+//!   ([`GoServer::start_example`]) on a free loopback port and kills it (by pid)
+//!   when dropped.
 //! * [`run_client`] runs `go-peer client` with a timeout and returns its output.
 //!
 //! Spec §9 note 24: the Go side can crash when a connection closes while a frame
@@ -45,7 +51,12 @@ pub fn go_required() -> bool {
 /// # Panics
 /// When the peer is unavailable and `AMRING_REQUIRE_GO=1`, with the exact reason.
 pub fn go_peer() -> Option<PathBuf> {
-    match peer_status() {
+    available(peer_status())
+}
+
+/// `Some(path)`, or the `AMRING_REQUIRE_GO` panic / loud `SKIPPED` line for the reason.
+fn available(status: &Result<PathBuf, String>) -> Option<PathBuf> {
+    match status {
         Ok(p) => Some(p.clone()),
         Err(reason) => {
             if go_required() {
@@ -79,7 +90,56 @@ fn locate() -> Result<PathBuf, String> {
             Err(format!("AMRING_GO_PEER={p} is not a file"))
         };
     }
-    build()
+    go_build("go-peer", &[], ".")
+}
+
+/// The reference's own example programs [`go_example`] builds, unchanged, from the
+/// module: (name, `go build` flags, package). Servers need `-tags server` (their
+/// handlers live in `//go:build server` files); clients are built without it, so no
+/// handler is registered on the client side.
+const EXAMPLES: [(&str, &[&str], &str); 4] = [
+    (
+        "echo-server",
+        &["-tags", "server"],
+        "github.com/adaptivemsg/adaptivemsg-go/examples/echo/cmd/server",
+    ),
+    (
+        "echo-client",
+        &[],
+        "github.com/adaptivemsg/adaptivemsg-go/examples/echo/cmd/client",
+    ),
+    (
+        "hello-server",
+        &["-tags", "server"],
+        "github.com/adaptivemsg/adaptivemsg-go/examples/hello/cmd/server",
+    ),
+    (
+        "hello-client",
+        &[],
+        "github.com/adaptivemsg/adaptivemsg-go/examples/hello/cmd/client",
+    ),
+];
+
+/// Path of one of the Go reference's example programs — `"echo-server"`,
+/// `"echo-client"`, `"hello-server"` or `"hello-client"` — built once per process
+/// into `<target>/go-peer/<name>` from the module required by `tests/go-peer`.
+/// They take `-addr tcp://127.0.0.1:PORT` and log to stderr; run the servers with
+/// [`GoServer::start_example`].
+///
+/// `None` (after a loud `SKIPPED` line) when it cannot be built and
+/// `AMRING_REQUIRE_GO` is not `1`.
+///
+/// # Panics
+/// When the build fails and `AMRING_REQUIRE_GO=1`, with the exact reason; for an
+/// unknown `name`.
+pub fn go_example(name: &str) -> Option<PathBuf> {
+    static BUILT: [OnceLock<Result<PathBuf, String>>; EXAMPLES.len()] = [const { OnceLock::new() }; EXAMPLES.len()];
+    let i = EXAMPLES
+        .iter()
+        .position(|(n, _, _)| *n == name)
+        .unwrap_or_else(|| panic!("unknown Go example {name:?}"));
+    let (_, flags, package) = EXAMPLES[i];
+    available(BUILT[i].get_or_init(|| go_build(name, flags, package)))
 }
 
 /// The Go module's directory (`tests/go-peer`).
@@ -94,22 +154,83 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// `go build` into `<target>/go-peer/go-peer` (through a per-process temporary
-/// name and a rename, so concurrent test binaries never see a half-written file).
-fn build() -> Result<PathBuf, String> {
+/// The on-disk module proxy serving the Go reference (`<repo root>/../shared/goproxy`,
+/// absolute), when that folder exists; elsewhere the ordinary registry serves it.
+pub fn goproxy_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/goproxy");
+    dir.canonicalize().ok().filter(|d| d.is_dir())
+}
+
+/// Prepares `cmd` (a `go` invocation) to fetch the Go reference: when
+/// [`goproxy_dir`] exists, `GOPROXY=file://<dir>,<upstream>` (upstream: `GOPROXY`
+/// from the environment, else `go env GOPROXY`, else
+/// `https://proxy.golang.org,direct`) and
+/// `github.com/adaptivemsg/adaptivemsg-go` appended to `GONOSUMDB` (the checksum
+/// database has no entry for it; `go.sum` pins it). Otherwise, and for every other
+/// variable (`GOFLAGS`, ...), the environment is passed on unchanged.
+pub fn go_env(cmd: &mut Command) {
+    const MODULE: &str = "github.com/adaptivemsg/adaptivemsg-go";
+    let Some(dir) = goproxy_dir() else { return };
+    let local = format!("file://{}", dir.display());
+    let upstream = upstream_goproxy();
+    if upstream.split(',').any(|p| p == local) {
+        cmd.env("GOPROXY", upstream);
+    } else {
+        cmd.env("GOPROXY", format!("{local},{upstream}"));
+    }
+    let nosumdb = std::env::var("GONOSUMDB").unwrap_or_default();
+    if !nosumdb.split(',').any(|p| p == MODULE) {
+        let joined = if nosumdb.is_empty() {
+            MODULE.to_string()
+        } else {
+            format!("{nosumdb},{MODULE}")
+        };
+        cmd.env("GONOSUMDB", joined);
+    }
+}
+
+/// `GOPROXY` from the environment, else `go env GOPROXY` (asked once), else the default.
+fn upstream_goproxy() -> String {
+    if let Some(p) = std::env::var("GOPROXY").ok().filter(|p| !p.trim().is_empty()) {
+        return p;
+    }
+    static GO_ENV: OnceLock<String> = OnceLock::new();
+    GO_ENV
+        .get_or_init(|| {
+            let mut cmd = Command::new("go");
+            cmd.args(["env", "GOPROXY"]);
+            run_with_timeout(cmd, Duration::from_secs(30))
+                .ok()
+                .filter(RunOutput::success)
+                .map(|r| r.stdout.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "https://proxy.golang.org,direct".to_string())
+        })
+        .clone()
+}
+
+/// `go build <flags> -o <target>/go-peer/<name> <package>` in [`module_dir`] (with
+/// [`go_env`]), through a per-process temporary name and a rename, so concurrent
+/// test binaries never see a half-written file.
+fn go_build(name: &str, flags: &[&str], package: &str) -> Result<PathBuf, String> {
     let out_dir = target_dir().join("go-peer");
     std::fs::create_dir_all(&out_dir).map_err(|e| format!("cannot create {}: {e}", out_dir.display()))?;
-    let out = out_dir.join("go-peer");
-    let tmp = out_dir.join(format!("go-peer.{}.tmp", std::process::id()));
+    let out = out_dir.join(name);
+    let tmp = out_dir.join(format!("{name}.{}.tmp", std::process::id()));
     let mut cmd = Command::new("go");
-    cmd.arg("build").arg("-o").arg(&tmp).arg(".").current_dir(module_dir());
-    let run =
-        run_with_timeout(cmd, BUILD_TIMEOUT).map_err(|e| format!("cannot run `go build` (is Go installed?): {e}"))?;
+    // No VCS stamping: a checkout owned by another user would make `go build` fail.
+    cmd.args(["build", "-buildvcs=false"])
+        .args(flags)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(package)
+        .current_dir(module_dir());
+    go_env(&mut cmd);
+    let what = format!("`go build {package}` ({name}) in {}", module_dir().display());
+    let run = run_with_timeout(cmd, BUILD_TIMEOUT).map_err(|e| format!("cannot run {what} (is Go installed?): {e}"))?;
     if run.timed_out {
-        return Err(format!(
-            "`go build` in {} timed out after {BUILD_TIMEOUT:?}",
-            module_dir().display()
-        ));
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{what} timed out after {BUILD_TIMEOUT:?}"));
     }
     if !run.success() {
         let _ = std::fs::remove_file(&tmp);
@@ -122,14 +243,9 @@ fn build() -> Result<PathBuf, String> {
             .into_iter()
             .rev()
             .collect();
-        return Err(format!(
-            "`go build` in {} failed ({}): {}",
-            module_dir().display(),
-            run.status_text(),
-            tail.join(" | ")
-        ));
+        return Err(format!("{what} failed ({}): {}", run.status_text(), tail.join(" | ")));
     }
-    std::fs::rename(&tmp, &out).map_err(|e| format!("cannot move the built peer to {}: {e}", out.display()))?;
+    std::fs::rename(&tmp, &out).map_err(|e| format!("cannot move the built {name} to {}: {e}", out.display()))?;
     Ok(out)
 }
 
@@ -241,11 +357,14 @@ pub fn run_client(
     run_with_timeout(cmd, timeout).unwrap_or_else(|e| panic!("cannot start {}: {e}", peer.display()))
 }
 
-/// A running `go-peer server`, killed by pid when dropped.
+/// A running Go server (`go-peer server` or a reference example server), killed by
+/// pid when dropped.
 pub struct GoServer {
     child: Child,
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// What it is, for error texts (`go-peer server`, `echo-server`, ...).
+    name: String,
 }
 
 impl GoServer {
@@ -286,12 +405,57 @@ impl GoServer {
         if let Some(n) = gomaxprocs {
             cmd.env("GOMAXPROCS", n.to_string());
         }
+        let (mut server, first_line) = GoServer::spawn(cmd, peer, "go-peer server")?;
+        let line = match first_line.recv_timeout(START_TIMEOUT) {
+            Ok(l) => l,
+            Err(_) => {
+                return Err(format!(
+                    "go-peer server printed no `listening` line within {START_TIMEOUT:?}; stderr: {}",
+                    server.stderr_text()
+                ))
+            }
+        };
+        server.addr = line
+            .strip_prefix("listening tcp://")
+            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
+            .ok_or_else(|| format!("unexpected first line from go-peer server: {line:?}"))?;
+        // The peer prints its address before Serve binds it: wait until the port accepts.
+        server.wait_accepting()?;
+        Ok(server)
+    }
+
+    /// Starts a reference example server (see [`go_example`]) as
+    /// `<bin> -addr tcp://127.0.0.1:PORT <extra_args>` on a free loopback port and
+    /// waits (bounded) until the port accepts connections.
+    ///
+    /// # Errors
+    /// A text saying why the server did not come up (exited early, never accepted;
+    /// its stderr included).
+    pub fn start_example(bin: &Path, extra_args: &[&str]) -> Result<GoServer, String> {
+        let name = bin
+            .file_name()
+            .map_or_else(|| bin.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot pick a free port for {name}: {e}"))?
+            .port();
+        let mut cmd = Command::new(bin);
+        cmd.arg("-addr").arg(format!("tcp://127.0.0.1:{port}")).args(extra_args);
+        let (mut server, _) = GoServer::spawn(cmd, bin, &name)?;
+        server.addr = SocketAddr::from(([127, 0, 0, 1], port));
+        server.wait_accepting()?;
+        Ok(server)
+    }
+
+    /// Spawns `cmd` (stdin closed), collects its stderr, drains its stdout and
+    /// forwards stdout's first line on the returned channel. The address is unset.
+    fn spawn(mut cmd: Command, bin: &Path, name: &str) -> Result<(GoServer, mpsc::Receiver<String>), String> {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", peer.display()))?;
+            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
         let stderr = Arc::new(Mutex::new(String::new()));
         if let Some(err) = child.stderr.take() {
             let sink = stderr.clone();
@@ -316,41 +480,38 @@ impl GoServer {
                 }
             });
         }
-        let mut server = GoServer {
+        let server = GoServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             stderr,
+            name: name.to_string(),
         };
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(l) => l,
-            Err(_) => {
-                return Err(format!(
-                    "go-peer server printed no `listening` line within {START_TIMEOUT:?}; stderr: {}",
-                    server.stderr_text()
-                ))
-            }
-        };
-        let addr = line
-            .strip_prefix("listening tcp://")
-            .and_then(|a| a.trim().parse::<SocketAddr>().ok())
-            .ok_or_else(|| format!("unexpected first line from go-peer server: {line:?}"))?;
-        server.addr = addr;
-        // The peer prints its address before Serve binds it: wait until the port accepts.
+        Ok((server, rx))
+    }
+
+    /// Waits (at most [`START_TIMEOUT`]) until `self.addr` accepts a TCP connection;
+    /// fails if the process exits first.
+    fn wait_accepting(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Some(status) = server.child.try_wait().ok().flatten() {
+            if let Some(status) = self.child.try_wait().ok().flatten() {
+                // Give the stderr reader a moment to collect the error text.
+                thread::sleep(Duration::from_millis(50));
                 return Err(format!(
-                    "go-peer server exited early ({status}); stderr: {}",
-                    server.stderr_text()
+                    "{} exited early ({status}); stderr: {}",
+                    self.name,
+                    self.stderr_text()
                 ));
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return Ok(server);
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(format!(
-                    "go-peer server never accepted on {addr}; stderr: {}",
-                    server.stderr_text()
+                    "{} never accepted on {} within {START_TIMEOUT:?}; stderr: {}",
+                    self.name,
+                    self.addr,
+                    self.stderr_text()
                 ));
             }
             thread::sleep(Duration::from_millis(10));
@@ -386,11 +547,12 @@ impl GoServer {
                 // Give the stderr reader a moment to collect the panic text.
                 thread::sleep(Duration::from_millis(50));
                 Err(format!(
-                    "go-peer server exited ({status}); stderr:\n{}",
+                    "{} exited ({status}); stderr:\n{}",
+                    self.name,
                     self.stderr_text()
                 ))
             }
-            Err(e) => Err(format!("cannot query go-peer server: {e}")),
+            Err(e) => Err(format!("cannot query {}: {e}", self.name)),
         }
     }
 }
@@ -399,5 +561,83 @@ impl Drop for GoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_env_adds_the_proxy_folder_when_present() {
+        let mut cmd = Command::new("go");
+        go_env(&mut cmd);
+        let env: std::collections::HashMap<_, _> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        match goproxy_dir() {
+            Some(dir) => {
+                assert!(
+                    dir.is_absolute() && dir.join("github.com/adaptivemsg").is_dir(),
+                    "{}",
+                    dir.display()
+                );
+                let proxy = env["GOPROXY"].clone().expect("GOPROXY set");
+                let first = proxy.split(',').next().unwrap_or_default().to_string();
+                assert_eq!(first, format!("file://{}", dir.display()));
+                assert!(proxy.split(',').count() >= 2, "upstream kept: {proxy}");
+                let nosumdb = env["GONOSUMDB"].clone().expect("GONOSUMDB set");
+                assert!(
+                    nosumdb.split(',').any(|p| p == "github.com/adaptivemsg/adaptivemsg-go"),
+                    "{nosumdb}"
+                );
+            }
+            None => assert!(env.is_empty(), "{env:?}"),
+        }
+    }
+
+    /// Go↔Go: the reference echo server (built with `-tags server`) against
+    /// `go-peer echo-demo`, and the reference hello client against its server.
+    #[test]
+    fn reference_examples_go_to_go() {
+        let (Some(peer), Some(echo), Some(hello), Some(hello_client)) = (
+            go_peer(),
+            go_example("echo-server"),
+            go_example("hello-server"),
+            go_example("hello-client"),
+        ) else {
+            return;
+        };
+        let mut srv = GoServer::start_example(&echo, &[]).unwrap_or_else(|e| panic!("echo-server: {e}"));
+        // One at a time: whoelse_sub wants no other client arriving meanwhile.
+        for demo in ["timeout", "whoelse", "whoelse_sub"] {
+            let mut cmd = Command::new(&peer);
+            cmd.args(["echo-demo", "--addr", &srv.dial_addr(), "--cmd", demo]);
+            let out = run_with_timeout(cmd, Duration::from_secs(30)).expect("run go-peer echo-demo");
+            assert!(out.success() && out.failures().is_empty(), "echo-demo {demo}: {out}");
+        }
+        srv.check_alive().expect("echo-server alive");
+
+        let mut srv = GoServer::start_example(&hello, &[]).unwrap_or_else(|e| panic!("hello-server: {e}"));
+        let mut cmd = Command::new(&hello_client);
+        cmd.args(["-addr", &srv.dial_addr()]);
+        let out = run_with_timeout(cmd, Duration::from_secs(20)).expect("run hello-client");
+        assert!(out.success(), "hello-client: {out}");
+        // `log` lines: "2006/01/02 15:04:05 <text>"; the three streams finish in any order.
+        let mut got: Vec<&str> = out.stderr.lines().filter_map(|l| l.splitn(3, ' ').nth(2)).collect();
+        got.sort_unstable();
+        let want = [
+            "default stream: I am hello server, John (trace trace-John)",
+            "stream A: I am good, Alice (trace trace-Alice)",
+            "stream B expected error: handler_error: bad request: error please",
+        ];
+        assert_eq!(got, want, "hello-client: {out}");
+        srv.check_alive().expect("hello-server alive");
     }
 }

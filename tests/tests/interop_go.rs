@@ -24,6 +24,7 @@ use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Connection, Error, Server, ServerHandle, Shards, StreamContext};
 use amring_tests::faultproxy::{Direction, FaultProxy};
 use amring_tests::gopeer::{self, GoServer};
+use amring_tests::peermsg::{Scalars, ScalarsReply};
 use serde::{Deserialize, Serialize};
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,40 +64,6 @@ capmsg! {
     Unregistered { text: String }
 }
 
-/// `Scalars` (one field of every scalar kind); the handler echoes it as `ScalarsReply`.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-#[serde(default)]
-struct Scalars {
-    s: String,
-    b: bool,
-    i: i64,
-    i8: i8,
-    i16: i16,
-    i32: i32,
-    i64: i64,
-    u: u64,
-    u8: u8,
-    u16: u16,
-    u32: u32,
-    u64: u64,
-    f32: f32,
-    f64: f64,
-    raw: serde_bytes::ByteBuf,
-}
-
-impl Message for Scalars {
-    const WIRE_NAME: &'static str = "am.capmsg.Scalars";
-}
-
-/// Same fields as [`Scalars`], distinct wire name.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-#[serde(transparent)]
-struct ScalarsReply(Scalars);
-
-impl Message for ScalarsReply {
-    const WIRE_NAME: &'static str = "am.capmsg.ScalarsReply";
-}
-
 /// The values `go-peer`'s `scalars` scenario sends (extremes of every kind).
 fn scalars_sample() -> Scalars {
     Scalars {
@@ -131,13 +98,7 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 * 1024)
-        .name("interop-client")
-        .spawn(f)
-        .expect("spawn glommio executor")
-        .join()
-        .expect("glommio executor panicked")
+    amring_tests::on_glommio("interop-client", f)
 }
 
 /// An amring server with the capmsg handlers (the same behaviour as `go-peer server`).

@@ -36,6 +36,12 @@ type Event struct {
 	Seq int32 `am:"seq"`
 }
 
+// PanicRequest makes its handler panic: the reference does not recover
+// handler panics, so the whole server process dies (spec §5.4, §9 note 6).
+type PanicRequest struct {
+	Why string `am:"why"`
+}
+
 type BigRequest struct {
 	N int32 `am:"n"`
 }
@@ -90,6 +96,11 @@ func (m *Subscribe) Handle(ctx *am.StreamContext) (am.Message, error) {
 	return nil, err
 }
 
+// Handle panics with "panic request: " + Why.
+func (m *PanicRequest) Handle(*am.StreamContext) (am.Message, error) {
+	panic("panic request: " + m.Why)
+}
+
 func (m *BigRequest) Handle(*am.StreamContext) (am.Message, error) {
 	return &BigReply{Data: make([]byte, m.N)}, nil
 }
@@ -113,6 +124,7 @@ var (
 	_ = am.MustRegisterGlobalType[SlowRequest]()
 	_ = am.MustRegisterGlobalType[Subscribe]()
 	_ = am.MustRegisterGlobalType[Event]()
+	_ = am.MustRegisterGlobalType[PanicRequest]()
 	_ = am.MustRegisterGlobalType[BigRequest]()
 	_ = am.MustRegisterGlobalType[BigReply]()
 	_ = am.MustRegisterGlobalType[Scalars]()
