@@ -54,9 +54,9 @@ pub enum FailureCode {
     LimitConnections,
     /// amring: the connection's stream limit was reached.
     LimitStreams,
-    /// amring: a stream's inbox was full and a message was dropped.
-    LimitInbox,
-    /// amring: a message with no handler and no reader was dropped (bounded parking).
+    /// amring (server): a message with no handler, on a stream nobody reads,
+    /// beyond `Limits::max_unread_bytes`: dropped (the reference parks it
+    /// forever and wedges the connection, spec §9 note 5).
     UnknownMessage,
     /// amring: an idle stream's state was evicted.
     StreamEvicted,
@@ -93,7 +93,6 @@ impl FailureCode {
             FailureCode::Handshake => "handshake.rejected",
             FailureCode::LimitConnections => "limit.connections",
             FailureCode::LimitStreams => "limit.streams",
-            FailureCode::LimitInbox => "limit.inbox",
             FailureCode::UnknownMessage => "dispatch.unknown_message",
             FailureCode::StreamEvicted => "stream.evicted",
             FailureCode::TaskPanic => "task.panic",
@@ -184,9 +183,15 @@ pub struct ConnCounters {
     pub transport_attaches: u64,
     /// v3 transports detached.
     pub transport_detaches: u64,
-    /// amring: messages dropped because a stream inbox was full.
-    pub inbox_overflows: u64,
-    /// amring: messages with no handler dropped instead of parked.
+    /// amring: times the connection stopped reading because what it holds
+    /// inbound reached `Limits::max_inbound_bytes` or what it has to write
+    /// reached `Limits::max_outbound_bytes` (backpressure; nothing is dropped).
+    pub intake_pauses: u64,
+    /// amring: sends that waited for room (`max_outbound_bytes` or the v3
+    /// replay ring).
+    pub send_waits: u64,
+    /// amring (server): messages with no handler, on a stream nobody reads,
+    /// dropped beyond `Limits::max_unread_bytes` (`dispatch.unknown_message`).
     pub unknown_messages: u64,
     /// amring: streams refused because of the per-connection stream limit.
     pub stream_limit_hits: u64,
@@ -237,6 +242,7 @@ pub struct StreamCounters {
     pub handler_calls: u64,
     /// Handler errors.
     pub handler_errors: u64,
-    /// amring: messages dropped because the inbox was full.
-    pub inbox_overflows: u64,
+    /// amring (server): messages with no handler dropped on this stream
+    /// beyond `Limits::max_unread_bytes`.
+    pub unknown_messages: u64,
 }

@@ -27,34 +27,66 @@ use bytes::Bytes;
 use crate::codec::{CodecKind, ErrorReply, Message, Profile};
 use crate::debug::{ConnCounters, FailureCode, LastFailure, StreamCounters};
 use crate::error::Error;
+
+/// Bytes a held message is accounted for (see [`MESSAGE_OVERHEAD`]).
+pub(crate) fn held_cost(payload: &Bytes) -> usize {
+    payload.len() + MESSAGE_OVERHEAD
+}
 use crate::proto::{self, SendError, Version};
 use crate::server::HandlerTable;
 
-/// Resource limits of a connection (spec: amring limits; each hit is counted
-/// and recorded with a [`FailureCode`]).
+/// Resource limits of a connection: what it may hold, in bytes, and how
+/// many stream states it keeps. Nothing accepted is ever dropped: at a byte
+/// limit the connection pushes back instead (it stops reading, so TCP pushes
+/// back on the peer; `send` waits). Each message held is counted as its
+/// payload plus [`MESSAGE_OVERHEAD`] bytes, so many tiny messages are bounded
+/// too. The defaults keep one busy connection under a few MiB and cost an
+/// idle connection nothing (limits, not reservations).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Live stream states per connection; inbound frames for a new stream
-    /// beyond it get `ErrorReply{protocol_error, "too many streams"}`.
+    /// Live stream states per connection. At the cap, the least recently
+    /// used idle streams (nothing queued, no handler or task running, nobody
+    /// receiving) are evicted to make room (`streams_evicted`, code
+    /// `stream.evicted`; an evicted stream is indistinguishable from a new
+    /// one, except that its context value is gone and `on_close_stream` /
+    /// `on_new_stream` run again when it comes back). Only when no stream is
+    /// idle is a new one refused: `ErrorReply{protocol_error, "too many
+    /// streams"}` (inbound) or [`Error::TooManyStreams`] (`new_stream`).
     pub max_streams: usize,
-    /// Messages parked in one stream's inbox; beyond it new ones are dropped.
-    pub inbox_per_stream: usize,
-    /// Messages parked in all inboxes of a connection; beyond it new ones are dropped.
-    pub inbox_per_conn: usize,
-    /// Requests queued for handlers on a connection; beyond it the connection
-    /// stops reading until handlers catch up (TCP backpressure).
-    pub max_pending_requests: usize,
+    /// Bytes of inbound messages held: requests queued for handlers plus
+    /// messages waiting in stream inboxes. At the limit the connection stops
+    /// reading the socket until handlers and receivers catch up (counted in
+    /// `intake_pauses`). The read buffer is separate: it holds at most one
+    /// frame (bounded by the negotiated `max_frame`) plus one read.
+    pub max_inbound_bytes: usize,
+    /// Bytes of frames queued for the socket and not yet written. At the
+    /// limit `send` waits (`try_send` fails with [`Error::Full`]), handler
+    /// replies wait, and the connection stops reading new requests until the
+    /// peer reads. (v3: the replay ring, `max_replay_bytes`, bounds unacknowledged frames
+    /// besides.)
+    pub max_outbound_bytes: usize,
+    /// Server: bytes of messages parked for which nothing can ever ask (no
+    /// handler for their type, no task or receiver on their stream). Within
+    /// the limit they wait, as in the reference, for a task started later on
+    /// the stream; beyond it they are dropped and counted as unknown messages
+    /// (`unknown_messages`, code `dispatch.unknown_message`) instead of
+    /// wedging the connection as in the reference (spec §9 note 5).
+    pub max_unread_bytes: usize,
     /// Server: evict a stream state idle for this long (no close frame on the wire).
     pub idle_stream_timeout: Option<Duration>,
 }
+
+/// Bytes accounted per held message on top of its payload (queue slot,
+/// buffer handle and allocator overhead), so that counts are bounded too.
+pub const MESSAGE_OVERHEAD: usize = 64;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_streams: 4096,
-            inbox_per_stream: 1024,
-            inbox_per_conn: 16 * 1024,
-            max_pending_requests: 4096,
+            max_inbound_bytes: 4 << 20,
+            max_outbound_bytes: 4 << 20,
+            max_unread_bytes: 256 << 10,
             idle_stream_timeout: None,
         }
     }
@@ -71,6 +103,8 @@ pub(crate) struct StreamSlot {
     /// Incremented on every (re)creation: an ABA guard for waiters.
     pub(crate) gen: u64,
     pub(crate) inbox: VecDeque<Bytes>,
+    /// Accounted bytes of `inbox` (see [`held_cost`]).
+    pub(crate) inbox_bytes: usize,
     pub(crate) recv_waker: Option<Waker>,
     pub(crate) receiving: bool,
     pub(crate) handler_q: VecDeque<Pending>,
@@ -92,6 +126,7 @@ impl StreamSlot {
         StreamSlot {
             gen,
             inbox: VecDeque::new(),
+            inbox_bytes: 0,
             recv_waker: None,
             receiving: false,
             handler_q: VecDeque::new(),
@@ -120,6 +155,11 @@ impl StreamSlot {
         }
     }
 
+    /// True when somebody may read the inbox (a receiver or the stream's task).
+    fn has_reader(&self) -> bool {
+        self.receiving || self.task_busy
+    }
+
     /// True when nothing references the state but the table (eviction candidate).
     fn is_idle(&self) -> bool {
         self.inbox.is_empty() && self.handler_q.is_empty() && !self.handler_busy && !self.task_busy && !self.receiving
@@ -141,15 +181,26 @@ pub(crate) struct ConnState {
     pub(crate) next_stream_id: u32,
     pub(crate) next_gen: u64,
     pub(crate) limits: Limits,
+    /// Messages in all inboxes.
     pub(crate) parked: usize,
+    /// Accounted bytes in all inboxes.
+    pub(crate) parked_bytes: usize,
+    /// Requests in all handler queues.
     pub(crate) pending_requests: usize,
+    /// Accounted bytes in all handler queues.
+    pub(crate) pending_bytes: usize,
+    /// Bytes the driver holds written-to-be (its write buffer's unwritten tail).
+    pub(crate) unwritten: usize,
+    /// Capacity of the driver's read buffer at its last read (debug state).
+    pub(crate) read_buffer: usize,
+    /// The driver stopped reading at a limit and waits for a wake when
+    /// holdings drop below it.
+    pub(crate) intake_waiting: bool,
     pub(crate) handlers: Option<Arc<HandlerTable>>,
     pub(crate) driver_waker: Option<Waker>,
     pub(crate) closed_wakers: Vec<Waker>,
     /// v3: senders waiting for replay-ring room (woken on `Event::ReplayRoom` and on close).
     pub(crate) room_wakers: Vec<Waker>,
-    /// Messages dropped because nobody could take them (limits).
-    pub(crate) drops: u64,
     /// Copy of the transport counters, refreshed by the driver.
     pub(crate) transport_stats: proto::TransportStats,
     /// Stream opened (`true`) / closed (`false`) events for the server hooks.
@@ -207,16 +258,32 @@ impl ConnState {
             next_gen: 0,
             limits,
             parked: 0,
+            parked_bytes: 0,
             pending_requests: 0,
+            pending_bytes: 0,
+            unwritten: 0,
+            read_buffer: 0,
+            intake_waiting: false,
             handlers,
             driver_waker: None,
             closed_wakers: Vec::new(),
             room_wakers: Vec::new(),
-            drops: 0,
             transport_stats: proto::TransportStats::default(),
             events: Vec::new(),
             record_events: false,
         }
+    }
+
+    /// A v2 client-side state without a transport (benches and tests).
+    fn client_v2(codec: CodecKind, limits: Limits) -> ConnState {
+        let config = proto::ConnConfig {
+            role: proto::Role::Client,
+            version: Version::V2,
+            max_frame: u32::MAX,
+            recovery: None,
+        };
+        let conn = proto::Connection::new(config, Instant::now());
+        ConnState::new(conn, codec, Version::V2, u32::MAX, limits, None)
     }
 
     /// Wakes the driver so it flushes / notices a close.
@@ -230,7 +297,7 @@ impl ConnState {
     /// forbids creating it. The flag tells whether it was created now.
     pub(crate) fn slot_or_create(&mut self, id: u32, now: Instant) -> Option<(&mut StreamSlot, bool)> {
         let created = if !self.streams.contains_key(&id) {
-            if self.streams.len() >= self.limits.max_streams {
+            if self.streams.len() >= self.limits.max_streams && self.evict_lru() == 0 {
                 self.counters.stream_limit_hits += 1;
                 self.failure.record(
                     FailureCode::LimitStreams,
@@ -265,7 +332,10 @@ impl ConnState {
         match self.streams.remove(&id) {
             Some(mut slot) => {
                 self.parked -= slot.inbox.len();
+                self.parked_bytes -= slot.inbox_bytes;
                 self.pending_requests -= slot.handler_q.len();
+                self.pending_bytes -= slot.handler_q.iter().map(|p| held_cost(&p.payload)).sum::<usize>();
+                self.wake_intake();
                 if let Some(f) = slot.failure.get() {
                     self.failure.record(f.code, f.text.clone());
                 }
@@ -406,9 +476,9 @@ impl ConnState {
                 return (Routed::Done, created);
             }
         };
-        let limits_stream = self.limits.inbox_per_stream;
-        let limits_conn = self.limits.inbox_per_conn;
-        let parked = self.parked;
+        let server = self.handlers.is_some();
+        let max_unread = self.limits.max_unread_bytes;
+        let parked_bytes = self.parked_bytes;
         let Some((slot, created)) = self.slot_or_create(stream_id, now) else {
             let msg = format!("too many streams: limit {}", self.limits.max_streams);
             self.protocol_reply(stream_id, ErrorReply::PROTOCOL_ERROR, msg);
@@ -418,6 +488,7 @@ impl ConnState {
         match handler {
             // Step 2: a handler → the stream's sequential handler queue.
             Some(h) => {
+                let cost = held_cost(&payload);
                 slot.handler_q.push_back(Pending { handler: h, payload });
                 let spawn = !slot.worker_alive;
                 if spawn {
@@ -426,27 +497,113 @@ impl ConnState {
                     w.wake();
                 }
                 self.pending_requests += 1;
+                self.pending_bytes += cost;
                 (Routed::Handler { spawn }, created)
             }
-            // Step 3: no handler → the inbox, bounded; full never blocks the reader.
+            // Step 3: no handler → the inbox. Held (the reader stops at the
+            // byte limit); only a server's messages that nothing can ever
+            // ask for are dropped, beyond `max_unread_bytes`.
             None => {
-                if slot.inbox.len() >= limits_stream || parked >= limits_conn {
-                    slot.counters.inbox_overflows += 1;
-                    let text = format!("inbox full: stream {stream_id} dropped a message");
-                    slot.failure.record(FailureCode::LimitInbox, text.clone());
-                    self.counters.inbox_overflows += 1;
-                    self.drops += 1;
-                    self.failure.record(FailureCode::LimitInbox, text);
+                let cost = held_cost(&payload);
+                if server && !slot.has_reader() && parked_bytes + cost > max_unread {
+                    slot.counters.unknown_messages += 1;
+                    let text = format!("no handler and no reader on stream {stream_id}: message dropped");
+                    slot.failure.record(FailureCode::UnknownMessage, text.clone());
+                    self.counters.unknown_messages += 1;
+                    if self.counters.unknown_messages == 1 {
+                        tracing::warn!(target: "amring", stream = stream_id, "{text} (limit max_unread_bytes; logged once per connection)");
+                    }
+                    self.failure.record(FailureCode::UnknownMessage, text);
                     return (Routed::Done, created);
                 }
                 slot.inbox.push_back(payload);
+                slot.inbox_bytes += cost;
                 if let Some(w) = slot.recv_waker.take() {
                     w.wake();
                 }
                 self.parked += 1;
+                self.parked_bytes += cost;
                 (Routed::Parked, created)
             }
         }
+    }
+
+    /// A parked message of `cost` accounted bytes was taken from stream
+    /// `id`'s inbox (bench hook and tests; receivers account inline).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn took_parked(&mut self, id: u32, cost: usize) {
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.inbox_bytes -= cost;
+        }
+        self.parked -= 1;
+        self.parked_bytes -= cost;
+        self.wake_intake();
+    }
+
+    /// A stream worker took a queued request of `cost` accounted bytes.
+    pub(crate) fn took_request(&mut self, cost: usize) {
+        self.pending_requests -= 1;
+        self.pending_bytes -= cost;
+        self.wake_intake();
+    }
+
+    /// Accounted bytes of inbound messages held (see [`Limits::max_inbound_bytes`]).
+    pub(crate) fn inbound_held(&self) -> usize {
+        self.parked_bytes + self.pending_bytes
+    }
+
+    /// Bytes waiting to be written: queued frames plus the driver's unwritten tail.
+    pub(crate) fn outbound_held(&self) -> usize {
+        self.proto.queued_bytes() + self.unwritten
+    }
+
+    /// At [`Limits::max_outbound_bytes`]: senders wait.
+    pub(crate) fn outbound_full(&self) -> bool {
+        self.outbound_held() >= self.limits.max_outbound_bytes
+    }
+
+    /// Whether the driver must stop reading: inbound holdings or pending
+    /// output at their limits.
+    pub(crate) fn intake_full(&self) -> bool {
+        self.inbound_held() >= self.limits.max_inbound_bytes || self.outbound_full()
+    }
+
+    /// Wakes a driver that stopped reading once holdings are below the limits.
+    pub(crate) fn wake_intake(&mut self) {
+        if self.intake_waiting && !self.intake_full() {
+            self.intake_waiting = false;
+            self.wake_driver();
+        }
+    }
+
+    /// Wakes senders waiting for room (outbound drained, ring room freed, closed).
+    pub(crate) fn wake_room(&mut self) {
+        for w in self.room_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// At the stream cap: evicts the least recently used idle streams, an
+    /// eighth of the cap at once (one scan serves many new streams).
+    /// Returns how many were evicted.
+    fn evict_lru(&mut self) -> usize {
+        let mut idle: Vec<(Instant, u32)> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.is_idle())
+            .map(|(id, s)| (s.last_active, *id))
+            .collect();
+        let n = idle.len().min((self.limits.max_streams / 8).max(1));
+        if n == 0 {
+            return 0;
+        }
+        if n < idle.len() {
+            idle.select_nth_unstable(n - 1);
+        }
+        for &(_, id) in &idle[..n] {
+            self.evict(id, "least recently used at the stream limit");
+        }
+        n
     }
 
     /// Marks the connection closed and wakes every waiter.
@@ -476,19 +633,106 @@ impl ConnState {
     }
 
     /// Evicts a stream state (counted; invisible on the wire, §9 note 7).
-    pub(crate) fn evict(&mut self, id: u32) {
+    pub(crate) fn evict(&mut self, id: u32, why: &str) {
         if self.discard(id) {
             self.counters.streams_evicted += 1;
-            self.failure.record(
-                FailureCode::StreamEvicted,
-                format!("stream {id} evicted after idle timeout"),
-            );
+            self.failure
+                .record(FailureCode::StreamEvicted, format!("stream {id} evicted: {why}"));
         }
     }
 
     /// True when no handler work is queued or running.
     pub(crate) fn handlers_idle(&self) -> bool {
         self.pending_requests == 0 && self.streams.values().all(|s| !s.handler_busy)
+    }
+}
+
+/// Why a sender waits (see [`wait_room`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RoomFor {
+    /// Pending output is at [`Limits::max_outbound_bytes`].
+    Output,
+    /// v3: the replay ring refused the frame (`ReplayBufferFull`).
+    Ring,
+}
+
+/// Waits until a send may be tried again: pending output below its limit
+/// and, for [`RoomFor::Ring`], more replay-ring room than now. `false` when
+/// the connection closed, or when waiting cannot help (the ring holds
+/// nothing to be acknowledged, so the frame will never fit).
+pub(crate) async fn wait_room(conn: &ConnRef, why: RoomFor) -> bool {
+    let ring_start = {
+        let mut st = conn.borrow_mut();
+        st.counters.send_waits += 1;
+        match why {
+            RoomFor::Output => None,
+            RoomFor::Ring => {
+                let limit = st.proto.config().recovery.map_or(0, |p| p.max_replay_bytes);
+                let room = st.proto.replay_room();
+                if st.closed || st.proto.is_closed() || room >= limit {
+                    return false;
+                }
+                Some(room)
+            }
+        }
+    };
+    std::future::poll_fn(|cx| {
+        let mut st = conn.borrow_mut();
+        if st.closed || st.proto.is_closed() {
+            return std::task::Poll::Ready(false);
+        }
+        let ring_ok = ring_start.map_or(true, |start| st.proto.replay_room() > start);
+        if ring_ok && !st.outbound_full() {
+            return std::task::Poll::Ready(true);
+        }
+        st.room_wakers.push(cx.waker().clone());
+        // A driver that stopped reading re-checks: in v3 it reads on for
+        // the ACKs this sender needs.
+        if st.intake_waiting {
+            st.wake_driver();
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Queues `msg` on stream `id`, waiting for room at the output limit or a
+/// full replay ring (spec §6 Send: returns once queued).
+pub(crate) async fn send_waiting<M: Message + ?Sized>(conn: &ConnRef, id: u32, msg: &M) -> Result<(), Error> {
+    loop {
+        let why = {
+            let mut st = conn.borrow_mut();
+            if st.closed {
+                return st.send_msg(id, msg);
+            }
+            if st.outbound_full() {
+                RoomFor::Output
+            } else {
+                match st.send_msg(id, msg) {
+                    Err(Error::ReplayBufferFull { .. }) => RoomFor::Ring,
+                    r => return r,
+                }
+            }
+        };
+        if !wait_room(conn, why).await {
+            // Closed, or a frame the ring can never take: the error says which.
+            return conn.borrow_mut().send_msg(id, msg);
+        }
+    }
+}
+
+/// Queues `msg` on stream `id` only if there is room now: [`Error::Full`]
+/// at the output limit or with a full replay ring.
+pub(crate) fn try_send<M: Message + ?Sized>(st: &mut ConnState, id: u32, msg: &M) -> Result<(), Error> {
+    if st.outbound_full() {
+        return Err(Error::Full {
+            held: st.outbound_held(),
+            limit: st.limits.max_outbound_bytes,
+        });
+    }
+    match st.send_msg(id, msg) {
+        Err(Error::ReplayBufferFull { size, limit }) => Err(Error::Full { held: size, limit }),
+        r => r,
     }
 }
 
@@ -500,25 +744,17 @@ impl ConnState {
 /// back out as `Stream::recv` does. Returns how many messages went through.
 #[doc(hidden)]
 pub fn bench_router(codec: CodecKind) -> impl FnMut(&[proto::Delivered], Instant) -> usize {
-    let config = proto::ConnConfig {
-        role: proto::Role::Client,
-        version: Version::V2,
-        max_frame: u32::MAX,
-        recovery: None,
-    };
-    let conn = proto::Connection::new(config, Instant::now());
-    let mut st = ConnState::new(conn, codec, Version::V2, u32::MAX, Limits::default(), None);
+    let mut st = ConnState::client_v2(codec, Limits::default());
     move |frames, now| {
         for d in frames {
             st.route(d.stream_id, d.payload.clone(), now);
         }
         let mut n = 0;
         for d in frames {
-            if let Some(slot) = st.streams.get_mut(&d.stream_id) {
-                if slot.inbox.pop_front().is_some() {
-                    st.parked -= 1;
-                    n += 1;
-                }
+            let taken = st.streams.get_mut(&d.stream_id).and_then(|s| s.inbox.pop_front());
+            if let Some(p) = taken {
+                st.took_parked(d.stream_id, held_cost(&p));
+                n += 1;
             }
         }
         n
@@ -575,10 +811,82 @@ mod tests {
     }
 
     #[test]
-    fn limits_defaults_match_reference_inbox() {
+    fn limits_defaults_bound_a_busy_connection() {
         let l = Limits::default();
-        assert_eq!(l.inbox_per_stream, 1024);
-        assert!(l.inbox_per_conn >= l.inbox_per_stream);
+        // A few MiB per busy connection, in both directions.
+        assert!(l.max_inbound_bytes + l.max_outbound_bytes <= 8 << 20);
+        assert!(l.max_unread_bytes <= l.max_inbound_bytes);
         assert!(l.idle_stream_timeout.is_none());
+    }
+
+    fn state(limits: Limits) -> ConnState {
+        ConnState::client_v2(CodecKind::Compact, limits)
+    }
+
+    fn ok_reply() -> Bytes {
+        let mut out = bytes::BytesMut::new();
+        CodecKind::Compact
+            .encode(&crate::codec::OkReply {}, Profile::Interop, &mut out)
+            .unwrap();
+        out.freeze()
+    }
+
+    #[test]
+    fn inbound_accounting_balances_and_nothing_is_dropped() {
+        let mut st = state(Limits {
+            max_inbound_bytes: 1000,
+            ..Limits::default()
+        });
+        let p = ok_reply();
+        let now = Instant::now();
+        // Far past the limit: every message is kept; the driver stops reading.
+        for _ in 0..100 {
+            st.route(1, p.clone(), now);
+        }
+        assert_eq!(st.parked, 100);
+        assert_eq!(st.inbound_held(), 100 * held_cost(&p));
+        assert!(st.intake_full());
+        st.intake_waiting = true;
+        for _ in 0..100 {
+            let taken = st.streams.get_mut(&1).and_then(|s| s.inbox.pop_front()).unwrap();
+            st.took_parked(1, held_cost(&taken));
+        }
+        assert_eq!(st.inbound_held(), 0);
+        assert!(!st.intake_full());
+        assert!(!st.intake_waiting, "the driver was woken below the limit");
+        st.route(2, p.clone(), now);
+        assert!(st.discard(2));
+        assert_eq!((st.parked, st.parked_bytes), (0, 0));
+    }
+
+    #[test]
+    fn the_stream_cap_evicts_least_recently_used_idle_streams() {
+        let mut st = state(Limits {
+            max_streams: 16,
+            ..Limits::default()
+        });
+        let t0 = Instant::now();
+        for id in 1..=16u32 {
+            st.slot_or_create(id, t0 + Duration::from_millis(u64::from(id)))
+                .unwrap();
+        }
+        // Stream 1 (the oldest) holds a message: it is not idle, never evicted.
+        st.route(1, ok_reply(), t0);
+        let (_, created) = st.slot_or_create(100, t0 + Duration::from_secs(1)).unwrap();
+        assert!(created);
+        // An eighth of the cap (2) went: the least recently used idle ones, 2 and 3.
+        assert_eq!(st.counters.streams_evicted, 2);
+        assert!(st.streams.contains_key(&1));
+        assert!(!st.streams.contains_key(&2) && !st.streams.contains_key(&3));
+        assert!(st.streams.contains_key(&4));
+        assert_eq!(st.counters.stream_limit_hits, 0);
+        // With nothing idle the cap refuses.
+        st.slot_or_create(101, t0).unwrap();
+        assert_eq!(st.streams.len(), 16);
+        for s in st.streams.values_mut() {
+            s.task_busy = true;
+        }
+        assert!(st.slot_or_create(200, t0).is_none());
+        assert_eq!(st.counters.stream_limit_hits, 1);
     }
 }

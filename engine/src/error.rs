@@ -56,6 +56,19 @@ pub enum Error {
     /// Dial or handshake deadline expired (`ErrConnectTimeout`).
     #[error("connect timeout")]
     ConnectTimeout,
+    /// amring: `try_send` found no room: the connection holds `held` bytes
+    /// to write, at its limit `limit` (`Limits::max_outbound_bytes`), or the
+    /// v3 replay ring is full. Nothing was queued.
+    #[error("send queue full: {held} bytes held, limit {limit}")]
+    Full {
+        /// Bytes held.
+        held: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// amring: `send_timeout` found no room within its timeout. Nothing was queued.
+    #[error("send timeout")]
+    SendTimeout,
     /// A stream receive timed out (`ErrRecvTimeout`); the stream stays usable.
     #[error("recv timeout")]
     RecvTimeout,

@@ -31,5 +31,7 @@ pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
 pub use dispatch::Limits;
 pub use error::Error;
-pub use server::{Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS};
+pub use server::{
+    Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_SERVER_MAX_FRAME,
+};
 pub use stream::{ConnDebugState, ConnInfo, RawMessage, Stream, StreamContext, StreamDebugState};

@@ -27,10 +27,9 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecRegistry, DecodeError, Message, OkReply};
-use crate::dispatch::Limits;
+use crate::dispatch::{wait_room, Limits, RoomFor};
 use crate::error::Error;
 use crate::proto::attach::RecoveryOptions;
-use crate::proto::frame::DEFAULT_MAX_FRAME;
 use crate::runtime::shard::{self, ServerShared, ShardStats};
 use crate::stream::{ConnInfo, StreamContext};
 
@@ -93,7 +92,7 @@ struct TypedHandler<Req, F> {
     _req: PhantomData<fn() -> Req>,
 }
 
-/// Waiting for replay-ring room (v3 only, rare): boxed, off the hot path.
+/// Waiting for output room or replay-ring room (rare): boxed, off the hot path.
 type RoomWait = Pin<Box<dyn Future<Output = bool>>>;
 
 pin_project_lite::pin_project! {
@@ -142,17 +141,24 @@ where
                 }
             }
             if let Some(r) = this.reply.take() {
-                match r.send_on(ctx) {
-                    Ok(()) => return Poll::Ready(HandlerOutcome::Replied),
-                    // v3, detached or un-ACKed: wait for ring room (no seq was used).
-                    Err(Error::ReplayBufferFull { .. }) => {
-                        *this.reply = Some(r);
-                        let ctx = ctx.clone();
-                        *this.wait = Some(Box::pin(async move { wait_room(&ctx).await }));
-                        continue;
+                // Output at its limit: the reply waits for the peer to read.
+                let why = if ctx.conn.borrow().outbound_full() {
+                    Some(RoomFor::Output)
+                } else {
+                    match r.send_on(ctx) {
+                        Ok(()) => return Poll::Ready(HandlerOutcome::Replied),
+                        // v3, detached or un-ACKed: wait for ring room (no seq was used).
+                        Err(Error::ReplayBufferFull { .. }) => Some(RoomFor::Ring),
+                        Err(_) => None,
                     }
-                    Err(_) => return Poll::Ready(HandlerOutcome::SendFailed),
-                }
+                };
+                let Some(why) = why else {
+                    return Poll::Ready(HandlerOutcome::SendFailed);
+                };
+                *this.reply = Some(r);
+                let conn = ctx.conn.clone();
+                *this.wait = Some(Box::pin(async move { wait_room(&conn, why).await }));
+                continue;
             }
             let Some(fut) = this.call.as_mut().as_pin_mut() else {
                 return Poll::Ready(HandlerOutcome::Failed("handler not started".to_owned()));
@@ -191,33 +197,6 @@ where
             _req: PhantomData,
         })
     }
-}
-
-/// After a `ReplayBufferFull`: waits until an ACK or a resume frees ring
-/// room. False when waiting cannot help (closed, or the ring is empty so the
-/// frame can never fit).
-async fn wait_room(ctx: &StreamContext) -> bool {
-    let start = {
-        let st = ctx.conn.borrow();
-        let limit = st.proto.config().recovery.map_or(0, |p| p.max_replay_bytes);
-        let room = st.proto.replay_room();
-        if st.closed || st.proto.is_closed() || room >= limit {
-            return false;
-        }
-        room
-    };
-    std::future::poll_fn(|cx| {
-        let mut st = ctx.conn.borrow_mut();
-        if st.closed || st.proto.is_closed() {
-            return std::task::Poll::Ready(false);
-        }
-        if st.proto.replay_room() > start {
-            return std::task::Poll::Ready(true);
-        }
-        st.room_wakers.push(cx.waker().clone());
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 /// Handlers by wire name (a snapshot taken by `serve`, §5.3).
@@ -293,6 +272,18 @@ pub enum Shards {
     Unpinned(usize),
 }
 
+/// Default of [`ServerBuilder::max_frame`]: 16 MiB.
+///
+/// The reference's `0xFFFFFFFF` lets one frame make a server hold 4 GiB; a
+/// frame is read whole before it is delivered, so this is also the most one
+/// connection's read buffer holds. 16 MiB is far above any request/reply
+/// message of an RPC service (gRPC's default message limit is 4 MiB) and
+/// four times the default per-connection byte limits, yet bounds what a peer
+/// can make a server allocate. The handshake takes the minimum (§2.7), so a
+/// lower server value is compatible: Go clients adopt it and refuse larger
+/// frames locally.
+pub const DEFAULT_SERVER_MAX_FRAME: u32 = 16 << 20;
+
 /// Default of [`ServerBuilder::max_detached_sessions`].
 pub const DEFAULT_MAX_DETACHED_SESSIONS: usize = 1024;
 
@@ -347,7 +338,7 @@ pub struct Server;
 impl Server {
     /// A builder with the defaults (both codecs, one shard per core,
     /// the system's maximum listen backlog, handshake timeout 10 s,
-    /// max_frame `0xFFFFFFFF`).
+    /// max_frame [`DEFAULT_SERVER_MAX_FRAME`] (16 MiB)).
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             shards: Shards::PerCore,
@@ -356,7 +347,7 @@ impl Server {
                 backlog: system_max_backlog(),
                 limits: Limits::default(),
                 handshake_timeout: Duration::from_secs(10),
-                max_frame: DEFAULT_MAX_FRAME,
+                max_frame: DEFAULT_SERVER_MAX_FRAME,
                 recovery: None,
                 max_detached_sessions: DEFAULT_MAX_DETACHED_SESSIONS,
                 max_connections: default_max_connections(),
@@ -421,7 +412,9 @@ impl ServerBuilder {
         self
     }
 
-    /// The server's max_frame limit (negotiated as `min(client, this)`, §2.7).
+    /// The server's max_frame limit (negotiated as `min(client, this)`, §2.7;
+    /// Go clients adopt the server's value). Default
+    /// [`DEFAULT_SERVER_MAX_FRAME`]; `u32::MAX` is the reference's (no limit).
     pub fn max_frame(mut self, max_frame: u32) -> Self {
         self.cfg.max_frame = max_frame;
         self

@@ -106,17 +106,37 @@ impl Stream {
         self.id
     }
 
-    /// Encodes and queues `msg` on this stream (spec §6 Send: returns once queued).
+    /// Encodes and queues `msg` on this stream (spec §6 Send: returns once
+    /// queued). When the connection already holds
+    /// [`Limits::max_outbound_bytes`](crate::Limits::max_outbound_bytes) to
+    /// write (the peer reads slower than we send), or the v3 replay ring is
+    /// full, it waits for room: nothing is dropped.
     pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
-        self.send_now(msg)
+        self.claim_slot()?;
+        crate::dispatch::send_waiting(&self.conn, self.id, msg).await
     }
 
-    pub(crate) fn send_now<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+    /// Like [`Stream::send`], but fails at once with [`Error::Full`] instead
+    /// of waiting for room.
+    pub fn try_send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+        self.claim_slot()?;
+        crate::dispatch::try_send(&mut self.conn.borrow_mut(), self.id, msg)
+    }
+
+    /// Like [`Stream::send`], waiting for room at most `timeout`
+    /// ([`Error::SendTimeout`] then; nothing was queued).
+    pub async fn send_timeout<M: Message + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
+        self.claim_slot()?;
+        send_within(&self.conn, self.id, msg, timeout).await
+    }
+
+    /// The stream's state, created when missing (the stream limit applies).
+    fn claim_slot(&self) -> Result<(), Error> {
         let mut st = self.conn.borrow_mut();
         if st.slot_or_create_now(self.id).is_none() {
             return Err(Error::TooManyStreams(st.limits.max_streams));
         }
-        st.send_msg(self.id, msg)
+        Ok(())
     }
 
     /// Receive timeout for this stream (`None` or zero: wait forever).
@@ -174,10 +194,14 @@ impl Stream {
                         // Only idle eviction reads it: no clock read otherwise.
                         s.last_active = Instant::now();
                     }
-                    if !peek {
-                        st.parked -= 1;
-                    }
                     st.counters.data_messages_received += 1;
+                    if !peek {
+                        let cost = crate::dispatch::held_cost(&p);
+                        s.inbox_bytes -= cost;
+                        st.parked -= 1;
+                        st.parked_bytes -= cost;
+                        st.wake_intake();
+                    }
                     Poll::Ready(Ok(p))
                 }
                 None if closed => Poll::Ready(Err(Error::Closed)),
@@ -273,7 +297,7 @@ impl Stream {
         &self,
         req: &Req,
     ) -> Result<Rep, Error> {
-        self.send_now(req)?;
+        self.send(req).await?;
         let p = self.next_payload(false).await?;
         self.interpret(p, true)
     }
@@ -299,6 +323,16 @@ impl Stream {
         let st = self.conn.borrow();
         st.streams.get(&self.id).map(|s| StreamDebugState::of(self.id, s))
     }
+}
+
+/// [`crate::dispatch::send_waiting`] bounded by `timeout`.
+async fn send_within<M: Message + ?Sized>(conn: &ConnRef, id: u32, msg: &M, timeout: Duration) -> Result<(), Error> {
+    let send = crate::dispatch::send_waiting(conn, id, msg);
+    let timer = async {
+        crate::runtime::sleep(timeout).await;
+        Err(Error::SendTimeout)
+    };
+    future::or(send, timer).await
 }
 
 /// Who is on the other end, for hooks and handlers.
@@ -376,9 +410,21 @@ impl StreamContext {
         }
     }
 
-    /// Queues a message on this stream (server push).
+    /// Queues a message on this stream (server push), waiting for room like
+    /// [`Stream::send`].
     pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
-        self.conn.borrow_mut().send_msg(self.id, msg)
+        crate::dispatch::send_waiting(&self.conn, self.id, msg).await
+    }
+
+    /// Like [`StreamContext::send`], but fails at once with [`Error::Full`]
+    /// instead of waiting for room.
+    pub fn try_send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+        crate::dispatch::try_send(&mut self.conn.borrow_mut(), self.id, msg)
+    }
+
+    /// Like [`StreamContext::send`], waiting for room at most `timeout`.
+    pub async fn send_timeout<M: Message + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
+        send_within(&self.conn, self.id, msg, timeout).await
     }
 
     /// Starts the stream's single background task; it gets the [`Stream`] to
@@ -479,6 +525,13 @@ pub struct ConnDebugState {
     pub max_frame: u32,
     /// Live stream states.
     pub stream_count: usize,
+    /// amring: accounted bytes of inbound messages held (handler queues and
+    /// inboxes; see `Limits::max_inbound_bytes`).
+    pub held_inbound: usize,
+    /// amring: bytes waiting to be written (see `Limits::max_outbound_bytes`).
+    pub held_outbound: usize,
+    /// amring: capacity of the connection's read buffer at its last read.
+    pub read_buffer: usize,
     /// Counters (frame/byte counters from the transport included).
     pub counters: ConnCounters,
     /// Per stream, sorted by id.
@@ -507,6 +560,9 @@ impl ConnDebugState {
             codec_name: st.codec.name(),
             max_frame: st.max_frame,
             stream_count: st.streams.len(),
+            held_inbound: st.inbound_held(),
+            held_outbound: st.outbound_held(),
+            read_buffer: st.read_buffer,
             counters,
             streams,
             recovery,

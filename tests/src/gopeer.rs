@@ -178,15 +178,17 @@ pub fn go_env(cmd: &mut Command) {
     } else {
         cmd.env("GOPROXY", format!("{local},{upstream}"));
     }
+    // Always set on the command (the inherited value plus the module, once),
+    // so the command's own environment says what `go` gets.
     let nosumdb = std::env::var("GONOSUMDB").unwrap_or_default();
-    if !nosumdb.split(',').any(|p| p == MODULE) {
-        let joined = if nosumdb.is_empty() {
-            MODULE.to_string()
-        } else {
-            format!("{nosumdb},{MODULE}")
-        };
-        cmd.env("GONOSUMDB", joined);
-    }
+    let joined = if nosumdb.split(',').any(|p| p == MODULE) {
+        nosumdb
+    } else if nosumdb.is_empty() {
+        MODULE.to_string()
+    } else {
+        format!("{nosumdb},{MODULE}")
+    };
+    cmd.env("GONOSUMDB", joined);
 }
 
 /// `GOPROXY` from the environment, else `go env GOPROXY` (asked once), else the default.

@@ -9,9 +9,9 @@
 //! | [`compact_nil_field_amring_decodes_go_rejects`] | §9 note 1, §4.6, §4.8 | accepts `c0` for a compact `string` / `[]byte` field: the handler runs and replies (`""` / empty bytes) | `ErrorReply{codec_error, "codec error: EOF"}`; the map codec (control) is accepted by both |
 //! | [`handler_panic_amring_replies_go_process_dies`] | §5.4 step 2, §9 note 6 | `ErrorReply{handler_error, "handler panicked: …"}`, connection and server keep working | the process exits (`panic: …`), the client sees its connection close |
 //! | [`handshake_timeout_amring_closes_go_keeps_open`] | §1.3, §9 note 11 | a silent socket, and one that sent only the 12-byte header, are closed after `handshake_timeout` (300 ms here; counted in `handshake_timeouts`) | both sockets stay open (checked after 1 s) and complete a handshake afterwards |
-//! | [`unknown_messages_amring_bounds_inbox_go_wedges`] | §5.4 step 3, §9 note 5 | 2 100 unknown messages on stream 1: the inbox keeps 1 024, drops 1 076 (counted), an echo on stream 2 is answered | same traffic: the echo on stream 2 is never answered (1 000 unknown messages: answered) |
+//! | [`unknown_messages_amring_bounds_inbox_go_wedges`] | §5.4 step 3, §9 note 5 | 2 100 unknown messages on stream 1: parked up to `Limits::max_unread_bytes` (by bytes), any beyond dropped and counted, an echo on stream 2 is answered | same traffic: the echo on stream 2 is never answered (1 000 unknown messages: answered) |
 //! | [`max_frame_amring_configurable_go_fixed`] | §2.7, §9 note 10 | `max_frame(1024)` → hello reply carries `min(client, 1024)`; clients (amring and Go) adopt it | always replies the client's value (`0xFFFFFFFF`), cannot be configured |
-//! | [`stream_limit_amring_bounds_go_unbounded`] | §3.4, §9 note 7 | stream 4 097 of a connection gets `ErrorReply{protocol_error, "too many streams: limit 4096"}` (default `Limits::max_streams`) | answers on all 4 097 streams |
+//! | [`stream_limit_amring_evicts_idle_go_keeps_all`] | §3.4, §9 note 7 | at `Limits::max_streams` (4 096) the least recently used idle stream states are evicted (counted): all 4 097 streams are answered, at most 4 096 states are held | answers on all 4 097 streams, keeps every state |
 //! | [`v3_graceful_close_amring_only`] | §6 Close, §7.10, §9 note 18 | amring↔amring v3 negotiates CLOSE (attach reserved byte 1 = `01`); `Connection::close` ends the server session at once; a Go v3 client's `Close()` leaves a detached session | the Go server writes `00` in that byte (no CLOSE); a raw CLOSE frame ends the amring session |
 //!
 //! Without the Go peer every test prints `SKIPPED: live Go interop: <reason>`
@@ -70,7 +70,7 @@ msg! { "diff":
     /// amring-only probe: the server's own counters for this connection.
     ConnProbe { stream: u32 }
     /// Reply to [`ConnProbe`].
-    ConnProbeReply { inbox_overflows: u64, inbox_depth: u64 }
+    ConnProbeReply { unknown_messages: u64, inbox_depth: u64, held_inbound: u64, streams_evicted: u64, stream_count: u64 }
 }
 
 // ---- servers ----
@@ -99,8 +99,11 @@ impl Amring {
                 let d = ctx.conn_debug_state();
                 let depth = d.streams.iter().find(|s| s.id == m.stream).map_or(0, |s| s.inbox_depth);
                 Ok::<_, String>(ConnProbeReply {
-                    inbox_overflows: d.counters.inbox_overflows,
+                    unknown_messages: d.counters.unknown_messages,
                     inbox_depth: depth as u64,
+                    held_inbound: d.held_inbound as u64,
+                    streams_evicted: d.counters.streams_evicted,
+                    stream_count: d.stream_count as u64,
                 })
             });
         let handle = configure(b).serve("tcp://127.0.0.1:0").expect("amring server starts");
@@ -338,6 +341,11 @@ fn compact_echo(text: &str) -> Vec<u8> {
     p
 }
 
+/// The max_frame the raw hellos of these tests offer: below either server's
+/// limit, so both reply with it (the limits themselves are pinned in
+/// [`max_frame_amring_configurable_go_fixed`]).
+const OFFER: u32 = 1 << 20;
+
 // ---- §9 note 1: compact nil ----
 
 /// What one server answers to the three nil payloads and a normal echo.
@@ -351,8 +359,8 @@ struct NilOutcome {
 
 fn nil_outcome(addr: SocketAddr) -> NilOutcome {
     // Compact only.
-    let (mut s, r) = raw_handshake(addr, 2, &[1], u32::MAX);
-    assert_eq!(r, accept_reply(2, 1, u32::MAX));
+    let (mut s, r) = raw_handshake(addr, 2, &[1], OFFER);
+    assert_eq!(r, accept_reply(2, 1, OFFER));
     s.write_all(&frame_v2(1, &compact_echo_nil())).unwrap();
     let (id, p) = read_frame_v2(&mut s);
     assert_eq!(id, 1);
@@ -367,8 +375,8 @@ fn nil_outcome(addr: SocketAddr) -> NilOutcome {
     assert_eq!(id, 1);
     let echo_after = decode(CodecKind::Compact, &p);
     // Control: the same nil through the map codec.
-    let (mut m, r) = raw_handshake(addr, 2, &[2], u32::MAX);
-    assert_eq!(r, accept_reply(2, 2, u32::MAX));
+    let (mut m, r) = raw_handshake(addr, 2, &[2], OFFER);
+    assert_eq!(r, accept_reply(2, 2, OFFER));
     m.write_all(&frame_v2(1, &map_echo_nil())).unwrap();
     let (id, p) = read_frame_v2(&mut m);
     assert_eq!(id, 1);
@@ -574,8 +582,9 @@ async fn unknown_then_echo(conn: &Connection, n: usize) -> Result<String, Error>
 }
 
 /// §5.4 step 3 / §9 note 5: neither server replies to unknown names. After
-/// 2 100 of them on one stream, amring (inbox bounded at 1 024 per stream,
-/// the rest dropped and counted) still answers an echo on another stream;
+/// 2 100 of them on one stream, amring (messages nothing can ask for are
+/// parked up to `Limits::max_unread_bytes`, by bytes, the rest dropped and
+/// counted) still answers an echo on another stream;
 /// the Go connection is wedged (its reader blocks once ~2 048 messages are
 /// parked) and the echo gets no reply. Control: with 1 000 the Go server answers.
 #[test]
@@ -602,12 +611,14 @@ fn unknown_messages_amring_bounds_inbox_go_wedges() {
     eprintln!("unknown: amring {am_echo:?} {probe:?}; go 1000 → {go_echo_1000:?}, 2100 → {go_echo_2100:?}");
     assert_eq!(am_echo.unwrap(), "other", "amring answers other streams");
     assert_eq!(
-        probe,
-        ConnProbeReply {
-            inbox_overflows: 2100 - 1024,
-            inbox_depth: 1024
-        },
-        "amring parks 1024 and drops the rest"
+        probe.unknown_messages + probe.inbox_depth,
+        2100,
+        "amring parks or counts every one: {probe:?}"
+    );
+    let limit = amring::Limits::default().max_unread_bytes as u64;
+    assert!(
+        probe.held_inbound <= limit,
+        "amring parks at most {limit} bytes: {probe:?}"
     );
     assert_eq!(
         go_echo_1000.unwrap(),
@@ -631,7 +642,17 @@ fn unknown_messages_amring_bounds_inbox_go_wedges() {
 fn max_frame_amring_configurable_go_fixed() {
     let Some(peer) = gopeer::go_peer() else { return };
     let am = Amring::start(|b| b.max_frame(1024));
+    let am_default = Amring::start(|b| b);
     let mut go = start_go(&peer, false);
+
+    // amring's default limit (16 MiB) against the reference's none.
+    let (s, r) = raw_handshake(am_default.socket_addr(), 2, &[1, 2], u32::MAX);
+    drop(s);
+    assert_eq!(
+        r,
+        accept_reply(2, 1, amring::DEFAULT_SERVER_MAX_FRAME),
+        "amring: default server max_frame"
+    );
 
     let mut replies = Vec::new();
     for (who, addr) in [("amring", am.socket_addr()), ("Go", go.socket_addr())] {
@@ -685,9 +706,9 @@ fn max_frame_amring_configurable_go_fixed() {
 
 /// Echo requests on streams `1..=n` in one burst (writer thread), every reply
 /// collected by stream id.
-fn echo_on_streams(addr: SocketAddr, n: u32) -> Vec<(u32, Decoded<EchoReply>)> {
-    let (mut s, r) = raw_handshake(addr, 2, &[1], u32::MAX);
-    assert_eq!(r, accept_reply(2, 1, u32::MAX));
+fn echo_on_streams(addr: SocketAddr, n: u32) -> (Vec<(u32, Decoded<EchoReply>)>, TcpStream) {
+    let (mut s, r) = raw_handshake(addr, 2, &[1], OFFER);
+    assert_eq!(r, accept_reply(2, 1, OFFER));
     let mut w = s.try_clone().unwrap();
     let writer = thread::spawn(move || {
         let mut buf = Vec::new();
@@ -705,42 +726,49 @@ fn echo_on_streams(addr: SocketAddr, n: u32) -> Vec<(u32, Decoded<EchoReply>)> {
     writer.join().unwrap();
     out.sort_by_key(|(id, _)| *id);
     gopeer::settle();
-    out
+    (out, s)
 }
 
 /// §3.4 / §9 note 7: stream state is bounded in amring (`Limits::max_streams`,
-/// default 4096): the first frame of stream 4 097 gets
-/// `ErrorReply{protocol_error, "too many streams: limit 4096"}`. The Go server
-/// creates state for every id and answers all 4 097.
+/// default 4096): at the cap the least recently used idle stream states are
+/// evicted (counted), so stream 4 097 is answered and the connection holds at
+/// most 4 096 states. The Go server keeps state for every id it ever saw.
+/// Both answer all 4 097 streams: the difference is the memory held, which
+/// the amring server reports (`streams_evicted`, `stream_count`).
 #[test]
-fn stream_limit_amring_bounds_go_unbounded() {
+fn stream_limit_amring_evicts_idle_go_keeps_all() {
     let Some(peer) = gopeer::go_peer() else { return };
     let limit = Limits::default().max_streams as u32;
     assert_eq!(limit, 4096);
     let am = Amring::start(|b| b);
     let mut go = start_go(&peer, false);
     let n = limit + 1;
-    let a = echo_on_streams(am.socket_addr(), n);
-    let g = echo_on_streams(go.socket_addr(), n);
+    let (a, mut am_sock) = echo_on_streams(am.socket_addr(), n);
+    let (g, go_sock) = echo_on_streams(go.socket_addr(), n);
+    drop(go_sock);
     let ok = |id: u32| Decoded::Msg(EchoReply { text: format!("s{id}") });
     for (id, r) in &g {
         assert_eq!(*r, ok(*id), "Go stream {id}");
     }
     assert_eq!(g.len() as u32, n);
-    for (id, r) in &a[..limit as usize] {
+    for (id, r) in &a {
         assert_eq!(*r, ok(*id), "amring stream {id}");
     }
-    eprintln!("amring stream {n}: {:?}", a[limit as usize]);
-    assert_eq!(
-        a[limit as usize],
-        (
-            n,
-            Decoded::Error {
-                code: "protocol_error".into(),
-                message: "too many streams: limit 4096".into()
-            }
-        )
-    );
+    assert_eq!(a.len() as u32, n);
+    // Ask the amring server about this connection (a new stream: one more eviction round).
+    let mut probe = bytes::BytesMut::new();
+    CodecKind::Compact
+        .encode(&ConnProbe { stream: 1 }, amring::codec::Profile::Interop, &mut probe)
+        .unwrap();
+    am_sock.write_all(&frame_v2(n + 1, &probe)).unwrap();
+    let (id, p) = read_frame_v2(&mut am_sock);
+    assert_eq!(id, n + 1);
+    let Decoded::Msg(reply) = decode::<ConnProbeReply>(CodecKind::Compact, &p) else {
+        panic!("probe: {:?}", decode::<ConnProbeReply>(CodecKind::Compact, &p));
+    };
+    eprintln!("amring after {n} streams: {reply:?}");
+    assert!(reply.streams_evicted >= 1, "{reply:?}");
+    assert!(reply.stream_count <= u64::from(limit), "{reply:?}");
     go.check_alive().unwrap();
 }
 
@@ -749,8 +777,8 @@ fn stream_limit_amring_bounds_go_unbounded() {
 /// v3 hello + attach request `mode=new` with reserved byte 1 = `cap`;
 /// returns the socket and the 60-byte attach response.
 fn raw_attach_new(addr: SocketAddr, cap: u8) -> (TcpStream, [u8; 60]) {
-    let (mut s, r) = raw_handshake(addr, 3, &[1], u32::MAX);
-    assert_eq!(r, accept_reply(3, 1, u32::MAX));
+    let (mut s, r) = raw_handshake(addr, 3, &[1], OFFER);
+    assert_eq!(r, accept_reply(3, 1, OFFER));
     let mut req = [0u8; 44];
     req[0] = 1;
     req[1] = cap;

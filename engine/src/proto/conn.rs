@@ -280,6 +280,18 @@ impl Connection {
         }
     }
 
+    /// Bytes of frames queued and not yet handed to [`Connection::poll_transmit`].
+    pub fn queued_bytes(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Bytes still missing of the frame being read, when its header is in
+    /// and its payload is not complete: lets a runtime size its read buffer
+    /// once from the header instead of growing it read by read.
+    pub fn pending_frame_remaining(&self, buffered: usize) -> Option<usize> {
+        self.decoder.pending_len().map(|total| total.saturating_sub(buffered))
+    }
+
     /// True when bytes are waiting for [`Connection::poll_transmit`] (queued
     /// frames, frames to replay, or an ACK due immediately).
     pub fn has_transmit(&self) -> bool {

@@ -182,6 +182,12 @@ impl FrameDecoder {
         }
     }
 
+    /// Total length (header + payload) of the frame whose header was parsed
+    /// but whose payload is not complete yet.
+    pub fn pending_len(&self) -> Option<usize> {
+        self.pending.map(|h| h.frame_len())
+    }
+
     /// Takes the next complete frame off the front of `buf`.
     ///
     /// `Ok(None)`: more bytes are needed. An error is final for this

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use futures_lite::future;
 use glommio::timer::Timer;
 
-use super::io::{ReadRoom, Transport, RELEASE_ABOVE};
+use super::io::{ReadRoom, Transport, RELEASE_ABOVE, ROOM_MAX};
 use crate::codec::ErrorReply;
 use crate::debug::FailureCode;
 use crate::dispatch::{ConnRef, Routed};
@@ -112,13 +112,24 @@ struct Driver<'a> {
     epoch: Option<(&'a std::cell::Cell<u64>, u64)>,
     /// The last read left the socket empty (see `Transport::poll_read_hinted`).
     read_room: ReadRoom,
+    /// Whole frames wait in `rbuf`, left there at the inbound limit.
+    input_held: bool,
 }
 
 impl Driver<'_> {
     /// Feeds buffered bytes to the protocol and routes every delivered frame.
-    fn process_input(&mut self) -> Result<(), crate::proto::ConnError> {
+    ///
+    /// Stops early, leaving whole frames in the read buffer, once the inbound
+    /// holdings reach `in_limit` (`input_held` is set): what the connection
+    /// holds never passes its limit by more than one message.
+    fn process_input(&mut self, in_limit: usize) -> Result<(), crate::proto::ConnError> {
         let now = Instant::now();
+        self.input_held = false;
         loop {
+            if self.conn.borrow().inbound_held() >= in_limit {
+                self.input_held = !self.rbuf.is_empty();
+                return Ok(());
+            }
             let r = self.conn.borrow_mut().proto.handle_input(now, &mut self.rbuf);
             let d = match r {
                 Ok(Some(d)) => d,
@@ -233,17 +244,54 @@ impl Driver<'_> {
                     return Poll::Ready(TransportEnd::Replaced);
                 }
             }
-            let (closed, closing, paused) = {
+            let (closed, closing, paused, in_limit) = {
                 let mut st = self.conn.borrow_mut();
                 st.driver_waker = Some(cx.waker().clone());
-                let paused = st.pending_requests >= st.limits.max_pending_requests;
-                (st.closed || (st.proto.is_closed() && !st.closing), st.closing, paused)
+                let mut paused = st.intake_full();
+                let mut in_limit = st.limits.max_inbound_bytes;
+                // v3: ACKs keep flowing. A sender waiting for replay-ring room
+                // needs the peer's ACKs, which may sit behind requests: read
+                // on (the frames read are held and accounted) up to twice the
+                // inbound limit, unless the output side is what is full.
+                if self.is_v3() && !st.room_wakers.is_empty() && !st.outbound_full() {
+                    in_limit = 2 * st.limits.max_inbound_bytes;
+                    if st.inbound_held() < in_limit {
+                        paused = false;
+                    }
+                }
+                if paused && !st.intake_waiting {
+                    st.intake_waiting = true;
+                    st.counters.intake_pauses += 1;
+                } else if !paused {
+                    st.intake_waiting = false;
+                }
+                (
+                    st.closed || (st.proto.is_closed() && !st.closing),
+                    st.closing,
+                    paused,
+                    in_limit,
+                )
             };
             if closed {
                 return Poll::Ready(TransportEnd::Closed(DriverEnd::Local));
             }
+            // Frames read earlier and left at the inbound limit go first.
+            if !closing && self.input_held && self.conn.borrow().inbound_held() < in_limit {
+                if let Err(e) = self.process_input(in_limit) {
+                    return Poll::Ready(self.proto_error(e));
+                }
+                progress = true;
+            }
             // Read.
-            if !closing && !paused {
+            if !closing && !paused && !self.input_held {
+                // A frame whose header is in: size the buffer once for all of
+                // it (plus one read), instead of growing it read by read.
+                let remaining = self.conn.borrow().proto.pending_frame_remaining(self.rbuf.len());
+                if let Some(rem) = remaining {
+                    if self.rbuf.capacity() - self.rbuf.len() < rem {
+                        self.rbuf.reserve(rem + ROOM_MAX);
+                    }
+                }
                 match self.io.poll_read_sized(cx, &mut self.rbuf, &mut self.read_room) {
                     Poll::Ready(Ok(0)) if read_any => {
                         // EOF right behind data of this wake: let the tasks
@@ -262,7 +310,8 @@ impl Driver<'_> {
                     }
                     Poll::Ready(Ok(_)) => {
                         read_any = true;
-                        if let Err(e) = self.process_input() {
+                        self.conn.borrow_mut().read_buffer = self.rbuf.capacity();
+                        if let Err(e) = self.process_input(in_limit) {
                             return Poll::Ready(self.proto_error(e));
                         }
                         progress = true;
@@ -311,9 +360,7 @@ impl Driver<'_> {
                     room = true;
                 }
                 if room {
-                    for w in st.room_wakers.drain(..) {
-                        w.wake();
-                    }
+                    st.wake_room();
                 }
             }
             // Idle stream eviction sweep.
@@ -321,7 +368,7 @@ impl Driver<'_> {
                 if Pin::new(&mut *t).poll(cx).is_ready() {
                     let ids = self.conn.borrow().idle_streams(Instant::now());
                     for id in ids {
-                        self.conn.borrow_mut().evict(id);
+                        self.conn.borrow_mut().evict(id, "idle timeout");
                     }
                     if let Some(h) = self.hooks {
                         h.fire(self.conn);
@@ -394,6 +441,14 @@ impl Driver<'_> {
                     Poll::Pending => break,
                 }
             }
+            // Output drained below its limit: senders waiting for room go on.
+            {
+                let mut st = self.conn.borrow_mut();
+                st.unwritten = self.wbuf.len() - self.wpos;
+                if !st.room_wakers.is_empty() && !st.outbound_full() {
+                    st.wake_room();
+                }
+            }
             // Graceful close: once handlers are idle and everything is written.
             if closing {
                 let st = self.conn.borrow();
@@ -437,9 +492,15 @@ pub(crate) async fn run_transport(
         hooks,
         epoch,
         read_room: ReadRoom::default(),
+        input_held: false,
     };
     // Frames pipelined behind the handshake.
-    let early = if d.rbuf.is_empty() { Ok(()) } else { d.process_input() };
+    let in_limit = conn.borrow().limits.max_inbound_bytes;
+    let early = if d.rbuf.is_empty() {
+        Ok(())
+    } else {
+        d.process_input(in_limit)
+    };
     match early {
         Ok(()) => future::poll_fn(|cx| d.poll(cx)).await,
         Err(e) => d.proto_error(e),
@@ -458,9 +519,7 @@ pub(crate) fn finish(conn: &ConnRef, hooks: Option<&ConnHooks>) {
         for id in ids {
             st.discard(id);
         }
-        for w in st.room_wakers.drain(..) {
-            w.wake();
-        }
+        st.wake_room();
     }
     if let Some(h) = hooks {
         h.fire(conn);
@@ -510,8 +569,8 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                 Some(p) => {
                     s.handler_busy = true;
                     s.counters.handler_calls += 1;
-                    st.pending_requests -= 1;
                     st.counters.handler_calls += 1;
+                    st.took_request(crate::dispatch::held_cost(&p.payload));
                     Poll::Ready(Some(p))
                 }
                 None if st.closed => Poll::Ready(None),
@@ -574,7 +633,9 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                     .get_mut(&id)
                     .map(|s| std::mem::take(&mut s.handler_q))
                     .unwrap_or_default();
+                let rest_bytes: usize = rest.iter().map(|p| crate::dispatch::held_cost(&p.payload)).sum();
                 st.pending_requests -= rest.len();
+                st.pending_bytes -= rest_bytes;
                 st.discard(id);
                 if !rest.is_empty() {
                     let n = rest.len();
@@ -583,6 +644,7 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                         s.worker_alive = true;
                         let g = s.gen;
                         st.pending_requests += n;
+                        st.pending_bytes += rest_bytes;
                         drop(st);
                         hooks.fire(&conn);
                         super::spawn(stream_worker(conn.clone(), id, g, hooks.clone()));

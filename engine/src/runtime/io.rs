@@ -20,7 +20,7 @@ const ROOM_MIN: usize = 1024;
 /// so a busy connection reads in big chunks: delivered payloads are zero-copy
 /// slices of the read buffer, and a large room makes the allocation of a
 /// fresh buffer (needed while such slices are alive) rare.
-const ROOM_MAX: usize = 64 * 1024;
+pub(crate) const ROOM_MAX: usize = 64 * 1024;
 
 /// A drained, empty read or write buffer larger than this is released instead
 /// of kept while the connection waits (a burst does not pin its buffers on an
