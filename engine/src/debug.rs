@@ -118,6 +118,12 @@ pub struct Failure {
     pub at: SystemTime,
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.text)
+    }
+}
+
 /// Keeps the last failure; a later failure overwrites an earlier one (§8.3).
 #[derive(Clone, Debug, Default)]
 pub struct LastFailure(Option<Failure>);

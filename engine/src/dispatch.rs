@@ -299,6 +299,9 @@ impl ConnState {
         let created = if !self.streams.contains_key(&id) {
             if self.streams.len() >= self.limits.max_streams && self.evict_lru() == 0 {
                 self.counters.stream_limit_hits += 1;
+                if self.counters.stream_limit_hits.is_power_of_two() {
+                    tracing::warn!(target: "amring", limit = self.limits.max_streams, hits = self.counters.stream_limit_hits, "stream limit reached with no idle stream: new stream refused");
+                }
                 self.failure.record(
                     FailureCode::LimitStreams,
                     format!("stream limit reached: {}", self.limits.max_streams),

@@ -29,7 +29,7 @@ pub mod stream;
 
 pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
-pub use dispatch::Limits;
+pub use dispatch::{Limits, MESSAGE_OVERHEAD};
 pub use error::Error;
 pub use server::{
     Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_SERVER_MAX_FRAME,

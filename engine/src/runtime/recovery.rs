@@ -205,6 +205,10 @@ impl ShardRecovery {
 
     /// The logical connection is over: streams closed, hooks, on_disconnect.
     fn finalize(&self, s: &Session) {
+        if tracing::enabled!(target: "amring", tracing::Level::DEBUG) {
+            let why = s.conn.borrow().failure.get().map(|f| f.to_string());
+            tracing::debug!(target: "amring", conn = s.hooks.info.id, peer = %s.hooks.info.peer, reason = why.as_deref().unwrap_or("closed"), "v3 connection closed");
+        }
         finish(&s.conn, Some(&s.hooks));
         let key = s.hooks.info.id;
         self.live.borrow_mut().retain(|(id, _)| *id != key);
@@ -257,7 +261,11 @@ impl ShardRecovery {
     }
 
     async fn reject(&self, mut io: Transport) {
-        self.counters().resume_rejects.fetch_add(1, Ordering::Relaxed);
+        let n = self.counters().resume_rejects.fetch_add(1, Ordering::Relaxed) + 1;
+        // Logged at 1, 2, 4, 8, … rejections: a brute-force attempt cannot flood the log.
+        if n.is_power_of_two() {
+            tracing::warn!(target: "amring", rejects = n, "v3 attach rejected (unknown or expired session, wrong secret, codec or mode)");
+        }
         let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
         AttachResponse::rejected(&self.params).write(&mut out);
         let _ = io.write_all(&out).await;
@@ -373,6 +381,7 @@ impl ShardRecovery {
         let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
         resp.write(&mut out);
         self.counters().resumes.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(target: "amring", conn = session.hooks.info.id, last_recv, "v3 session resumed");
         if io.write_all(&out).await.is_err() {
             if session.epoch.get() == epoch {
                 session.conn.borrow_mut().proto.detach(Instant::now());
@@ -408,6 +417,7 @@ impl ShardRecovery {
                 }
             }
             TransportEnd::Detached => {
+                tracing::debug!(target: "amring", conn = session.hooks.info.id, "v3 transport lost: session detached, waiting for a resume");
                 self.table.borrow_mut().detach(&session.id, Instant::now());
                 self.enforce_detached_cap();
             }

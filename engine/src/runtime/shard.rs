@@ -402,7 +402,10 @@ async fn shard_main(
             counters.accepted.fetch_add(1, Ordering::Relaxed);
             if shared.active.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
                 shared.active.fetch_sub(1, Ordering::AcqRel);
-                counters.rejected_limit.fetch_add(1, Ordering::Relaxed);
+                let n = counters.rejected_limit.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(target: "amring", shard = idx, rejected = n, limit = cfg.max_connections, "max_connections reached: connection closed on accept");
+                }
                 super::spawn(io.close());
                 continue;
             }
@@ -474,6 +477,7 @@ async fn serve_conn(
     let neg = match handshake::server(&mut io, hs_cfg, &mut rbuf, cfg.handshake_timeout).await {
         Ok(n) => n,
         Err(fail) => {
+            tracing::debug!(target: "amring", peer = %info.peer, failure = ?fail, "handshake failed");
             match fail {
                 ServerHsFail::Timeout => counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed),
                 ServerHsFail::Rejected | ServerHsFail::Io => {
@@ -520,7 +524,12 @@ async fn serve_conn(
         hooks: cfg.hooks.clone(),
         info: info.clone(),
     };
-    drive(conn, io, rbuf, Some(hooks)).await;
+    tracing::debug!(target: "amring", conn = info.id, peer = %info.peer, shard = info.shard, version = ?neg.version, codec = neg.codec.name(), "connection open");
+    let end = drive(conn.clone(), io, rbuf, Some(hooks)).await;
+    if tracing::enabled!(target: "amring", tracing::Level::DEBUG) {
+        let why = conn.borrow().failure.get().map(|f| f.to_string());
+        tracing::debug!(target: "amring", conn = info.id, end = ?end, reason = why.as_deref().unwrap_or("closed"), "connection closed");
+    }
     live.borrow_mut().retain(|(id, _)| *id != info.id);
     cfg.hooks.disconnect(&info, &counters.hook_panics);
     done();
