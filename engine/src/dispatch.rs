@@ -92,6 +92,51 @@ impl Default for Limits {
     }
 }
 
+/// A byte budget shared by the connections of one server shard: its part of
+/// `ServerBuilder::max_held_bytes`. Each connection reports what it holds
+/// (inbound and outbound, as accounted for its own limits); while the shard
+/// total is at the budget, every connection that holds anything stops
+/// reading, and the waiting drivers are woken when the total drops below it.
+pub(crate) struct SharedBudget {
+    limit: usize,
+    held: std::cell::Cell<usize>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl SharedBudget {
+    /// A budget of `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Rc<SharedBudget> {
+        Rc::new(SharedBudget {
+            limit,
+            held: std::cell::Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Bytes held by the shard's connections now.
+    pub(crate) fn held(&self) -> usize {
+        self.held.get()
+    }
+
+    fn over(&self) -> bool {
+        self.held.get() >= self.limit
+    }
+
+    fn add(&self, n: usize) {
+        self.held.set(self.held.get() + n);
+    }
+
+    fn sub(&self, n: usize) {
+        let was_over = self.over();
+        self.held.set(self.held.get().saturating_sub(n));
+        if was_over && !self.over() {
+            for w in self.waiters.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
+    }
+}
+
 /// One queued handler request.
 pub(crate) struct Pending {
     pub(crate) handler: usize,
@@ -196,6 +241,10 @@ pub(crate) struct ConnState {
     /// The driver stopped reading at a limit and waits for a wake when
     /// holdings drop below it.
     pub(crate) intake_waiting: bool,
+    /// Server: the shard's shared byte budget, and what this connection
+    /// last reported to it.
+    budget: Option<Rc<SharedBudget>>,
+    budget_reported: usize,
     pub(crate) handlers: Option<Arc<HandlerTable>>,
     pub(crate) driver_waker: Option<Waker>,
     pub(crate) closed_wakers: Vec<Waker>,
@@ -264,6 +313,8 @@ impl ConnState {
             unwritten: 0,
             read_buffer: 0,
             intake_waiting: false,
+            budget: None,
+            budget_reported: 0,
             handlers,
             driver_waker: None,
             closed_wakers: Vec::new(),
@@ -560,19 +611,67 @@ impl ConnState {
         self.proto.queued_bytes() + self.unwritten
     }
 
-    /// At [`Limits::max_outbound_bytes`]: senders wait.
+    /// At [`Limits::max_outbound_bytes`], or the shard's budget spent while
+    /// this connection holds something: senders wait.
     pub(crate) fn outbound_full(&self) -> bool {
-        self.outbound_held() >= self.limits.max_outbound_bytes
+        self.outbound_held() >= self.limits.max_outbound_bytes || self.budget_spent()
     }
 
     /// Whether the driver must stop reading: inbound holdings or pending
-    /// output at their limits.
+    /// output at their limits, or the shard's budget spent while this
+    /// connection holds something.
     pub(crate) fn intake_full(&self) -> bool {
         self.inbound_held() >= self.limits.max_inbound_bytes || self.outbound_full()
     }
 
+    /// The shard's budget is spent and this connection holds something (a
+    /// connection holding nothing may still read: one message at a time).
+    pub(crate) fn budget_spent(&self) -> bool {
+        self.budget.as_ref().is_some_and(|b| b.over()) && self.budget_reported > 0
+    }
+
+    /// Joins the shard's byte budget (server connections).
+    pub(crate) fn set_budget(&mut self, budget: Rc<SharedBudget>) {
+        self.budget = Some(budget);
+        self.report_held();
+    }
+
+    /// The shard budget's total, when the connection has one.
+    pub(crate) fn budget_held(&self) -> Option<usize> {
+        self.budget.as_ref().map(|b| b.held())
+    }
+
+    /// Tells the shard's budget what this connection holds now.
+    pub(crate) fn report_held(&mut self) {
+        let Some(b) = &self.budget else { return };
+        let now = self.inbound_held() + self.outbound_held();
+        let was = self.budget_reported;
+        if now > was {
+            b.add(now - was);
+        } else if now < was {
+            b.sub(was - now);
+        }
+        self.budget_reported = now;
+    }
+
+    /// The connection is over: returns what it reported to the budget.
+    pub(crate) fn leave_budget(&mut self) {
+        if let Some(b) = self.budget.take() {
+            b.sub(self.budget_reported);
+            self.budget_reported = 0;
+        }
+    }
+
+    /// A driver stopped by the shard budget waits for it to drop.
+    pub(crate) fn wait_budget(&self, w: &Waker) {
+        if let Some(b) = &self.budget {
+            b.waiters.borrow_mut().push(w.clone());
+        }
+    }
+
     /// Wakes a driver that stopped reading once holdings are below the limits.
     pub(crate) fn wake_intake(&mut self) {
+        self.report_held();
         if self.intake_waiting && !self.intake_full() {
             self.intake_waiting = false;
             self.wake_driver();

@@ -32,6 +32,7 @@ pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryO
 pub use dispatch::{Limits, MESSAGE_OVERHEAD};
 pub use error::Error;
 pub use server::{
-    Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_SERVER_MAX_FRAME,
+    Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES,
+    DEFAULT_SERVER_MAX_FRAME,
 };
 pub use stream::{ConnDebugState, ConnInfo, RawMessage, Stream, StreamContext, StreamDebugState};

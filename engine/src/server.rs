@@ -284,6 +284,9 @@ pub enum Shards {
 /// frames locally.
 pub const DEFAULT_SERVER_MAX_FRAME: u32 = 16 << 20;
 
+/// Default of [`ServerBuilder::max_held_bytes`]: 1 GiB for the whole server.
+pub const DEFAULT_MAX_HELD_BYTES: usize = 1 << 30;
+
 /// Default of [`ServerBuilder::max_detached_sessions`].
 pub const DEFAULT_MAX_DETACHED_SESSIONS: usize = 1024;
 
@@ -325,6 +328,7 @@ pub(crate) struct ServerConfig {
     pub(crate) recovery: Option<RecoveryOptions>,
     pub(crate) max_detached_sessions: usize,
     pub(crate) max_connections: usize,
+    pub(crate) max_held_bytes: usize,
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Option<Duration>,
     pub(crate) table: Arc<HandlerTable>,
@@ -351,6 +355,7 @@ impl Server {
                 recovery: None,
                 max_detached_sessions: DEFAULT_MAX_DETACHED_SESSIONS,
                 max_connections: default_max_connections(),
+                max_held_bytes: DEFAULT_MAX_HELD_BYTES,
                 io_memory: crate::runtime::IO_MEMORY,
                 spin_before_park: None,
                 table: Arc::new(HandlerTable::default()),
@@ -461,6 +466,17 @@ impl ServerBuilder {
     /// they run out for the rest of the process.
     pub fn max_connections(mut self, n: usize) -> Self {
         self.cfg.max_connections = n;
+        self
+    }
+
+    /// Server-wide byte budget: what all connections together may hold
+    /// (inbound and outbound, as accounted for `Limits::max_inbound_bytes`
+    /// and `Limits::max_outbound_bytes`), split evenly between the shards.
+    /// While a shard's share is spent, its connections that hold anything
+    /// stop reading until the total drops. Default
+    /// [`DEFAULT_MAX_HELD_BYTES`]; `usize::MAX` turns it off.
+    pub fn max_held_bytes(mut self, bytes: usize) -> Self {
+        self.cfg.max_held_bytes = bytes;
         self
     }
 

@@ -532,6 +532,9 @@ pub struct ConnDebugState {
     pub held_outbound: usize,
     /// amring: capacity of the connection's read buffer at its last read.
     pub read_buffer: usize,
+    /// amring (server): bytes held by all connections of this connection's
+    /// shard (see `ServerBuilder::max_held_bytes`).
+    pub shard_held: Option<usize>,
     /// Counters (frame/byte counters from the transport included).
     pub counters: ConnCounters,
     /// Per stream, sorted by id.
@@ -563,6 +566,7 @@ impl ConnDebugState {
             held_inbound: st.inbound_held(),
             held_outbound: st.outbound_held(),
             read_buffer: st.read_buffer,
+            shard_held: st.budget_held(),
             counters,
             streams,
             recovery,

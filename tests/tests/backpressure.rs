@@ -208,3 +208,75 @@ fn large_frames_are_read_into_a_buffer_sized_from_the_header() {
         "read buffer {cap} bytes for a {SIZE}-byte frame"
     );
 }
+
+/// The server-wide budget (`ServerBuilder::max_held_bytes`, split between
+/// shards): four clients that pipeline requests for 4 KiB replies and do not
+/// read would each make the server hold up to its per-connection limits
+/// (4 MiB each way); with a 256 KiB budget the shard's total stays within it
+/// (plus one message per connection), and once the clients read, every reply
+/// arrives in order.
+#[test]
+fn the_server_wide_budget_bounds_all_connections_together() {
+    const BUDGET: usize = 256 << 10;
+    const CONNS: usize = 4;
+    const N: u32 = 300;
+    let shard_peak = Arc::new(AtomicUsize::new(0));
+    let sp = shard_peak.clone();
+    let h = server()
+        .shards(amring::Shards::Unpinned(1))
+        .max_held_bytes(BUDGET)
+        .handler(move |ctx: StreamContext, a: Ask| {
+            let held = ctx
+                .conn_debug_state()
+                .shard_held
+                .expect("server connections have a budget");
+            sp.fetch_max(held, Ordering::Relaxed);
+            async move {
+                Ok::<_, String>(Answer {
+                    seq: a.seq,
+                    data: serde_bytes::ByteBuf::from(vec![0u8; a.size as usize]),
+                })
+            }
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let mut conns = Vec::new();
+        for _ in 0..CONNS {
+            let conn = Client::builder()
+                .limits(Limits {
+                    max_inbound_bytes: 4 << 10,
+                    ..Limits::default()
+                })
+                .connect(&addr)
+                .await
+                .unwrap();
+            let s = std::rc::Rc::new(conn.new_stream().unwrap());
+            let sender = glommio::spawn_local({
+                let s = s.clone();
+                async move {
+                    for seq in 0..N {
+                        s.send(&Ask { seq, size: 4096 }).await.unwrap();
+                    }
+                }
+            });
+            conns.push((conn, s, sender));
+        }
+        glommio::timer::sleep(Duration::from_millis(300)).await;
+        for (_, s, sender) in conns {
+            for seq in 0..N {
+                let a: Answer = s.recv().await.unwrap();
+                assert_eq!(a.seq, seq);
+            }
+            sender.await;
+        }
+    });
+    stop(h);
+    let peak = shard_peak.load(Ordering::Relaxed);
+    assert!(peak > 0);
+    assert!(
+        peak <= BUDGET + CONNS * (4096 + 1024),
+        "the shard held {peak} bytes with a {BUDGET}-byte budget"
+    );
+}

@@ -247,6 +247,7 @@ impl Driver<'_> {
             let (closed, closing, paused, in_limit) = {
                 let mut st = self.conn.borrow_mut();
                 st.driver_waker = Some(cx.waker().clone());
+                st.report_held();
                 let mut paused = st.intake_full();
                 let mut in_limit = st.limits.max_inbound_bytes;
                 // v3: ACKs keep flowing. A sender waiting for replay-ring room
@@ -258,6 +259,9 @@ impl Driver<'_> {
                     if st.inbound_held() < in_limit {
                         paused = false;
                     }
+                }
+                if paused && st.budget_spent() {
+                    st.wait_budget(cx.waker());
                 }
                 if paused && !st.intake_waiting {
                     st.intake_waiting = true;
@@ -519,6 +523,7 @@ pub(crate) fn finish(conn: &ConnRef, hooks: Option<&ConnHooks>) {
         for id in ids {
             st.discard(id);
         }
+        st.leave_budget();
         st.wake_room();
     }
     if let Some(h) = hooks {

@@ -30,7 +30,7 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, Shar
 use super::conn::{finish, run_transport, ConnHooks, TransportEnd};
 use super::io::Transport;
 use crate::codec::CodecKind;
-use crate::dispatch::{ConnRef, ConnState};
+use crate::dispatch::{ConnRef, ConnState, SharedBudget};
 use crate::proto::attach::{AttachMode, AttachRequest, AttachResponse, ATTACH_RESPONSE_LEN};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, ConnectionId, RecoveryParams, Role, SessionTable, Version};
@@ -93,6 +93,7 @@ pub(crate) struct ShardRecovery {
     table: RefCell<SessionTable<Rc<Session>>>,
     peers: RefCell<Vec<Option<Rc<ConnectedSender<Handoff>>>>>,
     live: super::shard::Live,
+    budget: Rc<SharedBudget>,
 }
 
 impl ShardRecovery {
@@ -102,6 +103,7 @@ impl ShardRecovery {
         cfg: Arc<ServerConfig>,
         shared: Arc<ServerShared>,
         live: super::shard::Live,
+        budget: Rc<SharedBudget>,
     ) -> Option<Rc<ShardRecovery>> {
         let opts = cfg.recovery?;
         let params = crate::proto::normalize_server_options(&opts).unwrap_or_default();
@@ -114,6 +116,7 @@ impl ShardRecovery {
             table: RefCell::new(SessionTable::new(idx as u8, ttl)),
             peers: RefCell::new(Vec::new()),
             live,
+            budget,
         }))
     }
 
@@ -302,6 +305,7 @@ impl ShardRecovery {
             self.cfg.limits.clone(),
             Some(self.cfg.table.clone()),
         );
+        st.set_budget(self.budget.clone());
         st.proto.set_graceful_close(graceful);
         st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
         let conn: ConnRef = Rc::new(RefCell::new(st));

@@ -26,7 +26,7 @@ use super::io::Transport;
 use super::recovery::{HandoffRx, HandoffTx, ShardRecovery};
 use super::socket;
 use crate::addr::{Addr, BoundAddr};
-use crate::dispatch::{ConnRef, ConnState};
+use crate::dispatch::{ConnRef, ConnState, SharedBudget};
 use crate::error::Error;
 use crate::proto::handshake::ServerHandshakeConfig;
 use crate::proto::{ConnConfig, Role, Version};
@@ -375,7 +375,9 @@ async fn shard_main(
     let _ = ready.send(Ok(()));
     drop(ready);
     let live: Live = Rc::new(RefCell::new(Vec::new()));
-    let rec = ShardRecovery::new(idx, cfg.clone(), shared.clone(), live.clone());
+    // This shard's share of the server-wide byte budget.
+    let budget = SharedBudget::new(cfg.max_held_bytes / shared.shards.len().max(1));
+    let rec = ShardRecovery::new(idx, cfg.clone(), shared.clone(), live.clone(), budget.clone());
     if let Some(r) = &rec {
         r.start(mesh.0, mesh.1);
     }
@@ -419,6 +421,7 @@ async fn shard_main(
                 shared.clone(),
                 live.clone(),
                 rec.clone(),
+                budget.clone(),
             ));
         }
     }
@@ -461,6 +464,7 @@ async fn serve_conn(
     shared: Arc<ServerShared>,
     live: Live,
     rec: Option<Rc<ShardRecovery>>,
+    budget: Rc<SharedBudget>,
 ) {
     let counters = &shared.shards[info.shard];
     let mut rbuf = BytesMut::new();
@@ -518,6 +522,7 @@ async fn serve_conn(
         Some(cfg.table.clone()),
     );
     st.record_events = cfg.hooks.on_new_stream.is_some() || cfg.hooks.on_close_stream.is_some();
+    st.set_budget(budget);
     let conn: ConnRef = Rc::new(RefCell::new(st));
     live.borrow_mut().push((info.id, conn.clone()));
     let hooks = ConnHooks {
