@@ -5,6 +5,7 @@
 
 mod runtime_common;
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +61,21 @@ fn ask_server(limits: Limits, recovery: Option<RecoveryOptions>, peak: Arc<Peak>
         })
 }
 
+/// A new stream of `conn` and a task that sends `n` [`Ask`]s for `size`-byte
+/// replies on it (waiting for room as needed), so the caller can read meanwhile.
+fn pipeline(conn: &amring::Connection, n: u32, size: u32) -> (Rc<amring::Stream>, glommio::Task<()>) {
+    let s = Rc::new(conn.new_stream().unwrap());
+    let sender = glommio::spawn_local({
+        let s = s.clone();
+        async move {
+            for seq in 0..n {
+                s.send(&Ask { seq, size }).await.unwrap();
+            }
+        }
+    });
+    (s, sender)
+}
+
 /// Defect 2: a v2 client that sends requests and never reads its replies
 /// made the server's write queue grow without bound (3.3 GB in 30 s). Now
 /// the server's output stops at `max_outbound_bytes`: its handlers' replies
@@ -90,15 +106,7 @@ fn a_client_that_never_reads_is_pushed_back_and_loses_nothing() {
             .connect(&addr)
             .await
             .unwrap();
-        let s = std::rc::Rc::new(conn.new_stream().unwrap());
-        let sender = glommio::spawn_local({
-            let s = s.clone();
-            async move {
-                for seq in 0..N {
-                    s.send(&Ask { seq, size: 100 }).await.unwrap();
-                }
-            }
-        });
+        let (s, sender) = pipeline(&conn, N, 100);
         // The sender is pushed back long before it is done.
         glommio::timer::sleep(Duration::from_millis(500)).await;
         let d = conn.debug_state();
@@ -252,15 +260,7 @@ fn the_server_wide_budget_bounds_all_connections_together() {
                 .connect(&addr)
                 .await
                 .unwrap();
-            let s = std::rc::Rc::new(conn.new_stream().unwrap());
-            let sender = glommio::spawn_local({
-                let s = s.clone();
-                async move {
-                    for seq in 0..N {
-                        s.send(&Ask { seq, size: 4096 }).await.unwrap();
-                    }
-                }
-            });
+            let (s, sender) = pipeline(&conn, N, 4096);
             conns.push((conn, s, sender));
         }
         glommio::timer::sleep(Duration::from_millis(300)).await;
