@@ -23,8 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use amring::proto::attach::RecoveryOptions;
-use amring::{Error, Server, ServerHandle, Shards, StreamContext};
+use amring::{Error, RecoveryOptions, Server, ServerHandle, Shards, StreamContext};
 use clap::Parser;
 
 pub(crate) mod echo_msgs;

@@ -8,8 +8,7 @@
 //! # then: cargo run -p amring --example hello_client -- --addr tcp://127.0.0.1:5555
 //! ```
 
-use amring::proto::attach::RecoveryOptions;
-use amring::{Error, Server, ServerHandle, Shards, StreamContext};
+use amring::{Error, RecoveryOptions, Server, ServerHandle, Shards, StreamContext};
 use clap::Parser;
 
 pub(crate) mod hello_msgs;

@@ -31,6 +31,8 @@ pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
 pub use dispatch::{Limits, MESSAGE_OVERHEAD};
 pub use error::Error;
+pub use proto::attach::RecoveryOptions;
+pub use runtime::shard::ShardStats;
 pub use server::{
     Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES,
     DEFAULT_SERVER_MAX_FRAME,
