@@ -38,3 +38,8 @@ pub use server::{
     DEFAULT_SERVER_MAX_FRAME,
 };
 pub use stream::{ConnDebugState, ConnInfo, RawMessage, Stream, StreamContext, StreamDebugState};
+
+/// The code blocks of the repository's README, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
