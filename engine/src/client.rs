@@ -27,7 +27,7 @@ use crate::dispatch::{ConnRef, ConnState, Limits};
 use crate::error::Error;
 use crate::proto::attach::{AttachError, AttachRequest};
 use crate::proto::frame::DEFAULT_MAX_FRAME;
-use crate::proto::handshake::ClientHandshakeConfig;
+use crate::proto::handshake::{ClientHandshakeConfig, FLAG_STREAM_CREDIT};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, Role, Version};
 use crate::runtime::recovery::{client_supervisor, ClientResume};
@@ -48,6 +48,7 @@ impl Client {
             timeout: None,
             limits: Limits::default(),
             recovery: None,
+            stream_credit: false,
         }
     }
 }
@@ -107,6 +108,7 @@ pub struct ClientBuilder {
     timeout: Option<Duration>,
     limits: Limits,
     recovery: Option<ClientRecoveryOptions>,
+    stream_credit: bool,
 }
 
 impl ClientBuilder {
@@ -134,7 +136,20 @@ impl ClientBuilder {
         self
     }
 
-    /// Per-connection limits (inbox bounds, stream count).
+    /// Per-stream credit with amring servers (default off): each stream may
+    /// have at most [`STREAM_WINDOW`](crate::STREAM_WINDOW) payload bytes in
+    /// flight that its receiver has not consumed, and the connection
+    /// [`CONN_WINDOW`](crate::CONN_WINDOW), so a stream nobody reads never
+    /// holds up the others. Both ends then read on up to the windows: they,
+    /// not [`Limits::max_inbound_bytes`], bound what a connection holds
+    /// inbound. Asked for in the hello; a Go reference server does not
+    /// confirm it and the connection runs without it.
+    pub fn stream_credit(mut self, on: bool) -> Self {
+        self.stream_credit = on;
+        self
+    }
+
+    /// Per-connection limits (byte limits, stream count).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -162,6 +177,7 @@ impl ClientBuilder {
                 },
                 codecs: self.codecs.clone(),
                 max_frame: self.max_frame,
+                flags: if self.stream_credit { FLAG_STREAM_CREDIT } else { 0 },
             };
             let mut rbuf = BytesMut::new();
             let neg = match handshake::client_raw(&mut io, cfg.clone(), &self.registry, &mut rbuf).await {
@@ -230,7 +246,8 @@ impl ClientBuilder {
         if let Some((resp, _)) = &attach {
             proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
         }
-        let st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
+        let mut st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
+        st.credit = neg.flags & FLAG_STREAM_CREDIT != 0;
         let conn: ConnRef = Rc::new(RefCell::new(st));
         match (attach, &self.recovery) {
             (Some((resp, params)), Some(ro)) => {

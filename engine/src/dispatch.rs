@@ -28,6 +28,27 @@ use crate::codec::{CodecKind, ErrorReply, Message, Profile};
 use crate::debug::{ConnCounters, FailureCode, LastFailure, StreamCounters};
 use crate::error::Error;
 
+/// amring↔amring per-stream credit (negotiated in the handshake with
+/// `proto::handshake::FLAG_STREAM_CREDIT`; never with a Go peer): a sender may
+/// have at most this many payload bytes on one stream that the receiver has
+/// not consumed yet (taken by a handler or a receive). The receiver grants
+/// consumed bytes back in batches of a quarter window, so one stream that
+/// nobody reads holds at most a window at its receiver and never holds up the
+/// connection's other streams.
+pub const STREAM_WINDOW: usize = 256 << 10;
+
+/// With per-stream credit, the connection-wide window: payload bytes a
+/// sender may have unconsumed at its peer over all streams together. A
+/// receiver with credit buffers up to it and so never stops reading for a
+/// compliant peer: the grants (and v3 ACKs) that the other direction waits
+/// for are always read (no head-of-line deadlock behind held requests).
+pub const CONN_WINDOW: usize = 4 << 20;
+
+/// With per-stream credit: the stream whose frames carry grants (12-byte
+/// records: stream id u32 BE, bytes u64 BE). Ids count up from 1, so no user
+/// stream reaches it.
+pub(crate) const CREDIT_STREAM: u32 = 0xFFFF_FFFE;
+
 /// Bytes a held message is accounted for (see [`MESSAGE_OVERHEAD`]).
 pub(crate) fn held_cost(payload: &Bytes) -> usize {
     payload.len() + MESSAGE_OVERHEAD
@@ -150,6 +171,11 @@ pub(crate) struct StreamSlot {
     pub(crate) inbox: VecDeque<Bytes>,
     /// Accounted bytes of `inbox` (see [`held_cost`]).
     pub(crate) inbox_bytes: usize,
+    /// Per-stream credit, sending side: payload bytes sent and granted back.
+    credit_sent: u64,
+    credit_granted: u64,
+    /// Per-stream credit, receiving side: bytes consumed, not granted yet.
+    credit_consumed: u64,
     pub(crate) recv_waker: Option<Waker>,
     pub(crate) receiving: bool,
     pub(crate) handler_q: VecDeque<Pending>,
@@ -172,6 +198,9 @@ impl StreamSlot {
             gen,
             inbox: VecDeque::new(),
             inbox_bytes: 0,
+            credit_sent: 0,
+            credit_granted: 0,
+            credit_consumed: 0,
             recv_waker: None,
             receiving: false,
             handler_q: VecDeque::new(),
@@ -245,11 +274,21 @@ pub(crate) struct ConnState {
     /// last reported to it.
     budget: Option<Rc<SharedBudget>>,
     budget_reported: usize,
+    /// Per-stream credit negotiated (both ends are amring).
+    pub(crate) credit: bool,
+    /// Per-stream credit, connection-wide: payload bytes sent and granted.
+    credit_conn_sent: u64,
+    credit_conn_granted: u64,
     pub(crate) handlers: Option<Arc<HandlerTable>>,
     pub(crate) driver_waker: Option<Waker>,
     pub(crate) closed_wakers: Vec<Waker>,
     /// v3: senders waiting for replay-ring room (woken on `Event::ReplayRoom` and on close).
     pub(crate) room_wakers: Vec<Waker>,
+    /// Senders waiting for the output to drop below its limit (woken by the
+    /// driver after writing, or when the shard budget drops).
+    pub(crate) out_wakers: Vec<Waker>,
+    /// Senders waiting for per-stream credit (woken by grants).
+    credit_wakers: Vec<Waker>,
     /// Copy of the transport counters, refreshed by the driver.
     pub(crate) transport_stats: proto::TransportStats,
     /// Stream opened (`true`) / closed (`false`) events for the server hooks.
@@ -315,10 +354,15 @@ impl ConnState {
             intake_waiting: false,
             budget: None,
             budget_reported: 0,
+            credit: false,
+            credit_conn_sent: 0,
+            credit_conn_granted: 0,
             handlers,
             driver_waker: None,
             closed_wakers: Vec::new(),
             room_wakers: Vec::new(),
+            out_wakers: Vec::new(),
+            credit_wakers: Vec::new(),
             transport_stats: proto::TransportStats::default(),
             events: Vec::new(),
             record_events: false,
@@ -385,6 +429,12 @@ impl ConnState {
     pub(crate) fn discard(&mut self, id: u32) -> bool {
         match self.streams.remove(&id) {
             Some(mut slot) => {
+                if self.credit {
+                    // What the stream held is gone: the sender gets it back.
+                    let held: u64 = slot.inbox.iter().map(|p| p.len() as u64).sum::<u64>()
+                        + slot.handler_q.iter().map(|p| p.payload.len() as u64).sum::<u64>();
+                    self.grant(id, slot.credit_consumed + held);
+                }
                 self.parked -= slot.inbox.len();
                 self.parked_bytes -= slot.inbox_bytes;
                 self.pending_requests -= slot.handler_q.len();
@@ -431,14 +481,22 @@ impl ConnState {
             return Err(Error::Closed);
         }
         let codec = self.codec;
-        let r = self
-            .proto
-            .send(self.clock, id, |buf| codec.encode(msg, Profile::Interop, buf));
+        let mut len = 0;
+        let r = self.proto.send(self.clock, id, |buf| {
+            let start = buf.len();
+            let r = codec.encode(msg, Profile::Interop, buf);
+            len = buf.len() - start;
+            r
+        });
         match r {
             Ok(()) => {
                 self.counters.data_messages_sent += 1;
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.counters.data_messages_sent += 1;
+                    s.credit_sent += len as u64;
+                }
+                if self.credit && id != CREDIT_STREAM {
+                    self.credit_conn_sent += len as u64;
                 }
                 self.wake_driver();
                 Ok(())
@@ -518,11 +576,16 @@ impl ConnState {
     /// the stream state was created by it.
     pub(crate) fn route(&mut self, stream_id: u32, payload: Bytes, now: Instant) -> (Routed, bool) {
         self.clock = now;
+        if self.credit && stream_id == CREDIT_STREAM {
+            self.apply_grants(&payload);
+            return (Routed::Done, false);
+        }
         let codec = self.codec;
         // Step 1: envelope decode (borrowed, no allocation).
         let handler = match codec.decode_envelope(&payload) {
             Ok(env) => self.handlers.as_ref().and_then(|h| h.lookup(env.wire)),
             Err(e) => {
+                self.grant(stream_id, payload.len() as u64);
                 let created = self.slot_or_create(stream_id, now).is_some_and(|(_, c)| c);
                 self.count_decode_error(stream_id, e.to_string());
                 self.protocol_reply(stream_id, ErrorReply::CODEC_ERROR, e.to_string());
@@ -534,6 +597,7 @@ impl ConnState {
         let max_unread = self.limits.max_unread_bytes;
         let parked_bytes = self.parked_bytes;
         let Some((slot, created)) = self.slot_or_create(stream_id, now) else {
+            self.grant(stream_id, payload.len() as u64);
             let msg = format!("too many streams: limit {}", self.limits.max_streams);
             self.protocol_reply(stream_id, ErrorReply::PROTOCOL_ERROR, msg);
             return (Routed::Done, false);
@@ -568,6 +632,7 @@ impl ConnState {
                         tracing::warn!(target: "amring", stream = stream_id, "{text} (limit max_unread_bytes; logged once per connection)");
                     }
                     self.failure.record(FailureCode::UnknownMessage, text);
+                    self.grant(stream_id, payload.len() as u64);
                     return (Routed::Done, created);
                 }
                 slot.inbox.push_back(payload);
@@ -582,6 +647,72 @@ impl ConnState {
         }
     }
 
+    /// Per-stream credit: the receiver consumed `len` payload bytes of
+    /// stream `id`; grants them back once a quarter window accumulated.
+    pub(crate) fn consumed(&mut self, id: u32, len: usize) {
+        if !self.credit {
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&id) else {
+            self.grant(id, len as u64);
+            return;
+        };
+        s.credit_consumed += len as u64;
+        if s.credit_consumed >= (STREAM_WINDOW / 4) as u64 {
+            let n = std::mem::take(&mut s.credit_consumed);
+            self.grant(id, n);
+        }
+    }
+
+    /// Queues a grant of `bytes` on stream `id` to the peer (credit frames
+    /// bypass the output limit: they are what lets the peer go on).
+    fn grant(&mut self, id: u32, bytes: u64) {
+        if !self.credit || bytes == 0 || self.closed {
+            return;
+        }
+        let r = self.proto.send(self.clock, CREDIT_STREAM, |buf| {
+            bytes::BufMut::put_u32(buf, id);
+            bytes::BufMut::put_u64(buf, bytes);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        match r {
+            Ok(()) => self.wake_driver(),
+            // v3 ring full: keep it for the next grant of the stream.
+            Err(_) => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.credit_consumed += bytes;
+                }
+            }
+        }
+    }
+
+    /// Applies the peer's grants (12-byte records) and wakes waiting senders.
+    fn apply_grants(&mut self, payload: &Bytes) {
+        for rec in payload.chunks_exact(12) {
+            let id = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]);
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&rec[4..]);
+            let n = u64::from_be_bytes(n);
+            self.credit_conn_granted = (self.credit_conn_granted + n).min(self.credit_conn_sent);
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.credit_granted = (s.credit_granted + n).min(s.credit_sent);
+            }
+        }
+        for w in self.credit_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Per-stream credit: stream `id` has a window's worth of bytes in flight.
+    pub(crate) fn credit_blocked(&self, id: u32) -> bool {
+        self.credit
+            && (self.credit_conn_sent - self.credit_conn_granted >= CONN_WINDOW as u64
+                || self
+                    .streams
+                    .get(&id)
+                    .is_some_and(|s| s.credit_sent - s.credit_granted >= STREAM_WINDOW as u64))
+    }
+
     /// A parked message of `cost` accounted bytes was taken from stream
     /// `id`'s inbox (bench hook and tests; receivers account inline).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -589,13 +720,15 @@ impl ConnState {
         if let Some(s) = self.streams.get_mut(&id) {
             s.inbox_bytes -= cost;
         }
+        self.consumed(id, cost - MESSAGE_OVERHEAD);
         self.parked -= 1;
         self.parked_bytes -= cost;
         self.wake_intake();
     }
 
-    /// A stream worker took a queued request of `cost` accounted bytes.
-    pub(crate) fn took_request(&mut self, cost: usize) {
+    /// A stream worker of stream `id` took a queued request of `cost` accounted bytes.
+    pub(crate) fn took_request(&mut self, id: u32, cost: usize) {
+        self.consumed(id, cost - MESSAGE_OVERHEAD);
         self.pending_requests -= 1;
         self.pending_bytes -= cost;
         self.wake_intake();
@@ -620,8 +753,21 @@ impl ConnState {
     /// Whether the driver must stop reading: inbound holdings or pending
     /// output at their limits, or the shard's budget spent while this
     /// connection holds something.
+    ///
+    /// With per-stream credit the peer sends at most [`CONN_WINDOW`] payload
+    /// bytes ahead of what was consumed, so the connection reads on up to
+    /// that (twice it for a peer that ignores its windows), whatever
+    /// `max_inbound_bytes` says, and the shard budget only holds back sends.
     pub(crate) fn intake_full(&self) -> bool {
-        self.inbound_held() >= self.limits.max_inbound_bytes || self.outbound_full()
+        let inbound = if self.credit {
+            let payload = self
+                .inbound_held()
+                .saturating_sub((self.parked + self.pending_requests) * MESSAGE_OVERHEAD);
+            payload >= 2 * CONN_WINDOW.max(self.limits.max_inbound_bytes)
+        } else {
+            self.inbound_held() >= self.limits.max_inbound_bytes
+        };
+        inbound || (self.outbound_held() >= self.limits.max_outbound_bytes) || (!self.credit && self.budget_spent())
     }
 
     /// The shard's budget is spent and this connection holds something (a
@@ -678,9 +824,25 @@ impl ConnState {
         }
     }
 
-    /// Wakes senders waiting for room (outbound drained, ring room freed, closed).
+    /// Wakes senders waiting for replay-ring room (ring room freed).
     pub(crate) fn wake_room(&mut self) {
         for w in self.room_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Wakes senders waiting for the output to drain.
+    pub(crate) fn wake_out(&mut self) {
+        for w in self.out_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Wakes every waiting sender (closed).
+    pub(crate) fn wake_senders(&mut self) {
+        self.wake_room();
+        self.wake_out();
+        for w in self.credit_wakers.drain(..) {
             w.wake();
         }
     }
@@ -719,6 +881,7 @@ impl ConnState {
         for w in self.closed_wakers.drain(..) {
             w.wake();
         }
+        self.wake_senders();
         self.wake_driver();
     }
 
@@ -756,6 +919,8 @@ pub(crate) enum RoomFor {
     Output,
     /// v3: the replay ring refused the frame (`ReplayBufferFull`).
     Ring,
+    /// Per-stream credit: the stream has a window in flight.
+    Credit(u32),
 }
 
 /// Waits until a send may be tried again: pending output below its limit
@@ -767,7 +932,7 @@ pub(crate) async fn wait_room(conn: &ConnRef, why: RoomFor) -> bool {
         let mut st = conn.borrow_mut();
         st.counters.send_waits += 1;
         match why {
-            RoomFor::Output => None,
+            RoomFor::Output | RoomFor::Credit(_) => None,
             RoomFor::Ring => {
                 let limit = st.proto.config().recovery.map_or(0, |p| p.max_replay_bytes);
                 let room = st.proto.replay_room();
@@ -783,15 +948,23 @@ pub(crate) async fn wait_room(conn: &ConnRef, why: RoomFor) -> bool {
         if st.closed || st.proto.is_closed() {
             return std::task::Poll::Ready(false);
         }
-        let ring_ok = ring_start.map_or(true, |start| st.proto.replay_room() > start);
-        if ring_ok && !st.outbound_full() {
+        // Each condition has its own waiters, woken only by what can end it
+        // (a wake that cannot help would make the waiter and the driver
+        // wake each other in a loop).
+        let w = cx.waker().clone();
+        if st.outbound_full() {
+            st.out_wakers.push(w);
+        } else if ring_start.is_some_and(|start| st.proto.replay_room() <= start) {
+            st.room_wakers.push(w);
+            // A driver that stopped reading re-checks: in v3 it reads on for
+            // the ACKs this sender needs.
+            if st.intake_waiting {
+                st.wake_driver();
+            }
+        } else if matches!(why, RoomFor::Credit(id) if st.credit_blocked(id)) {
+            st.credit_wakers.push(w);
+        } else {
             return std::task::Poll::Ready(true);
-        }
-        st.room_wakers.push(cx.waker().clone());
-        // A driver that stopped reading re-checks: in v3 it reads on for
-        // the ACKs this sender needs.
-        if st.intake_waiting {
-            st.wake_driver();
         }
         std::task::Poll::Pending
     })
@@ -809,6 +982,8 @@ pub(crate) async fn send_waiting<M: Message + ?Sized>(conn: &ConnRef, id: u32, m
             }
             if st.outbound_full() {
                 RoomFor::Output
+            } else if st.credit_blocked(id) {
+                RoomFor::Credit(id)
             } else {
                 match st.send_msg(id, msg) {
                     Err(Error::ReplayBufferFull { .. }) => RoomFor::Ring,
@@ -830,6 +1005,12 @@ pub(crate) fn try_send<M: Message + ?Sized>(st: &mut ConnState, id: u32, msg: &M
         return Err(Error::Full {
             held: st.outbound_held(),
             limit: st.limits.max_outbound_bytes,
+        });
+    }
+    if st.credit_blocked(id) {
+        return Err(Error::Full {
+            held: STREAM_WINDOW,
+            limit: STREAM_WINDOW,
         });
     }
     match st.send_msg(id, msg) {

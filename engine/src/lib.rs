@@ -29,7 +29,7 @@ pub mod stream;
 
 pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
-pub use dispatch::{Limits, MESSAGE_OVERHEAD};
+pub use dispatch::{Limits, CONN_WINDOW, MESSAGE_OVERHEAD, STREAM_WINDOW};
 pub use error::Error;
 pub use proto::attach::RecoveryOptions;
 pub use runtime::shard::ShardStats;

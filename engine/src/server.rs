@@ -142,8 +142,14 @@ where
             }
             if let Some(r) = this.reply.take() {
                 // Output at its limit: the reply waits for the peer to read.
-                let why = if ctx.conn.borrow().outbound_full() {
+                let (full, credit) = {
+                    let st = ctx.conn.borrow();
+                    (st.outbound_full(), st.credit_blocked(ctx.id))
+                };
+                let why = if full {
                     Some(RoomFor::Output)
+                } else if credit {
+                    Some(RoomFor::Credit(ctx.id))
                 } else {
                     match r.send_on(ctx) {
                         Ok(()) => return Poll::Ready(HandlerOutcome::Replied),

@@ -200,6 +200,7 @@ impl Stream {
                         s.inbox_bytes -= cost;
                         st.parked -= 1;
                         st.parked_bytes -= cost;
+                        st.consumed(id, p.len());
                         st.wake_intake();
                     }
                     Poll::Ready(Ok(p))

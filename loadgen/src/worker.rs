@@ -335,6 +335,8 @@ async fn connect_one(ctx: &ConnCtx, gidx: usize) -> Result<Ready, ErrorKind> {
             version: if opts.recovery { Version::V3 } else { Version::V2 },
             codecs: vec![opts.codec.kind().id()],
             max_frame: u32::MAX,
+            // loadgen's own client speaks the reference protocol: no amring extensions.
+            flags: 0,
         };
         let mut hs = ClientHandshake::new(cfg, &CodecRegistry::default()).map_err(|_| ErrorKind::Handshake)?;
         let mut buf = BytesMut::with_capacity(64);

@@ -280,3 +280,89 @@ fn the_server_wide_budget_bounds_all_connections_together() {
         "the shard held {peak} bytes with a {BUDGET}-byte budget"
     );
 }
+
+/// Asks the server to push `n` [`Answer`]s of `size` bytes on this stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Feed {
+    n: u32,
+    size: u32,
+}
+impl Message for Feed {
+    const WIRE_NAME: &'static str = "am.bp.Feed";
+}
+
+/// Between two amring peers (per-stream credit, negotiated in the
+/// handshake), a stream that never reads does not slow a busy stream on the
+/// same connection: its receiver holds at most `STREAM_WINDOW` of it and the
+/// sender's pushes on it wait. Control: without credit (as with a Go peer)
+/// the unread stream fills the connection's inbound limit, the connection
+/// stops reading and the busy stream stalls too. Nothing is lost either way.
+#[test]
+fn per_stream_credit_an_unread_stream_never_stalls_the_others() {
+    const PUSHES: u32 = 2000;
+    for credit in [true, false] {
+        let h = server()
+            .handler(|_ctx: StreamContext, a: Ask| async move {
+                Ok::<_, String>(Answer {
+                    seq: a.seq,
+                    data: serde_bytes::ByteBuf::from(vec![0u8; a.size as usize]),
+                })
+            })
+            .handler(|ctx: StreamContext, f: Feed| async move {
+                ctx.new_task(move |s| async move {
+                    for seq in 0..f.n {
+                        let m = Answer {
+                            seq,
+                            data: serde_bytes::ByteBuf::from(vec![1u8; f.size as usize]),
+                        };
+                        if s.send(&m).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            })
+            .serve("127.0.0.1:0")
+            .unwrap();
+        let addr = h.dial_addr();
+        client(move || async move {
+            let conn = Client::builder().stream_credit(credit).connect(&addr).await.unwrap();
+            let unread = conn.new_stream().unwrap();
+            let _: amring::codec::OkReply = unread.send_recv(&Feed { n: PUSHES, size: 4096 }).await.unwrap();
+            // Let the pushes pile up on the stream nobody reads.
+            glommio::timer::sleep(Duration::from_millis(300)).await;
+            let busy = conn.new_stream().unwrap();
+            busy.set_recv_timeout(Some(Duration::from_secs(2)));
+            let first = busy.send_recv::<_, Answer>(&Ask { seq: 0, size: 16 }).await;
+            if credit {
+                assert_eq!(first.unwrap().seq, 0);
+                for seq in 1..200 {
+                    let a: Answer = busy.send_recv(&Ask { seq, size: 16 }).await.unwrap();
+                    assert_eq!(a.seq, seq);
+                }
+                let held = unread.debug_state().unwrap().inbox_depth * (4096 + 32);
+                assert!(
+                    held <= amring::STREAM_WINDOW + 8192,
+                    "the unread stream holds {held} bytes"
+                );
+            } else {
+                assert!(
+                    matches!(first, Err(amring::Error::RecvTimeout)),
+                    "without credit the busy stream stalls: {first:?}"
+                );
+            }
+            // Nothing was lost: every push arrives, in order.
+            for seq in 0..PUSHES {
+                let a: Answer = unread.recv().await.unwrap();
+                assert_eq!(a.seq, seq, "credit={credit}");
+            }
+            if !credit {
+                // The stalled reply arrives once the connection reads again.
+                let a: Answer = busy.recv().await.unwrap();
+                assert_eq!(a.seq, 0);
+            }
+        });
+        stop(h);
+    }
+}

@@ -85,6 +85,7 @@ fn run_server(cfg: ServerHandshakeConfig, input: &[u8], chunk: usize) -> ServerO
                 version,
                 codec,
                 max_frame,
+                ..
             } => {
                 let mut rest = buf.to_vec();
                 chunks.for_each(|c| rest.extend_from_slice(c));

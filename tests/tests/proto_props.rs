@@ -40,6 +40,7 @@ fn server_cfg(recovery: bool, map_only: bool, max_frame: u32) -> ServerHandshake
         },
         recovery,
         max_frame,
+        flags: 0,
     }
 }
 
@@ -79,7 +80,8 @@ proptest! {
         let chunked = run_server(cfg, &cut(&data, &cuts));
         prop_assert_eq!(&whole, &chunked);
         match &whole.0 {
-            ServerStep::Accept { reply, max_frame: m, version, codec } => {
+            ServerStep::Accept { reply, max_frame: m, version, codec, flags } => {
+                assert_eq!(*flags, 0, "a reference hello asks for no extension");
                 prop_assert!(*m <= max_frame);
                 prop_assert_eq!(reply[2], 1);
                 prop_assert_eq!(reply[3], version.as_u8());
@@ -128,6 +130,7 @@ proptest! {
             version: if v3 { Version::V3 } else { Version::V2 },
             codecs,
             max_frame: u32::MAX,
+            flags: 0,
         };
         let run = |parts: Vec<&[u8]>| {
             let mut hs = ClientHandshake::new(cfg.clone(), &CodecRegistry::default()).unwrap();
@@ -239,12 +242,12 @@ proptest! {
     fn client_hello_is_what_the_server_reads(
         v3: bool, codecs in proptest::collection::vec(1u8..=2, 1..=16), max_frame: u32,
     ) {
-        let cfg = ClientHandshakeConfig { version: if v3 { Version::V3 } else { Version::V2 }, codecs, max_frame };
+        let cfg = ClientHandshakeConfig { version: if v3 { Version::V3 } else { Version::V2 }, codecs, max_frame, flags: 0 };
         let mut client = ClientHandshake::new(cfg.clone(), &CodecRegistry::default()).unwrap();
         let mut wire = BytesMut::new();
         client.write_hello(&mut wire);
         prop_assert_eq!(wire.len(), client.hello_len());
-        let ServerStep::Accept { reply, version, codec, max_frame: m } =
+        let ServerStep::Accept { reply, version, codec, max_frame: m, .. } =
             ServerHandshake::new(server_cfg(true, false, u32::MAX)).handle(&mut wire)
         else {
             return Err(TestCaseError::fail("valid hello rejected"));

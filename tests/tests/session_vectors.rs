@@ -211,6 +211,7 @@ fn handshake(
             .map(|c| c.as_u64().unwrap() as u8)
             .collect(),
         max_frame: u(f, "max_frame") as u32,
+        flags: 0,
     };
     let mut client = ClientHandshake::new(client_cfg, &CodecRegistry::default()).unwrap();
     let mut sent = BytesMut::new();

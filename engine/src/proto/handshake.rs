@@ -107,6 +107,11 @@ impl HandshakeError {
 }
 
 /// Encodes a 12-byte reply.
+/// amring extension: per-stream credit (hello byte 4 from the client, reply
+/// byte 5 from the server; the Go reference writes 0 there and ignores both,
+/// spec §9 note 27). Both ends set it: the connection uses per-stream credit.
+pub const FLAG_STREAM_CREDIT: u8 = 0x01;
+
 fn reply_bytes(accept: u8, version: u8, codec: CodecId, max_frame: u32) -> [u8; REPLY_LEN] {
     let mut r = [0u8; REPLY_LEN];
     r[0..2].copy_from_slice(&MAGIC);
@@ -224,6 +229,9 @@ pub struct ServerHandshakeConfig {
     pub recovery: bool,
     /// The server's own payload limit (the Go server's is always `u32::MAX`).
     pub max_frame: u32,
+    /// amring extensions the server offers (e.g. [`FLAG_STREAM_CREDIT`]); the
+    /// reply carries those the client asked for too (0: the reference's reply).
+    pub flags: u8,
 }
 
 impl Default for ServerHandshakeConfig {
@@ -233,6 +241,7 @@ impl Default for ServerHandshakeConfig {
             codecs: CodecRegistry::default(),
             recovery: false,
             max_frame: DEFAULT_MAX_FRAME,
+            flags: 0,
         }
     }
 }
@@ -252,6 +261,8 @@ pub enum ServerStep {
         codec: CodecKind,
         /// Negotiated max_frame (§2.7).
         max_frame: u32,
+        /// amring extensions both ends offered (0 with a reference client).
+        flags: u8,
     },
     /// Hello rejected: write `reply` if any, then close.
     Reject {
@@ -405,11 +416,15 @@ impl ServerHandshake {
                     };
                     self.state = ServerState::Done;
                     // 8. v2: live; v3: the attach exchange follows (caller).
+                    let flags = header.flags & self.cfg.flags;
+                    let mut reply = reply_bytes(1, header.version, codec.id(), max_frame);
+                    reply[5] = flags;
                     return ServerStep::Accept {
-                        reply: reply_bytes(1, header.version, codec.id(), max_frame),
+                        reply,
                         version,
                         codec,
                         max_frame,
+                        flags,
                     };
                 }
                 ServerState::Drain {
@@ -458,6 +473,8 @@ pub struct ClientHandshakeConfig {
     pub codecs: Vec<CodecId>,
     /// Largest payload the client accepts (`u32::MAX` = no limit).
     pub max_frame: u32,
+    /// amring extensions to ask for in hello byte 4 (0: the reference's hello).
+    pub flags: u8,
 }
 
 impl Default for ClientHandshakeConfig {
@@ -467,6 +484,7 @@ impl Default for ClientHandshakeConfig {
             version: Version::V2,
             codecs: vec![crate::codec::COMPACT_ID, crate::codec::MAP_ID],
             max_frame: DEFAULT_MAX_FRAME,
+            flags: 0,
         }
     }
 }
@@ -491,6 +509,9 @@ pub struct ClientDone {
     pub codec: CodecKind,
     /// max_frame carried by the reply, adopted as is (§2.7).
     pub max_frame: u32,
+    /// amring extensions in effect: asked for in the hello and confirmed by
+    /// the reply (a reference server replies 0).
+    pub flags: u8,
 }
 
 /// Client side of the handshake.
@@ -543,7 +564,7 @@ impl ClientHandshake {
             version: self.cfg.version.as_u8(),
             // The list length was checked to be ≤ 16 in `new`.
             codec_count: self.cfg.codecs.len() as u8,
-            flags: 0,
+            flags: self.cfg.flags,
             reserved: [0; 3],
             max_frame: self.cfg.max_frame,
         }
@@ -590,6 +611,7 @@ impl ClientHandshake {
             version: self.cfg.version,
             codec,
             max_frame: r.max_frame,
+            flags: r.reserved[0] & self.cfg.flags,
         }))
     }
 
@@ -624,9 +646,42 @@ mod tests {
                 version: Version::V2,
                 codec: CodecKind::Compact,
                 max_frame: u32::MAX,
+                flags: 0,
             }
         );
         assert_eq!(&buf[..], b"xyz");
+    }
+
+    #[test]
+    fn stream_credit_flag_needs_both_ends() {
+        let reg = CodecRegistry::default();
+        for (client_flags, server_flags, agreed) in [
+            (FLAG_STREAM_CREDIT, FLAG_STREAM_CREDIT, FLAG_STREAM_CREDIT),
+            (FLAG_STREAM_CREDIT, 0, 0),
+            (0, FLAG_STREAM_CREDIT, 0),
+        ] {
+            let mut client = ClientHandshake::new(
+                ClientHandshakeConfig {
+                    flags: client_flags,
+                    ..Default::default()
+                },
+                &reg,
+            )
+            .unwrap();
+            let mut hello = BytesMut::new();
+            client.write_hello(&mut hello);
+            assert_eq!(hello[4], client_flags, "hello byte 4");
+            let mut srv = ServerHandshake::new(ServerHandshakeConfig {
+                flags: server_flags,
+                ..Default::default()
+            });
+            let ServerStep::Accept { reply, flags, .. } = srv.handle(&mut hello) else {
+                panic!("accepted")
+            };
+            assert_eq!((flags, reply[5]), (agreed, agreed), "server side and reply byte 5");
+            let done = client.handle_reply(&mut BytesMut::from(&reply[..])).unwrap().unwrap();
+            assert_eq!(done.flags, agreed, "client side");
+        }
     }
 
     #[test]

@@ -249,13 +249,19 @@ impl Driver<'_> {
                 st.driver_waker = Some(cx.waker().clone());
                 st.report_held();
                 let mut paused = st.intake_full();
-                let mut in_limit = st.limits.max_inbound_bytes;
+                // With per-stream credit the windows bound the intake
+                // (`intake_full`): frames read are always routed.
+                let mut in_limit = if st.credit {
+                    usize::MAX
+                } else {
+                    st.limits.max_inbound_bytes
+                };
                 // v3: ACKs keep flowing. A sender waiting for replay-ring room
                 // needs the peer's ACKs, which may sit behind requests: read
                 // on (the frames read are held and accounted) up to twice the
                 // inbound limit, unless the output side is what is full.
                 if self.is_v3() && !st.room_wakers.is_empty() && !st.outbound_full() {
-                    in_limit = 2 * st.limits.max_inbound_bytes;
+                    in_limit = in_limit.max(2 * st.limits.max_inbound_bytes);
                     if st.inbound_held() < in_limit {
                         paused = false;
                     }
@@ -449,8 +455,8 @@ impl Driver<'_> {
             {
                 let mut st = self.conn.borrow_mut();
                 st.unwritten = self.wbuf.len() - self.wpos;
-                if !st.room_wakers.is_empty() && !st.outbound_full() {
-                    st.wake_room();
+                if !st.out_wakers.is_empty() && !st.outbound_full() {
+                    st.wake_out();
                 }
             }
             // Graceful close: once handlers are idle and everything is written.
@@ -499,7 +505,14 @@ pub(crate) async fn run_transport(
         input_held: false,
     };
     // Frames pipelined behind the handshake.
-    let in_limit = conn.borrow().limits.max_inbound_bytes;
+    let in_limit = {
+        let st = conn.borrow();
+        if st.credit {
+            usize::MAX
+        } else {
+            st.limits.max_inbound_bytes
+        }
+    };
     let early = if d.rbuf.is_empty() {
         Ok(())
     } else {
@@ -524,7 +537,7 @@ pub(crate) fn finish(conn: &ConnRef, hooks: Option<&ConnHooks>) {
             st.discard(id);
         }
         st.leave_budget();
-        st.wake_room();
+        st.wake_senders();
     }
     if let Some(h) = hooks {
         h.fire(conn);
@@ -575,7 +588,7 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                     s.handler_busy = true;
                     s.counters.handler_calls += 1;
                     st.counters.handler_calls += 1;
-                    st.took_request(crate::dispatch::held_cost(&p.payload));
+                    st.took_request(id, crate::dispatch::held_cost(&p.payload));
                     Poll::Ready(Some(p))
                 }
                 None if st.closed => Poll::Ready(None),

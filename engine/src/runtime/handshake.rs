@@ -20,6 +20,8 @@ pub(crate) struct Negotiated {
     pub(crate) version: Version,
     pub(crate) codec: CodecKind,
     pub(crate) max_frame: u32,
+    /// amring extensions in effect (`proto::handshake::FLAG_*`).
+    pub(crate) flags: u8,
 }
 
 /// Why the server side of a handshake ended without a live connection.
@@ -75,12 +77,14 @@ pub(crate) async fn server(
                     version,
                     codec,
                     max_frame,
+                    flags,
                 } => {
                     io.write_all(&reply).await.map_err(|_| ServerHsFail::Io)?;
                     return Ok(Negotiated {
                         version,
                         codec,
                         max_frame,
+                        flags,
                     });
                 }
                 ServerStep::Reject { reply, error } => {
@@ -147,6 +151,7 @@ pub(crate) async fn client_raw(
                 version: done.version,
                 codec: done.codec,
                 max_frame: done.max_frame,
+                flags: done.flags,
             });
         }
         let n = io.read_buf(rbuf).await.map_err(ClientHsError::Io)?;

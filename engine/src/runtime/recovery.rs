@@ -227,6 +227,7 @@ impl ShardRecovery {
         mut rbuf: BytesMut,
         codec: CodecKind,
         max_frame: u32,
+        flags: u8,
         info: Rc<ConnInfo>,
     ) {
         let read = async {
@@ -250,7 +251,7 @@ impl ShardRecovery {
             return;
         };
         match req.mode {
-            AttachMode::New => self.attach_new(io, rbuf, req, codec, max_frame, info).await,
+            AttachMode::New => self.attach_new(io, rbuf, req, codec, max_frame, flags, info).await,
             AttachMode::Resume => {
                 let owner = usize::from(SessionTable::<()>::owner_shard(&req.connection_id));
                 if owner != self.idx {
@@ -275,6 +276,7 @@ impl ShardRecovery {
         io.close().await;
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn attach_new(
         self: &Rc<Self>,
         mut io: Transport,
@@ -282,6 +284,7 @@ impl ShardRecovery {
         req: AttachRequest,
         codec: CodecKind,
         max_frame: u32,
+        flags: u8,
         info: Rc<ConnInfo>,
     ) {
         let Ok((id, secret)) = self.table.borrow().generate() else {
@@ -306,6 +309,7 @@ impl ShardRecovery {
             Some(self.cfg.table.clone()),
         );
         st.set_budget(self.budget.clone());
+        st.credit = flags & crate::proto::handshake::FLAG_STREAM_CREDIT != 0;
         st.proto.set_graceful_close(graceful);
         st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
         let conn: ConnRef = Rc::new(RefCell::new(st));
@@ -538,10 +542,12 @@ async fn resume_once(r: &ClientResume, last_recv: u64) -> Result<(Transport, Byt
         .await
         .map_err(|e| AttachFail::Retry(e.to_string()))?;
     let mut rbuf = BytesMut::new();
+    // A resume keeps the extensions negotiated when the session was created.
     let cfg = ClientHandshakeConfig {
         version: Version::V3,
         codecs: vec![r.codec.id()],
         max_frame: r.max_frame,
+        flags: 0,
     };
     let neg = match super::handshake::client_raw(&mut io, cfg, &r.registry, &mut rbuf).await {
         Ok(n) => n,
