@@ -429,16 +429,17 @@ impl ConnState {
     pub(crate) fn discard(&mut self, id: u32) -> bool {
         match self.streams.remove(&id) {
             Some(mut slot) => {
+                let queued: usize = slot.handler_q.iter().map(|p| p.payload.len()).sum();
+                let queued_cost = queued + slot.handler_q.len() * MESSAGE_OVERHEAD;
                 if self.credit {
                     // What the stream held is gone: the sender gets it back.
-                    let held: u64 = slot.inbox.iter().map(|p| p.len() as u64).sum::<u64>()
-                        + slot.handler_q.iter().map(|p| p.payload.len() as u64).sum::<u64>();
-                    self.grant(id, slot.credit_consumed + held);
+                    let parked = slot.inbox_bytes - slot.inbox.len() * MESSAGE_OVERHEAD;
+                    self.grant(id, slot.credit_consumed + (parked + queued) as u64);
                 }
                 self.parked -= slot.inbox.len();
                 self.parked_bytes -= slot.inbox_bytes;
                 self.pending_requests -= slot.handler_q.len();
-                self.pending_bytes -= slot.handler_q.iter().map(|p| held_cost(&p.payload)).sum::<usize>();
+                self.pending_bytes -= queued_cost;
                 self.wake_intake();
                 if let Some(f) = slot.failure.get() {
                     self.failure.record(f.code, f.text.clone());
@@ -698,6 +699,11 @@ impl ConnState {
                 s.credit_granted = (s.credit_granted + n).min(s.credit_sent);
             }
         }
+        self.wake_credit();
+    }
+
+    /// Wakes senders waiting for per-stream credit (grants arrived, closed).
+    fn wake_credit(&mut self) {
         for w in self.credit_wakers.drain(..) {
             w.wake();
         }
@@ -714,8 +720,7 @@ impl ConnState {
     }
 
     /// A parked message of `cost` accounted bytes was taken from stream
-    /// `id`'s inbox (bench hook and tests; receivers account inline).
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// `id`'s inbox.
     pub(crate) fn took_parked(&mut self, id: u32, cost: usize) {
         if let Some(s) = self.streams.get_mut(&id) {
             s.inbox_bytes -= cost;
@@ -768,6 +773,18 @@ impl ConnState {
             self.inbound_held() >= self.limits.max_inbound_bytes
         };
         inbound || (self.outbound_held() >= self.limits.max_outbound_bytes) || (!self.credit && self.budget_spent())
+    }
+
+    /// Inbound holdings at which the driver stops routing frames it has read
+    /// (they wait whole in its read buffer). With per-stream credit the
+    /// windows bound the intake (see [`ConnState::intake_full`]), so every
+    /// frame read is routed.
+    pub(crate) fn route_limit(&self) -> usize {
+        if self.credit {
+            usize::MAX
+        } else {
+            self.limits.max_inbound_bytes
+        }
     }
 
     /// The shard's budget is spent and this connection holds something (a
@@ -842,9 +859,7 @@ impl ConnState {
     pub(crate) fn wake_senders(&mut self) {
         self.wake_room();
         self.wake_out();
-        for w in self.credit_wakers.drain(..) {
-            w.wake();
-        }
+        self.wake_credit();
     }
 
     /// At the stream cap: evicts the least recently used idle streams, an

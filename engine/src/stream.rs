@@ -196,12 +196,7 @@ impl Stream {
                     }
                     st.counters.data_messages_received += 1;
                     if !peek {
-                        let cost = crate::dispatch::held_cost(&p);
-                        s.inbox_bytes -= cost;
-                        st.parked -= 1;
-                        st.parked_bytes -= cost;
-                        st.consumed(id, p.len());
-                        st.wake_intake();
+                        st.took_parked(id, crate::dispatch::held_cost(&p));
                     }
                     Poll::Ready(Ok(p))
                 }

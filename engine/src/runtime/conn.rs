@@ -249,13 +249,7 @@ impl Driver<'_> {
                 st.driver_waker = Some(cx.waker().clone());
                 st.report_held();
                 let mut paused = st.intake_full();
-                // With per-stream credit the windows bound the intake
-                // (`intake_full`): frames read are always routed.
-                let mut in_limit = if st.credit {
-                    usize::MAX
-                } else {
-                    st.limits.max_inbound_bytes
-                };
+                let mut in_limit = st.route_limit();
                 // v3: ACKs keep flowing. A sender waiting for replay-ring room
                 // needs the peer's ACKs, which may sit behind requests: read
                 // on (the frames read are held and accounted) up to twice the
@@ -505,14 +499,7 @@ pub(crate) async fn run_transport(
         input_held: false,
     };
     // Frames pipelined behind the handshake.
-    let in_limit = {
-        let st = conn.borrow();
-        if st.credit {
-            usize::MAX
-        } else {
-            st.limits.max_inbound_bytes
-        }
-    };
+    let in_limit = conn.borrow().route_limit();
     let early = if d.rbuf.is_empty() {
         Ok(())
     } else {
