@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod alloc;
+pub mod bpmsg;
 pub mod capmsg;
 pub mod faultproxy;
 pub mod gopeer;

@@ -10,31 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amring::codec::Message;
 use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Limits, StreamContext};
+use amring_tests::bpmsg::{answer, with_feed, Answer, Ask, Feed};
 use runtime_common::*;
-use serde::{Deserialize, Serialize};
-
-/// A request for a reply of `size` bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Ask {
-    seq: u32,
-    size: u32,
-}
-impl Message for Ask {
-    const WIRE_NAME: &'static str = "am.bp.Ask";
-}
-
-/// The reply: the request's `seq` and `size` bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Answer {
-    seq: u32,
-    data: serde_bytes::ByteBuf,
-}
-impl Message for Answer {
-    const WIRE_NAME: &'static str = "am.bp.Answer";
-}
 
 /// The largest holdings a handler saw on its connection: `(inbound, outbound)`.
 #[derive(Default)]
@@ -52,12 +31,7 @@ fn ask_server(limits: Limits, recovery: Option<RecoveryOptions>, peak: Arc<Peak>
             let d = ctx.conn_debug_state();
             peak.inbound.fetch_max(d.held_inbound, Ordering::Relaxed);
             peak.outbound.fetch_max(d.held_outbound, Ordering::Relaxed);
-            async move {
-                Ok::<_, String>(Answer {
-                    seq: a.seq,
-                    data: serde_bytes::ByteBuf::from(vec![0u8; a.size as usize]),
-                })
-            }
+            answer(a)
         })
 }
 
@@ -69,7 +43,7 @@ fn pipeline(conn: &amring::Connection, n: u32, size: u32) -> (Rc<amring::Stream>
         let s = s.clone();
         async move {
             for seq in 0..n {
-                s.send(&Ask { seq, size }).await.unwrap();
+                s.send(&Ask { seq, size, delay_us: 0 }).await.unwrap();
             }
         }
     });
@@ -153,7 +127,13 @@ fn v3_acks_keep_flowing_while_handlers_wait_for_ring_room() {
             .unwrap();
         let s = conn.new_stream().unwrap();
         for seq in 0..N {
-            s.send(&Ask { seq, size: 4096 }).await.unwrap();
+            s.send(&Ask {
+                seq,
+                size: 4096,
+                delay_us: 0,
+            })
+            .await
+            .unwrap();
         }
         glommio::timer::sleep(Duration::from_secs(2)).await;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -181,6 +161,7 @@ fn large_frames_are_read_into_a_buffer_sized_from_the_header() {
                 Ok::<_, String>(Ask {
                     seq: b.seq,
                     size: b.data.len() as u32,
+                    delay_us: 0,
                 })
             }
         })
@@ -191,19 +172,10 @@ fn large_frames_are_read_into_a_buffer_sized_from_the_header() {
     client(move || async move {
         let conn = Client::builder().connect(&addr).await.unwrap();
         assert_eq!(conn.max_frame(), amring::DEFAULT_SERVER_MAX_FRAME);
-        let r: Ask = conn
-            .send_recv(&Answer {
-                seq: 1,
-                data: serde_bytes::ByteBuf::from(vec![1u8; SIZE]),
-            })
-            .await
-            .unwrap();
+        let r: Ask = conn.send_recv(&Answer::new(1, SIZE as u32, 1)).await.unwrap();
         assert_eq!(r.size as usize, SIZE);
         // Over the limit: refused locally, nothing sent.
-        let too_big = Answer {
-            seq: 2,
-            data: serde_bytes::ByteBuf::from(vec![1u8; 17 << 20]),
-        };
+        let too_big = Answer::new(2, 17 << 20, 1);
         assert!(matches!(
             conn.send(&too_big).await,
             Err(amring::Error::FrameTooLarge(_))
@@ -239,12 +211,7 @@ fn the_server_wide_budget_bounds_all_connections_together() {
                 .shard_held
                 .expect("server connections have a budget");
             sp.fetch_max(held, Ordering::Relaxed);
-            async move {
-                Ok::<_, String>(Answer {
-                    seq: a.seq,
-                    data: serde_bytes::ByteBuf::from(vec![0u8; a.size as usize]),
-                })
-            }
+            answer(a)
         })
         .serve("127.0.0.1:0")
         .unwrap();
@@ -281,16 +248,6 @@ fn the_server_wide_budget_bounds_all_connections_together() {
     );
 }
 
-/// Asks the server to push `n` [`Answer`]s of `size` bytes on this stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Feed {
-    n: u32,
-    size: u32,
-}
-impl Message for Feed {
-    const WIRE_NAME: &'static str = "am.bp.Feed";
-}
-
 /// Between two amring peers (per-stream credit, negotiated in the
 /// handshake), a stream that never reads does not slow a busy stream on the
 /// same connection: its receiver holds at most `STREAM_WINDOW` of it and the
@@ -301,28 +258,7 @@ impl Message for Feed {
 fn per_stream_credit_an_unread_stream_never_stalls_the_others() {
     const PUSHES: u32 = 2000;
     for credit in [true, false] {
-        let h = server()
-            .handler(|_ctx: StreamContext, a: Ask| async move {
-                Ok::<_, String>(Answer {
-                    seq: a.seq,
-                    data: serde_bytes::ByteBuf::from(vec![0u8; a.size as usize]),
-                })
-            })
-            .handler(|ctx: StreamContext, f: Feed| async move {
-                ctx.new_task(move |s| async move {
-                    for seq in 0..f.n {
-                        let m = Answer {
-                            seq,
-                            data: serde_bytes::ByteBuf::from(vec![1u8; f.size as usize]),
-                        };
-                        if s.send(&m).await.is_err() {
-                            return;
-                        }
-                    }
-                })
-                .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
-            })
+        let h = with_feed(server().handler(|_ctx: StreamContext, a: Ask| answer(a)))
             .serve("127.0.0.1:0")
             .unwrap();
         let addr = h.dial_addr();
@@ -334,11 +270,24 @@ fn per_stream_credit_an_unread_stream_never_stalls_the_others() {
             glommio::timer::sleep(Duration::from_millis(300)).await;
             let busy = conn.new_stream().unwrap();
             busy.set_recv_timeout(Some(Duration::from_secs(2)));
-            let first = busy.send_recv::<_, Answer>(&Ask { seq: 0, size: 16 }).await;
+            let first = busy
+                .send_recv::<_, Answer>(&Ask {
+                    seq: 0,
+                    size: 16,
+                    delay_us: 0,
+                })
+                .await;
             if credit {
                 assert_eq!(first.unwrap().seq, 0);
                 for seq in 1..200 {
-                    let a: Answer = busy.send_recv(&Ask { seq, size: 16 }).await.unwrap();
+                    let a: Answer = busy
+                        .send_recv(&Ask {
+                            seq,
+                            size: 16,
+                            delay_us: 0,
+                        })
+                        .await
+                        .unwrap();
                     assert_eq!(a.seq, seq);
                 }
                 let held = unread.debug_state().unwrap().inbox_depth * (4096 + 32);

@@ -12,44 +12,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use amring::codec::Message;
 use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Limits, StreamContext, MESSAGE_OVERHEAD};
+use amring_tests::bpmsg::{answer, with_feed, Answer, Ask, Feed};
 use amring_tests::faultproxy::{Direction, FaultProxy};
 use proptest::prelude::*;
 use runtime_common::*;
-use serde::{Deserialize, Serialize};
-
-/// A request for a reply of `size` bytes, after `delay_us` in the handler.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Ask {
-    seq: u32,
-    size: u32,
-    delay_us: u32,
-}
-impl Message for Ask {
-    const WIRE_NAME: &'static str = "am.bpp.Ask";
-}
-
-/// Asks the server to push `n` messages of `size` bytes on this stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Feed {
-    n: u32,
-    size: u32,
-}
-impl Message for Feed {
-    const WIRE_NAME: &'static str = "am.bpp.Feed";
-}
-
-/// A reply or a pushed message: `seq` and `size` bytes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Answer {
-    seq: u32,
-    data: serde_bytes::ByteBuf,
-}
-impl Message for Answer {
-    const WIRE_NAME: &'static str = "am.bpp.Answer";
-}
 
 /// The largest holdings the server's handlers and tasks saw.
 #[derive(Default)]
@@ -122,8 +90,8 @@ fn one_message(c: &Case) -> usize {
 
 fn run(c: Case) {
     let peak = Arc::new(Peak::default());
-    let (p1, p2) = (peak.clone(), peak.clone());
-    let h = server()
+    let p1 = peak.clone();
+    let h = with_feed(server())
         .limits(Limits {
             max_inbound_bytes: c.server_in,
             max_outbound_bytes: c.server_out,
@@ -132,34 +100,7 @@ fn run(c: Case) {
         .recovery(c.v3.then(RecoveryOptions::default))
         .handler(move |ctx: StreamContext, a: Ask| {
             p1.note(&ctx);
-            async move {
-                if a.delay_us > 0 {
-                    glommio::timer::sleep(Duration::from_micros(u64::from(a.delay_us))).await;
-                }
-                Ok::<_, String>(Answer {
-                    seq: a.seq,
-                    data: serde_bytes::ByteBuf::from(vec![0u8; a.size as usize]),
-                })
-            }
-        })
-        .handler(move |ctx: StreamContext, f: Feed| {
-            let peak = p2.clone();
-            async move {
-                ctx.new_task(move |s| async move {
-                    for seq in 0..f.n {
-                        let m = Answer {
-                            seq,
-                            data: serde_bytes::ByteBuf::from(vec![1u8; f.size as usize]),
-                        };
-                        if s.send(&m).await.is_err() {
-                            return;
-                        }
-                    }
-                    let _ = peak;
-                })
-                .map_err(|e| e.to_string())?;
-                Ok::<_, String>(())
-            }
+            answer(a)
         })
         .serve("127.0.0.1:0")
         .unwrap();
