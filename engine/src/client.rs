@@ -27,7 +27,7 @@ use crate::dispatch::{ConnRef, ConnState, Limits};
 use crate::error::Error;
 use crate::proto::attach::{AttachError, AttachRequest};
 use crate::proto::frame::DEFAULT_MAX_FRAME;
-use crate::proto::handshake::{ClientHandshakeConfig, FLAG_STREAM_CREDIT};
+use crate::proto::handshake::{credit_flags, ClientHandshakeConfig};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, Role, Version};
 use crate::runtime::recovery::{client_supervisor, ClientResume};
@@ -136,17 +136,42 @@ impl ClientBuilder {
         self
     }
 
-    /// Per-stream credit with amring servers (default off): each stream may
-    /// have at most [`STREAM_WINDOW`](crate::STREAM_WINDOW) payload bytes in
-    /// flight that its receiver has not consumed, and the connection
-    /// [`CONN_WINDOW`](crate::CONN_WINDOW), so a stream nobody reads never
-    /// holds up the others. Both ends then read on up to the windows: they,
-    /// not [`Limits::max_inbound_bytes`], bound what a connection holds
-    /// inbound. Asked for in the hello; a Go reference server does not
-    /// confirm it and the connection runs without it.
+    /// Per-stream credit with amring servers (default off): each end
+    /// advertises its receive window in the handshake (its
+    /// [`Limits::max_inbound_bytes`] rounded down to a power of two), and a
+    /// sender may have at most that many accounted bytes in flight that the
+    /// receiver has not consumed, and at most
+    /// [`STREAM_WINDOW`](crate::STREAM_WINDOW) of them on one stream. So a
+    /// stream nobody reads never holds up the others, and both ends always
+    /// read: grants and v3 ACKs never wait behind held requests. A Go
+    /// reference server does not confirm it and the connection runs without
+    /// it (connection-level backpressure, see the README).
+    ///
+    /// Off by default because it lowers the pipelining depth at which a
+    /// caller that sends before it reads waits: a stream's handler runs its
+    /// requests one at a time, so once a stream window of replies is unread
+    /// the handler waits, stops taking requests, and the caller's `send`
+    /// waits too. Read replies while sending (a reader task) when more than
+    /// a window may be outstanding on one stream.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), amring::Error> {
+    /// let conn = amring::Client::builder().stream_credit(true).connect("127.0.0.1:7000").await?;
+    /// # Ok(()) }
+    /// ```
     pub fn stream_credit(mut self, on: bool) -> Self {
         self.stream_credit = on;
         self
+    }
+
+    /// Hello byte 4: the credit byte advertising this client's receive
+    /// window (its `max_inbound_bytes`), or 0 without credit.
+    fn credit_flags(&self) -> u8 {
+        if self.stream_credit {
+            credit_flags(self.limits.max_inbound_bytes)
+        } else {
+            0
+        }
     }
 
     /// Per-connection limits (byte limits, stream count).
@@ -177,7 +202,7 @@ impl ClientBuilder {
                 },
                 codecs: self.codecs.clone(),
                 max_frame: self.max_frame,
-                flags: if self.stream_credit { FLAG_STREAM_CREDIT } else { 0 },
+                flags: self.credit_flags(),
             };
             let mut rbuf = BytesMut::new();
             let neg = match handshake::client_raw(&mut io, cfg.clone(), &self.registry, &mut rbuf).await {
@@ -247,7 +272,7 @@ impl ClientBuilder {
             proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
         }
         let mut st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
-        st.credit = neg.flags & FLAG_STREAM_CREDIT != 0;
+        st.set_credit(neg.flags, self.credit_flags());
         let conn: ConnRef = Rc::new(RefCell::new(st));
         match (attach, &self.recovery) {
             (Some((resp, params)), Some(ro)) => {

@@ -30,19 +30,31 @@ use crate::error::Error;
 
 /// amring↔amring per-stream credit (negotiated in the handshake with
 /// `proto::handshake::FLAG_STREAM_CREDIT`; never with a Go peer): a sender may
-/// have at most this many payload bytes on one stream that the receiver has
-/// not consumed yet (taken by a handler or a receive). The receiver grants
-/// consumed bytes back in batches of a quarter window, so one stream that
-/// nobody reads holds at most a window at its receiver and never holds up the
+/// have at most this many accounted bytes (payload plus
+/// [`MESSAGE_OVERHEAD`] per message) on one stream that the receiver has not
+/// consumed yet (taken by a handler or a receive), or the receiver's
+/// connection window if that is smaller. The receiver grants consumed bytes
+/// back in batches of a quarter window, so one stream that nobody reads
+/// holds at most a window at its receiver and never holds up the
 /// connection's other streams.
 pub const STREAM_WINDOW: usize = 256 << 10;
 
-/// With per-stream credit, the connection-wide window: payload bytes a
-/// sender may have unconsumed at its peer over all streams together. A
-/// receiver with credit buffers up to it and so never stops reading for a
-/// compliant peer: the grants (and v3 ACKs) that the other direction waits
-/// for are always read (no head-of-line deadlock behind held requests).
+/// With per-stream credit, the connection-wide window of a receiver with the
+/// default limits: accounted bytes a sender may have unconsumed at its peer
+/// over all streams together. Each end advertises its own window in the
+/// handshake: [`Limits::max_inbound_bytes`] rounded down to a power of two
+/// (1 KiB to 1 GiB), so this is the window of `Limits::default()`. A
+/// receiver with credit reads on up to its window and so never stops reading
+/// for a compliant peer: the grants (and v3 ACKs) that the other direction
+/// waits for are always read (no head-of-line deadlock behind held requests).
 pub const CONN_WINDOW: usize = 4 << 20;
+
+/// The receive windows of one direction of a connection with credit:
+/// `(connection window, stream window)` for an advertised credit byte.
+fn windows(flags: u8) -> (u64, u64) {
+    let conn = proto::handshake::credit_window(flags).unwrap_or(CONN_WINDOW);
+    (conn as u64, conn.min(STREAM_WINDOW) as u64)
+}
 
 /// With per-stream credit: the stream whose frames carry grants (12-byte
 /// records: stream id u32 BE, bytes u64 BE). Ids count up from 1, so no user
@@ -276,7 +288,12 @@ pub(crate) struct ConnState {
     budget_reported: usize,
     /// Per-stream credit negotiated (both ends are amring).
     pub(crate) credit: bool,
-    /// Per-stream credit, connection-wide: payload bytes sent and granted.
+    /// Per-stream credit: the peer's receive windows (what this end may
+    /// send ahead): connection, stream.
+    peer_windows: (u64, u64),
+    /// Per-stream credit: this end's receive windows, as advertised.
+    own_windows: (u64, u64),
+    /// Per-stream credit, connection-wide: accounted bytes sent and granted.
     credit_conn_sent: u64,
     credit_conn_granted: u64,
     pub(crate) handlers: Option<Arc<HandlerTable>>,
@@ -355,6 +372,8 @@ impl ConnState {
             budget: None,
             budget_reported: 0,
             credit: false,
+            peer_windows: (0, 0),
+            own_windows: (0, 0),
             credit_conn_sent: 0,
             credit_conn_granted: 0,
             handlers,
@@ -433,8 +452,7 @@ impl ConnState {
                 let queued_cost = queued + slot.handler_q.len() * MESSAGE_OVERHEAD;
                 if self.credit {
                     // What the stream held is gone: the sender gets it back.
-                    let parked = slot.inbox_bytes - slot.inbox.len() * MESSAGE_OVERHEAD;
-                    self.grant(id, slot.credit_consumed + (parked + queued) as u64);
+                    self.grant(id, slot.credit_consumed + (slot.inbox_bytes + queued_cost) as u64);
                 }
                 self.parked -= slot.inbox.len();
                 self.parked_bytes -= slot.inbox_bytes;
@@ -494,10 +512,10 @@ impl ConnState {
                 self.counters.data_messages_sent += 1;
                 if let Some(s) = self.streams.get_mut(&id) {
                     s.counters.data_messages_sent += 1;
-                    s.credit_sent += len as u64;
+                    s.credit_sent += (len + MESSAGE_OVERHEAD) as u64;
                 }
                 if self.credit && id != CREDIT_STREAM {
-                    self.credit_conn_sent += len as u64;
+                    self.credit_conn_sent += (len + MESSAGE_OVERHEAD) as u64;
                 }
                 self.wake_driver();
                 Ok(())
@@ -648,7 +666,7 @@ impl ConnState {
         }
     }
 
-    /// Per-stream credit: the receiver consumed `len` payload bytes of
+    /// Per-stream credit: the receiver consumed `len` accounted bytes of
     /// stream `id`; grants them back once a quarter window accumulated.
     pub(crate) fn consumed(&mut self, id: u32, len: usize) {
         if !self.credit {
@@ -659,7 +677,7 @@ impl ConnState {
             return;
         };
         s.credit_consumed += len as u64;
-        if s.credit_consumed >= (STREAM_WINDOW / 4) as u64 {
+        if s.credit_consumed >= self.own_windows.1 / 4 {
             let n = std::mem::take(&mut s.credit_consumed);
             self.grant(id, n);
         }
@@ -712,11 +730,20 @@ impl ConnState {
     /// Per-stream credit: stream `id` has a window's worth of bytes in flight.
     pub(crate) fn credit_blocked(&self, id: u32) -> bool {
         self.credit
-            && (self.credit_conn_sent - self.credit_conn_granted >= CONN_WINDOW as u64
+            && (self.credit_conn_sent - self.credit_conn_granted >= self.peer_windows.0
                 || self
                     .streams
                     .get(&id)
-                    .is_some_and(|s| s.credit_sent - s.credit_granted >= STREAM_WINDOW as u64))
+                    .is_some_and(|s| s.credit_sent - s.credit_granted >= self.peer_windows.1))
+    }
+
+    /// Applies the handshake's outcome: `peer_flags` is the peer's credit
+    /// byte when both ends asked for per-stream credit (0: no credit), and
+    /// `own_flags` the byte this end advertised.
+    pub(crate) fn set_credit(&mut self, peer_flags: u8, own_flags: u8) {
+        self.credit = proto::handshake::credit_window(peer_flags).is_some();
+        self.peer_windows = windows(peer_flags);
+        self.own_windows = windows(own_flags);
     }
 
     /// A parked message of `cost` accounted bytes was taken from stream
@@ -725,7 +752,7 @@ impl ConnState {
         if let Some(s) = self.streams.get_mut(&id) {
             s.inbox_bytes -= cost;
         }
-        self.consumed(id, cost - MESSAGE_OVERHEAD);
+        self.consumed(id, cost);
         self.parked -= 1;
         self.parked_bytes -= cost;
         self.wake_intake();
@@ -733,7 +760,7 @@ impl ConnState {
 
     /// A stream worker of stream `id` took a queued request of `cost` accounted bytes.
     pub(crate) fn took_request(&mut self, id: u32, cost: usize) {
-        self.consumed(id, cost - MESSAGE_OVERHEAD);
+        self.consumed(id, cost);
         self.pending_requests -= 1;
         self.pending_bytes -= cost;
         self.wake_intake();
@@ -759,20 +786,19 @@ impl ConnState {
     /// output at their limits, or the shard's budget spent while this
     /// connection holds something.
     ///
-    /// With per-stream credit the peer sends at most [`CONN_WINDOW`] payload
-    /// bytes ahead of what was consumed, so the connection reads on up to
-    /// that (twice it for a peer that ignores its windows), whatever
-    /// `max_inbound_bytes` says, and the shard budget only holds back sends.
+    /// With per-stream credit the peer sends at most this end's window
+    /// (`max_inbound_bytes` rounded down to a power of two) ahead of what was
+    /// consumed, so the connection reads on up to that (twice
+    /// `max_inbound_bytes` for a peer that ignores its windows). The shard's
+    /// budget holds back both, with credit or without: it is the bound of
+    /// last resort on what the whole shard holds.
     pub(crate) fn intake_full(&self) -> bool {
         let inbound = if self.credit {
-            let payload = self
-                .inbound_held()
-                .saturating_sub((self.parked + self.pending_requests) * MESSAGE_OVERHEAD);
-            payload >= 2 * CONN_WINDOW.max(self.limits.max_inbound_bytes)
+            self.inbound_held() >= 2 * self.limits.max_inbound_bytes.max(self.own_windows.0 as usize)
         } else {
             self.inbound_held() >= self.limits.max_inbound_bytes
         };
-        inbound || (self.outbound_held() >= self.limits.max_outbound_bytes) || (!self.credit && self.budget_spent())
+        inbound || (self.outbound_held() >= self.limits.max_outbound_bytes) || self.budget_spent()
     }
 
     /// Inbound holdings at which the driver stops routing frames it has read

@@ -110,7 +110,38 @@ impl HandshakeError {
 /// amring extension: per-stream credit (hello byte 4 from the client, reply
 /// byte 5 from the server; the Go reference writes 0 there and ignores both,
 /// spec §9 note 27). Both ends set it: the connection uses per-stream credit.
+/// Bits 1..=5 of the same byte carry the sender's receive window (see
+/// [`credit_flags`]).
 pub const FLAG_STREAM_CREDIT: u8 = 0x01;
+
+/// Smallest receive window a credit byte can advertise (1 KiB).
+pub const MIN_CREDIT_WINDOW: usize = 1 << 10;
+/// Largest receive window a credit byte can advertise (1 GiB).
+pub const MAX_CREDIT_WINDOW: usize = 1 << 30;
+
+/// The credit byte advertising a receive window of at most `window` bytes:
+/// [`FLAG_STREAM_CREDIT`] plus `log2(w / 1 KiB)` in bits 1..=5, where `w` is
+/// `window` rounded down to a power of two within
+/// [`MIN_CREDIT_WINDOW`]..=[`MAX_CREDIT_WINDOW`].
+///
+/// ```
+/// use amring::proto::handshake::{credit_flags, credit_window};
+/// assert_eq!(credit_window(credit_flags(4 << 20)), Some(4 << 20));
+/// assert_eq!(credit_window(credit_flags(5000)), Some(4096));
+/// assert_eq!(credit_window(0), None); // the reference's byte: no credit
+/// ```
+pub fn credit_flags(window: usize) -> u8 {
+    let w = window.clamp(MIN_CREDIT_WINDOW, MAX_CREDIT_WINDOW);
+    let e = (usize::BITS - 1 - w.leading_zeros()) - MIN_CREDIT_WINDOW.trailing_zeros();
+    FLAG_STREAM_CREDIT | (e as u8) << 1
+}
+
+/// The receive window a credit byte advertises, or `None` when it does not
+/// ask for credit (the reference's 0).
+pub fn credit_window(flags: u8) -> Option<usize> {
+    let e = u32::from((flags >> 1) & 0x1F);
+    (flags & FLAG_STREAM_CREDIT != 0).then(|| (MIN_CREDIT_WINDOW << e).min(MAX_CREDIT_WINDOW))
+}
 
 fn reply_bytes(accept: u8, version: u8, codec: CodecId, max_frame: u32) -> [u8; REPLY_LEN] {
     let mut r = [0u8; REPLY_LEN];
@@ -229,8 +260,9 @@ pub struct ServerHandshakeConfig {
     pub recovery: bool,
     /// The server's own payload limit (the Go server's is always `u32::MAX`).
     pub max_frame: u32,
-    /// amring extensions the server offers (e.g. [`FLAG_STREAM_CREDIT`]); the
-    /// reply carries those the client asked for too (0: the reference's reply).
+    /// The server's amring credit byte ([`credit_flags`], 0: none). When the
+    /// client's hello asks for credit too, the reply carries it in byte 5;
+    /// otherwise byte 5 is 0 (the reference's reply).
     pub flags: u8,
 }
 
@@ -261,7 +293,8 @@ pub enum ServerStep {
         codec: CodecKind,
         /// Negotiated max_frame (§2.7).
         max_frame: u32,
-        /// amring extensions both ends offered (0 with a reference client).
+        /// The client's credit byte when both ends asked for credit (0 with a
+        /// reference client): it carries the client's receive window.
         flags: u8,
     },
     /// Hello rejected: write `reply` if any, then close.
@@ -416,9 +449,13 @@ impl ServerHandshake {
                     };
                     self.state = ServerState::Done;
                     // 8. v2: live; v3: the attach exchange follows (caller).
-                    let flags = header.flags & self.cfg.flags;
                     let mut reply = reply_bytes(1, header.version, codec.id(), max_frame);
-                    reply[5] = flags;
+                    let flags = if header.flags & self.cfg.flags & FLAG_STREAM_CREDIT != 0 {
+                        reply[5] = self.cfg.flags;
+                        header.flags
+                    } else {
+                        0
+                    };
                     return ServerStep::Accept {
                         reply,
                         version,
@@ -473,7 +510,8 @@ pub struct ClientHandshakeConfig {
     pub codecs: Vec<CodecId>,
     /// Largest payload the client accepts (`u32::MAX` = no limit).
     pub max_frame: u32,
-    /// amring extensions to ask for in hello byte 4 (0: the reference's hello).
+    /// The client's amring credit byte for hello byte 4 ([`credit_flags`];
+    /// 0: the reference's hello).
     pub flags: u8,
 }
 
@@ -509,8 +547,8 @@ pub struct ClientDone {
     pub codec: CodecKind,
     /// max_frame carried by the reply, adopted as is (§2.7).
     pub max_frame: u32,
-    /// amring extensions in effect: asked for in the hello and confirmed by
-    /// the reply (a reference server replies 0).
+    /// The server's credit byte (reply byte 5) when both ends asked for
+    /// credit, else 0 (a reference server replies 0).
     pub flags: u8,
 }
 
@@ -611,7 +649,11 @@ impl ClientHandshake {
             version: self.cfg.version,
             codec,
             max_frame: r.max_frame,
-            flags: r.reserved[0] & self.cfg.flags,
+            flags: if r.reserved[0] & self.cfg.flags & FLAG_STREAM_CREDIT != 0 {
+                r.reserved[0]
+            } else {
+                0
+            },
         }))
     }
 
@@ -653,13 +695,11 @@ mod tests {
     }
 
     #[test]
-    fn stream_credit_flag_needs_both_ends() {
+    fn stream_credit_needs_both_ends_and_each_learns_the_others_window() {
         let reg = CodecRegistry::default();
-        for (client_flags, server_flags, agreed) in [
-            (FLAG_STREAM_CREDIT, FLAG_STREAM_CREDIT, FLAG_STREAM_CREDIT),
-            (FLAG_STREAM_CREDIT, 0, 0),
-            (0, FLAG_STREAM_CREDIT, 0),
-        ] {
+        let (c, s) = (credit_flags(8 << 10), credit_flags(4 << 20));
+        // (client byte, server byte, server learns, reply byte 5 / client learns)
+        for (client_flags, server_flags, server_sees, client_sees) in [(c, s, c, s), (c, 0, 0, 0), (0, s, 0, 0)] {
             let mut client = ClientHandshake::new(
                 ClientHandshakeConfig {
                     flags: client_flags,
@@ -678,10 +718,26 @@ mod tests {
             let ServerStep::Accept { reply, flags, .. } = srv.handle(&mut hello) else {
                 panic!("accepted")
             };
-            assert_eq!((flags, reply[5]), (agreed, agreed), "server side and reply byte 5");
+            assert_eq!(
+                (flags, reply[5]),
+                (server_sees, client_sees),
+                "server side and reply byte 5"
+            );
             let done = client.handle_reply(&mut BytesMut::from(&reply[..])).unwrap().unwrap();
-            assert_eq!(done.flags, agreed, "client side");
+            assert_eq!(done.flags, client_sees, "client side");
         }
+        assert_eq!(credit_window(c), Some(8 << 10));
+        assert_eq!(credit_window(s), Some(4 << 20));
+    }
+
+    #[test]
+    fn credit_windows_round_down_and_clamp() {
+        assert_eq!(credit_window(credit_flags(0)), Some(MIN_CREDIT_WINDOW));
+        assert_eq!(credit_window(credit_flags(1023)), Some(1024));
+        assert_eq!(credit_window(credit_flags(2047)), Some(1024));
+        assert_eq!(credit_window(credit_flags(usize::MAX)), Some(MAX_CREDIT_WINDOW));
+        assert_eq!(credit_window(0xFF), Some(MAX_CREDIT_WINDOW));
+        assert_eq!(credit_window(0xFE), None);
     }
 
     #[test]

@@ -309,7 +309,10 @@ impl ShardRecovery {
             Some(self.cfg.table.clone()),
         );
         st.set_budget(self.budget.clone());
-        st.credit = flags & crate::proto::handshake::FLAG_STREAM_CREDIT != 0;
+        st.set_credit(
+            flags,
+            crate::proto::handshake::credit_flags(self.cfg.limits.max_inbound_bytes),
+        );
         st.proto.set_graceful_close(graceful);
         st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
         let conn: ConnRef = Rc::new(RefCell::new(st));

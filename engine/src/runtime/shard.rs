@@ -28,7 +28,7 @@ use super::socket;
 use crate::addr::{Addr, BoundAddr};
 use crate::dispatch::{ConnRef, ConnState, SharedBudget};
 use crate::error::Error;
-use crate::proto::handshake::{ServerHandshakeConfig, FLAG_STREAM_CREDIT};
+use crate::proto::handshake::{credit_flags, ServerHandshakeConfig};
 use crate::proto::{ConnConfig, Role, Version};
 use crate::server::{ServerConfig, ServerHandle, Shards};
 use crate::stream::ConnInfo;
@@ -473,7 +473,7 @@ async fn serve_conn(
         // Without recovery options a v3 hello gets accept=0, version=2 (§2.6).
         recovery: rec.is_some(),
         max_frame: cfg.max_frame,
-        flags: FLAG_STREAM_CREDIT,
+        flags: credit_flags(cfg.limits.max_inbound_bytes),
     };
     let done = || {
         counters.active.fetch_sub(1, Ordering::Relaxed);
@@ -524,7 +524,7 @@ async fn serve_conn(
     );
     st.record_events = cfg.hooks.on_new_stream.is_some() || cfg.hooks.on_close_stream.is_some();
     st.set_budget(budget);
-    st.credit = neg.flags & FLAG_STREAM_CREDIT != 0;
+    st.set_credit(neg.flags, credit_flags(cfg.limits.max_inbound_bytes));
     let conn: ConnRef = Rc::new(RefCell::new(st));
     live.borrow_mut().push((info.id, conn.clone()));
     let hooks = ConnHooks {
