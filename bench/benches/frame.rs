@@ -4,7 +4,7 @@
 //! Run: `cargo bench -p amring-bench --bench frame -- --quick`
 #![allow(missing_docs)]
 
-use amring::proto::{FrameDecoder, FrameEncoder, Version};
+use amring_proto::{FrameDecoder, FrameEncoder, Version};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 

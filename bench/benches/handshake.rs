@@ -24,8 +24,8 @@
 use std::time::{Duration, Instant};
 
 use amring::codec::{CodecKind, CodecRegistry};
-use amring::proto::session::SessionTable;
-use amring::proto::{
+use amring_proto::session::SessionTable;
+use amring_proto::{
     normalize_server_options, AttachRequest, AttachResponse, ClientHandshake, ClientHandshakeConfig, RecoveryOptions,
     ServerHandshake, ServerHandshakeConfig, ServerStep, Version,
 };

@@ -26,8 +26,8 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use amring::codec::{CodecKind, Profile};
-use amring::proto::{ConnConfig, Connection, Control, Delivered, FrameEncoder, RecoveryParams, Role, Version};
 use amring_bench::EchoRequest;
+use amring_proto::{ConnConfig, Connection, Control, Delivered, FrameEncoder, RecoveryParams, Role, Version};
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::time::Instant;
 
-use amring::proto::{ConnConfig, Connection, Control, RecoveryParams, Role, Version};
+use amring_proto::{ConnConfig, Connection, Control, RecoveryParams, Role, Version};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 

@@ -14,9 +14,9 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Server, Shards, StreamContext};
 use amring_bench::{client_loop, Echo};
+use amring_proto::attach::RecoveryOptions;
 use criterion::{criterion_main, Criterion, Throughput};
 
 const STREAMS: usize = 64;

@@ -17,15 +17,20 @@
 
 pub mod addr;
 pub mod client;
-pub mod codec;
 pub mod debug;
 pub mod dispatch;
 pub mod error;
 mod panic;
-pub mod proto;
 pub mod runtime;
 pub mod server;
 pub mod stream;
+
+/// The sans-IO core, under its old path inside the engine.
+pub(crate) use amring_proto as proto;
+/// The codecs and the [`codec::Message`] trait (from [`amring_proto`]).
+pub use amring_proto::codec;
+pub use amring_proto::message;
+pub use codec::Reply;
 
 pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
@@ -34,7 +39,7 @@ pub use error::Error;
 pub use proto::attach::RecoveryOptions;
 pub use runtime::shard::ShardStats;
 pub use server::{
-    Reply, Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES,
+    Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES,
     DEFAULT_SERVER_MAX_FRAME,
 };
 pub use stream::{ConnDebugState, ConnInfo, RawMessage, Stream, StreamContext, StreamDebugState};

@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{CodecRegistry, DecodeError, Message, OkReply};
+use crate::codec::{CodecRegistry, DecodeError, Message, Reply};
 use crate::dispatch::{wait_room, Limits, RoomFor};
 use crate::error::Error;
 use crate::proto::attach::RecoveryOptions;
@@ -34,25 +34,6 @@ use crate::runtime::shard::{self, ServerShared, ShardStats};
 use crate::stream::{ConnInfo, StreamContext};
 
 pub use crate::addr::BoundAddr;
-
-/// What a handler's `Ok` value sends back (spec §5.4): a message, or `()` for
-/// `am.message.OkReply`.
-pub trait Reply {
-    /// Queues the reply on the handler's stream.
-    fn send_on(&self, ctx: &StreamContext) -> Result<(), Error>;
-}
-
-impl Reply for () {
-    fn send_on(&self, ctx: &StreamContext) -> Result<(), Error> {
-        ctx.conn.borrow_mut().send_msg(ctx.id, &OkReply {})
-    }
-}
-
-impl<M: Message> Reply for M {
-    fn send_on(&self, ctx: &StreamContext) -> Result<(), Error> {
-        ctx.conn.borrow_mut().send_msg(ctx.id, self)
-    }
-}
 
 /// What one handler invocation produced.
 pub(crate) enum HandlerOutcome {
@@ -151,7 +132,7 @@ where
                 } else if credit {
                     Some(RoomFor::Credit(ctx.id))
                 } else {
-                    match r.send_on(ctx) {
+                    match ctx.conn.borrow_mut().send_msg(ctx.id, r.message()) {
                         Ok(()) => return Poll::Ready(HandlerOutcome::Replied),
                         // v3, detached or un-ACKed: wait for ring room (no seq was used).
                         Err(Error::ReplayBufferFull { .. }) => Some(RoomFor::Ring),

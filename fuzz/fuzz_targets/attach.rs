@@ -7,7 +7,7 @@
 //! * `write(decode(bytes))` reproduces the consumed bytes exactly.
 #![no_main]
 
-use amring::proto::{AttachRequest, AttachResponse, ATTACH_REQUEST_LEN, ATTACH_RESPONSE_LEN};
+use amring_proto::{AttachRequest, AttachResponse, ATTACH_REQUEST_LEN, ATTACH_RESPONSE_LEN};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 

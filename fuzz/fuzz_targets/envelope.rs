@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use amring::codec::CodecKind;
+use amring_proto::codec::CodecKind;
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;

@@ -8,7 +8,7 @@
 //! * whole vs byte-by-byte delivery yields the same frames and the same end.
 #![no_main]
 
-use amring::proto::{Control, Frame, FrameDecoder, FrameError, Version, CONTROL_STREAM_ID};
+use amring_proto::{Control, Frame, FrameDecoder, FrameError, Version, CONTROL_STREAM_ID};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 

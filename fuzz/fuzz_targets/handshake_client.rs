@@ -9,9 +9,9 @@
 //! * feeding a finished handshake again is `HandshakeError::Finished`.
 #![no_main]
 
-use amring::codec::CodecRegistry;
-use amring::proto::handshake::Reply;
-use amring::proto::{AttachResponse, ClientDone, ClientHandshake, ClientHandshakeConfig, HandshakeError, Version};
+use amring_proto::codec::CodecRegistry;
+use amring_proto::handshake::Reply;
+use amring_proto::{AttachResponse, ClientDone, ClientHandshake, ClientHandshakeConfig, HandshakeError, Version};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
@@ -28,6 +28,7 @@ fn configs() -> [ClientHandshakeConfig; 3] {
             version: Version::V2,
             codecs: vec![2],
             max_frame: 4096,
+            flags: amring_proto::handshake::credit_flags(64 << 10),
         },
     ]
 }

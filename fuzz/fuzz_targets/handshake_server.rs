@@ -8,9 +8,9 @@
 //!   the same codec / version / max_frame.
 #![no_main]
 
-use amring::codec::{CodecKind, CodecRegistry};
-use amring::proto::handshake::Reply;
-use amring::proto::{ServerHandshake, ServerHandshakeConfig, ServerStep};
+use amring_proto::codec::{CodecKind, CodecRegistry};
+use amring_proto::handshake::Reply;
+use amring_proto::{ServerHandshake, ServerHandshakeConfig, ServerStep};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,6 +25,7 @@ fn configs() -> [ServerHandshakeConfig; 3] {
             codecs: CodecRegistry::new([CodecKind::Map]),
             recovery: true,
             max_frame: 1024,
+            flags: amring_proto::handshake::credit_flags(4 << 20),
         },
     ]
 }
@@ -68,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
             version,
             codec,
             max_frame,
+            ..
         } = a
         {
             let r = Reply::parse(&reply).expect("accept reply must parse");

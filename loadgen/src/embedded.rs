@@ -22,9 +22,9 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use amring::proto::attach::RecoveryOptions;
 use amring::server::{Server, ServerHandle, Shards};
 use amring::stream::StreamContext;
+use amring_proto::attach::RecoveryOptions;
 
 use crate::msg::{EchoReply, EchoRequest};
 use crate::null_server::{NullServer, NullServerConfig, DEFAULT_BACKLOG};

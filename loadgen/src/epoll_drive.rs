@@ -16,8 +16,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use amring::proto::frame::V2_HEADER_LEN;
-use amring::proto::{FrameHeader, Version};
+use amring_proto::frame::V2_HEADER_LEN;
+use amring_proto::{FrameHeader, Version};
 
 use crate::stats::ErrorKind;
 use crate::transport::Transport;

@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
 use amring::codec::{CodecKind, Message, Profile};
-use amring::proto::frame::V2_HEADER_LEN;
-use amring::proto::Version;
+use amring_proto::frame::V2_HEADER_LEN;
+use amring_proto::Version;
 
 /// Request of the workload.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,7 +277,7 @@ mod tests {
     /// emits around the request payload, for several streams and ids.
     #[test]
     fn v2_frame_template_equals_frame_encoder() {
-        use amring::proto::FrameEncoder;
+        use amring_proto::FrameEncoder;
         for codec in [CodecKind::Compact, CodecKind::Map] {
             for payload in [0, 5, 16, 64, 300] {
                 let t = Templates::new(codec, payload);

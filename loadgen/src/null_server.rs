@@ -23,7 +23,7 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use amring::codec::{CodecKind, ErrorReply, Message, Profile};
-use amring::proto::{FrameDecoder, FrameEncoder, ServerHandshake, ServerHandshakeConfig, ServerStep, Version};
+use amring_proto::{FrameDecoder, FrameEncoder, ServerHandshake, ServerHandshakeConfig, ServerStep, Version};
 
 use crate::msg::{encode_reply, encode_request, EchoReply, EchoRequest};
 

@@ -30,9 +30,9 @@ use glommio::timer::sleep;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use amring::codec::{CodecKind, CodecRegistry};
-use amring::proto::attach::{AttachRequest, AttachResponse, RecoveryOptions};
-use amring::proto::frame::V2_HEADER_LEN;
-use amring::proto::{
+use amring_proto::attach::{AttachRequest, AttachResponse, RecoveryOptions};
+use amring_proto::frame::V2_HEADER_LEN;
+use amring_proto::{
     ClientHandshake, ClientHandshakeConfig, ConnConfig, ConnError, Connection, FrameHeader, Role, Version,
 };
 

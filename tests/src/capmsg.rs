@@ -1,5 +1,5 @@
 //! Rust definitions of every type in `vectors/codec.json` `types`, with the
-//! `amring::codec::attrs` needed to reproduce the Go reference's bytes
+//! `amring_proto::codec::attrs` needed to reproduce the Go reference's bytes
 //! (spec §4.2–4.5, §4.8). Field names follow the map keys (`am` / `msgpack`
 //! tags); Go `int`/`uint` fields carry `attrs::smallest`; Go nil-able
 //! slices/maps/`[]byte`/pointers that the vectors exercise as nil are `Option`.
@@ -10,12 +10,12 @@
 //! encoding does not support unexported fields"); `WithHiddenInner.inner` has
 //! `attrs::as_map`, Go's nested fallback for such types.
 //!
-//! Built-ins (`OkReply`, `ErrorReply`) come from `amring::codec`.
+//! Built-ins (`OkReply`, `ErrorReply`) come from `amring_proto::codec`.
 
 use std::collections::HashMap;
 
-use amring::codec::attrs;
-pub use amring::codec::{ErrorReply, OkReply, Timestamp};
+use amring_proto::codec::attrs;
+pub use amring_proto::codec::{ErrorReply, OkReply, Timestamp};
 use serde::{Deserialize, Serialize};
 
 macro_rules! single {
@@ -325,14 +325,14 @@ pub struct HelloReply {
     pub internal: HelloInternal,
 }
 
-amring::message!(
+amring_proto::message!(
     package = "capmsg";
     StrMsg, BytesMsg, BoolMsg, IntMsg, UintMsg, I8Msg, I16Msg, I32Msg, I64Msg, U8Msg, U16Msg, U32Msg, U64Msg,
     F32Msg, F64Msg, OptStrMsg, OptI64Msg, ListStrMsg, ListI32Msg, ListIntMsg, MapStrI64Msg, MapStrStrMsg,
     ByteArrMsg, I32ArrMsg, TimeMsg, EchoRequest, Empty, Scalars, Inner, Nested, Base, Embedded, TagVariants,
     Hidden, HiddenInner, WithHiddenInner
 );
-amring::message!(package = "hello"; HelloRequest, HelloInternal, HelloReply);
-amring::message!(Named, wire = "example.v1.CustomName");
-amring::message!(Local, package = "main");
-amring::message!(Thing, package = "suffix");
+amring_proto::message!(package = "hello"; HelloRequest, HelloInternal, HelloReply);
+amring_proto::message!(Named, wire = "example.v1.CustomName");
+amring_proto::message!(Local, package = "main");
+amring_proto::message!(Thing, package = "suffix");

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use amring::proto::{ConnConfig, ConnError, Connection, Delivered, FrameDecoder, RecoveryParams, Role, Version};
+use amring_proto::{ConnConfig, ConnError, Connection, Delivered, FrameDecoder, RecoveryParams, Role, Version};
 use bytes::BytesMut;
 
 /// Upper bound of steps in one [`Pair::drive`] (a livelock fails the test).

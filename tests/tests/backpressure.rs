@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Limits, StreamContext};
+use amring_proto::attach::RecoveryOptions;
 use amring_tests::bpmsg::{answer, with_feed, Answer, Ask, Feed};
 use runtime_common::*;
 

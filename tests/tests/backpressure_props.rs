@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Limits, StreamContext, MESSAGE_OVERHEAD};
+use amring_proto::attach::RecoveryOptions;
 use amring_tests::bpmsg::{answer, with_feed, Answer, Ask, Feed};
 use amring_tests::faultproxy::{Direction, FaultProxy};
 use proptest::prelude::*;

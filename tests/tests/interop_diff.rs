@@ -28,11 +28,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use amring::codec::{CodecKind, ErrorReply, Message};
-use amring::proto::attach::RecoveryOptions;
 use amring::{
     Client, ClientRecoveryOptions, Connection, Error, Limits, Server, ServerBuilder, ServerHandle, Shards,
     StreamContext,
 };
+use amring_proto::attach::RecoveryOptions;
 use amring_tests::gopeer::{self, GoServer};
 use amring_tests::peermsg::{Scalars, ScalarsReply};
 use serde::de::DeserializeOwned;

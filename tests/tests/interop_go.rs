@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use amring::codec::{CodecKind, Message, OkReply};
-use amring::proto::attach::RecoveryOptions;
 use amring::{Client, ClientRecoveryOptions, Connection, Error, Server, ServerHandle, Shards, StreamContext};
+use amring_proto::attach::RecoveryOptions;
 use amring_tests::faultproxy::{Direction, FaultProxy};
 use amring_tests::gopeer::{self, GoServer};
 use amring_tests::peermsg::{Scalars, ScalarsReply};

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amring::proto::attach::{AttachRequest, AttachResponse, AttachStatus, RecoveryOptions};
 use amring::{Client, ClientRecoveryOptions, Error, Server, Shards};
+use amring_proto::attach::{AttachRequest, AttachResponse, AttachStatus, RecoveryOptions};
 use amring_tests::faultproxy::{Direction, FaultProxy};
 use bytes::BytesMut;
 use futures_lite::future;
@@ -407,7 +407,7 @@ fn failure_codes_resume_then_reconnect_terminal() {
 /// and a new-session attach, then writes `evil` and waits for the client to
 /// hang up.
 fn fake_v3_server(evil: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
-    use amring::proto::handshake::{ServerHandshake, ServerHandshakeConfig, ServerStep};
+    use amring_proto::handshake::{ServerHandshake, ServerHandshakeConfig, ServerStep};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let t = std::thread::spawn(move || {
@@ -439,8 +439,8 @@ fn fake_v3_server(evil: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
             assert!(n > 0, "client hung up during the attach");
             buf.extend_from_slice(&chunk[..n]);
         };
-        assert_eq!(req.mode, amring::proto::attach::AttachMode::New);
-        let params = amring::proto::RecoveryParams::default();
+        assert_eq!(req.mode, amring_proto::attach::AttachMode::New);
+        let params = amring_proto::RecoveryParams::default();
         let mut out = BytesMut::new();
         AttachResponse::accepted([7; 16], [9; 16], 0, &params).write(&mut out);
         out.extend_from_slice(&evil);
@@ -453,7 +453,7 @@ fn fake_v3_server(evil: Vec<u8>) -> (String, std::thread::JoinHandle<()>) {
 
 fn v3_frame(stream: u32, seq: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = BytesMut::new();
-    amring::proto::FrameEncoder::new(amring::proto::Version::V3, u32::MAX)
+    amring_proto::FrameEncoder::new(amring_proto::Version::V3, u32::MAX)
         .encode(&mut out, stream, seq, payload)
         .unwrap();
     out.to_vec()
@@ -521,7 +521,7 @@ fn blob_frame(seq: u64, text: String) -> Vec<u8> {
 /// Reads `n` replies of stream 1 (ACK/PING frames skipped); returns their texts.
 fn read_blobs(s: &mut TcpStream, n: u64) -> Vec<String> {
     use amring::codec::CodecKind;
-    use amring::proto::{FrameDecoder, Version};
+    use amring_proto::{FrameDecoder, Version};
     let mut dec = FrameDecoder::new(Version::V3, u32::MAX);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();

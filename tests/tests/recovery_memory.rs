@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use amring::codec::{CodecKind, Profile};
-use amring::proto::attach::{AttachRequest, AttachResponse, AttachStatus, RecoveryOptions};
-use amring::proto::{FrameEncoder, Version};
 use amring::{Server, ServerHandle, Shards};
+use amring_proto::attach::{AttachRequest, AttachResponse, AttachStatus, RecoveryOptions};
+use amring_proto::{FrameEncoder, Version};
 use bytes::BytesMut;
 use runtime_common::*;
 

@@ -411,8 +411,8 @@ fn spinning_shard_serves_and_parks_again() {
 /// Both protocol versions, stream 0 and new streams, several rounds.
 #[test]
 fn on_new_stream_value_is_visible_to_the_first_handler_v2_and_v3() {
-    use amring::proto::attach::RecoveryOptions;
     use amring::ClientRecoveryOptions;
+    use amring_proto::attach::RecoveryOptions;
 
     for v3 in [false, true] {
         let late = Arc::new(AtomicUsize::new(0));

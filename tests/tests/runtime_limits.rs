@@ -214,8 +214,8 @@ fn slow_consumer_stream_keeps_everything_and_never_blocks_other_streams() {
 /// holds no more than without credit.
 #[test]
 fn pipelining_past_the_inbound_limit_loses_no_reply_v2_and_v3() {
-    use amring::proto::attach::RecoveryOptions;
     use amring::ClientRecoveryOptions;
+    use amring_proto::attach::RecoveryOptions;
     for (v3, credit) in [(false, false), (true, false), (false, true), (true, true)] {
         let h = limited(Limits::default())
             .recovery(v3.then(RecoveryOptions::default))

@@ -3,10 +3,10 @@
 //! hold more than its declared limit, and give the same answer whatever the
 //! chunking; encode → decode round trips for every fixed layout.
 
-use amring::codec::{CodecKind, CodecRegistry};
-use amring::proto::attach::{AttachMode, AttachStatus};
-use amring::proto::handshake::{HelloHeader, Reply, MAX_HELLO_LEN};
-use amring::proto::{
+use amring_proto::attach::{AttachMode, AttachStatus};
+use amring_proto::codec::{CodecKind, CodecRegistry};
+use amring_proto::handshake::{HelloHeader, Reply, MAX_HELLO_LEN};
+use amring_proto::{
     AttachRequest, AttachResponse, ClientHandshake, ClientHandshakeConfig, FrameDecoder, FrameEncoder, FrameError,
     FrameHeader, ServerHandshake, ServerHandshakeConfig, ServerStep, Version, ATTACH_REQUEST_LEN, ATTACH_RESPONSE_LEN,
 };
@@ -285,7 +285,7 @@ proptest! {
     fn server_built_responses_always_validate(
         ack_every: u32, delay_us in any::<u32>(), interval_ms in any::<u32>(), timeout_ms in any::<u32>(),
     ) {
-        let p = amring::proto::RecoveryParams {
+        let p = amring_proto::RecoveryParams {
             ack_every,
             ack_delay: std::time::Duration::from_micros(delay_us.into()),
             heartbeat_interval: std::time::Duration::from_millis(interval_ms.into()),
@@ -296,7 +296,7 @@ proptest! {
         prop_assert!(AttachResponse::accepted([1; 16], [2; 16], 3, &p).validate_initial(1).is_ok());
         prop_assert_eq!(
             AttachResponse::rejected(&p).validate_initial(1),
-            Err(amring::proto::AttachError::InitialRejected { status: 2 })
+            Err(amring_proto::AttachError::InitialRejected { status: 2 })
         );
     }
 

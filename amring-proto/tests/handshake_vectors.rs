@@ -10,16 +10,20 @@
 //!   same negotiated values, or the same error type and text) for the recorded
 //!   server bytes, including the v3 → v2 fallback and the attach validation.
 
-use amring::codec::{CodecKind, CodecRegistry};
-use amring::proto::attach::TOKEN_LEN;
-use amring::proto::{
+#[path = "../../tests/src/vectors.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod vectors;
+
+use amring_proto::attach::TOKEN_LEN;
+use amring_proto::codec::{CodecKind, CodecRegistry};
+use amring_proto::{
     normalize_server_options, AttachError, AttachMode, AttachRequest, AttachResponse, AttachStatus, ClientHandshake,
     ClientHandshakeConfig, HandshakeError, RecoveryOptions, ServerHandshake, ServerHandshakeConfig, ServerStep,
     Version, ATTACH_REQUEST_LEN,
 };
-use amring_tests::{load_vectors, unhex};
 use bytes::BytesMut;
 use serde_json::Value;
+use vectors::{load_vectors, unhex};
 
 /// Cases this replay deliberately does not run, with the reason. Empty: every
 /// case is replayed.
@@ -306,7 +310,7 @@ fn feed_reply(
     hs: &mut ClientHandshake,
     reply: &[u8],
     chunk: usize,
-) -> Result<amring::proto::ClientDone, HandshakeError> {
+) -> Result<amring_proto::ClientDone, HandshakeError> {
     let mut buf = BytesMut::new();
     for c in reply.chunks(chunk.max(1)) {
         buf.extend_from_slice(c);

@@ -3,17 +3,21 @@
 //! protocol violations, graceful close. No sockets, no sleeps.
 #![allow(missing_docs)]
 
+#[path = "../../tests/src/pair.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod pair;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use amring::proto::recovery::{write_close_frame, CONTROL_CLOSE};
-use amring::proto::{
+use amring_proto::recovery::{write_close_frame, CONTROL_CLOSE};
+use amring_proto::{
     ConnConfig, ConnError, Connection, Control, ControlError, Event, FrameDecoder, FrameEncoder, FrameError,
     RecoveryParams, Role, SendError, Version, CONTROL_STREAM_ID,
 };
-use amring_tests::pair::{frame_boundaries, v3_config, Pair};
 use bytes::{BufMut, BytesMut};
+use pair::{frame_boundaries, v3_config, Pair};
 
 const STREAMS: u32 = 3;
 const PER_STREAM: u32 = 50;
@@ -38,7 +42,7 @@ fn send(conn: &mut Connection, now: std::time::Instant, stream: u32, idx: u32) -
 }
 
 /// Per stream: the message indices delivered, in order.
-fn by_stream(delivered: &[amring::proto::Delivered]) -> BTreeMap<u32, Vec<u32>> {
+fn by_stream(delivered: &[amring_proto::Delivered]) -> BTreeMap<u32, Vec<u32>> {
     let mut m: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for d in delivered {
         let s = u32::from_be_bytes(d.payload[0..4].try_into().unwrap());
@@ -49,7 +53,7 @@ fn by_stream(delivered: &[amring::proto::Delivered]) -> BTreeMap<u32, Vec<u32>> 
     m
 }
 
-fn assert_exactly_once(delivered: &[amring::proto::Delivered], ctx: &str) {
+fn assert_exactly_once(delivered: &[amring_proto::Delivered], ctx: &str) {
     let m = by_stream(delivered);
     assert_eq!(m.len(), STREAMS as usize, "{ctx}: streams");
     for (s, v) in m {
@@ -594,7 +598,7 @@ fn raw_v2(stream: u32, payload: &[u8]) -> BytesMut {
 mod sessions {
     use std::time::{Duration, Instant};
 
-    use amring::proto::{ResumeReject, SessionTable};
+    use amring_proto::{ResumeReject, SessionTable};
 
     const TTL: Duration = Duration::from_secs(30);
 
@@ -661,7 +665,7 @@ mod sessions {
     /// Backs the fixed-overhead figure in the `session` module docs.
     #[test]
     fn session_sizes() {
-        let n = std::mem::size_of::<amring::proto::Connection>();
+        let n = std::mem::size_of::<amring_proto::Connection>();
         println!("size_of::<Connection>() = {n}");
         assert!(n <= 512, "Connection is {n} bytes; update the session memory docs");
     }

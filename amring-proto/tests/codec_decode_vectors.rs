@@ -4,18 +4,22 @@
 //! every `encode_cases` payload yields the recorded wire name and a body that
 //! decodes as a generic value (the `peek_wire` check).
 
+#[path = "../../tests/src/vectors.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod vectors;
+
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fmt;
 
-use amring::codec::{CodecKind, DecodeError, Envelope, ErrorReply, Message, OkReply};
-use amring::proto::{FrameDecoder, Version};
-use amring_tests::{load_vectors, unhex};
+use amring_proto::codec::{CodecKind, DecodeError, Envelope, ErrorReply, Message, OkReply};
+use amring_proto::{FrameDecoder, Version};
 use bytes::BytesMut;
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_bytes::ByteBuf;
 use serde_json::{json, Value};
+use vectors::{load_vectors, unhex};
 
 // ---------------------------------------------------------------------------
 // Local mirrors of the capture types (Go field `V` ↔ map key `v`). Go
@@ -486,8 +490,8 @@ enum BodyShape {
 
 fn shape(env: &Envelope<'_>) -> BodyShape {
     match env.kind {
-        amring::codec::BodyKind::CompactFields { fields } => BodyShape::Compact(fields as usize),
-        amring::codec::BodyKind::MapData => BodyShape::Map,
+        amring_proto::codec::BodyKind::CompactFields { fields } => BodyShape::Compact(fields as usize),
+        amring_proto::codec::BodyKind::MapData => BodyShape::Map,
     }
 }
 

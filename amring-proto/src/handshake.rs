@@ -125,7 +125,7 @@ pub const MAX_CREDIT_WINDOW: usize = 1 << 30;
 /// [`MIN_CREDIT_WINDOW`]..=[`MAX_CREDIT_WINDOW`].
 ///
 /// ```
-/// use amring::proto::handshake::{credit_flags, credit_window};
+/// use amring_proto::handshake::{credit_flags, credit_window};
 /// assert_eq!(credit_window(credit_flags(4 << 20)), Some(4 << 20));
 /// assert_eq!(credit_window(credit_flags(5000)), Some(4096));
 /// assert_eq!(credit_window(0), None); // the reference's byte: no credit

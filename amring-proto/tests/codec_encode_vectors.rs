@@ -4,14 +4,21 @@
 //! Also checks that `Profile::Interop` compact never emits `c0` at a field or
 //! list-element position (spec §4.8, §9 note 1).
 
+#[path = "../../tests/src/capmsg.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod capmsg;
+#[path = "../../tests/src/vectors.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod vectors;
+
 use std::collections::HashMap;
 
-use amring::codec::{attrs, CodecKind, EncodeError, Message, Profile};
-use amring_tests::capmsg::*;
-use amring_tests::{load_vectors, unhex};
+use amring_proto::codec::{attrs, CodecKind, EncodeError, Message, Profile};
 use bytes::BytesMut;
+use capmsg::*;
 use serde::Serialize;
 use serde_json::Value;
+use vectors::{load_vectors, unhex};
 
 /// Divergences from the reference that are expected and documented
 /// (`<case id>/<codec>`, reason).
@@ -485,7 +492,7 @@ fn nil_as_zero_is_go_decodable_in_interop() {
         #[serde(with = "attrs::nil_as_zero")]
         by_key: Option<HashMap<String, i64>>,
     }
-    amring::message!(Lenient, package = "capmsg");
+    amring_proto::message!(Lenient, package = "capmsg");
     let mut out = BytesMut::new();
     CodecKind::Compact
         .encode(&Lenient::default(), Profile::Interop, &mut out)
@@ -520,7 +527,7 @@ fn message_macro_wire_names() {
     assert_eq!(Local::WIRE_NAME, "am.main.Local");
     assert_eq!(
         Scalars::WIRE_NAME,
-        amring::codec::wire_name_for("example.com/amcap/capmsg", "Scalars")
+        amring_proto::codec::wire_name_for("example.com/amcap/capmsg", "Scalars")
     );
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use amring::codec::{BodyKind, CodecKind, Envelope};
+use amring_proto::codec::{BodyKind, CodecKind, Envelope};
 use proptest::prelude::*;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -62,7 +62,7 @@ fn all_bodies(codec: CodecKind, env: &Envelope<'_>) {
     let _ = codec.decode_body::<(i8, u64, f32)>(env);
     let _ = codec.decode_body::<Vec<Option<String>>>(env);
     let _ = codec.decode_body::<HashMap<String, Vec<u16>>>(env);
-    let _ = codec.decode_body::<amring::codec::ErrorReply>(env);
+    let _ = codec.decode_body::<amring_proto::codec::ErrorReply>(env);
 }
 
 /// A random MessagePack value tree.

@@ -54,6 +54,34 @@ impl ErrorReply {
     pub const PROTOCOL_ERROR: &'static str = "protocol_error";
 }
 
+/// What a handler's `Ok` value sends back (spec §5.4): a message, or `()`
+/// for [`OkReply`].
+///
+/// ```
+/// use amring_proto::codec::{Message, OkReply, Reply};
+/// assert_eq!(<<() as Reply>::Msg as Message>::WIRE_NAME, OkReply::WIRE_NAME);
+/// ```
+pub trait Reply {
+    /// The message type sent.
+    type Msg: Message + ?Sized;
+    /// The message to send.
+    fn message(&self) -> &Self::Msg;
+}
+
+impl Reply for () {
+    type Msg = OkReply;
+    fn message(&self) -> &OkReply {
+        &OkReply {}
+    }
+}
+
+impl<M: Message> Reply for M {
+    type Msg = M;
+    fn message(&self) -> &M {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

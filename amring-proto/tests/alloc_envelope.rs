@@ -2,12 +2,16 @@
 //! codecs), frame decode over a pre-filled buffer and body decode into a
 //! borrowing struct allocate nothing per frame in steady state.
 
+#[path = "../../tests/src/alloc.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod counting_alloc;
+
 use std::cell::Cell;
 
-use amring::codec::{CodecKind, Envelope};
-use amring::proto::{FrameDecoder, FrameEncoder, Version};
-use amring_tests::alloc::CountingAlloc;
+use amring_proto::codec::{CodecKind, Envelope};
+use amring_proto::{FrameDecoder, FrameEncoder, Version};
 use bytes::BytesMut;
+use counting_alloc::CountingAlloc;
 use serde::Deserialize;
 
 thread_local! {
@@ -88,13 +92,13 @@ fn envelope_and_borrowed_body_decode_allocate_nothing() {
     let env = Envelope {
         wire: "w",
         body: &body,
-        kind: amring::codec::BodyKind::CompactFields { fields: 5 },
+        kind: amring_proto::codec::BodyKind::CompactFields { fields: 5 },
     };
     let map_body = hex::decode("83a161a178a163d3000000000000002aa165cb3ff8000000000000").unwrap();
     let menv = Envelope {
         wire: "w",
         body: &map_body,
-        kind: amring::codec::BodyKind::MapData,
+        kind: amring_proto::codec::BodyKind::MapData,
     };
     let (n, (v, m)) = count(|| {
         let v: Wide<'_> = CodecKind::Compact.decode_body(&env).unwrap();

@@ -14,8 +14,8 @@
 /// struct EchoRequest {
 ///     text: String,
 /// }
-/// amring::message!(EchoRequest, package = "capmsg");
-/// assert_eq!(<EchoRequest as amring::codec::Message>::WIRE_NAME, "am.capmsg.EchoRequest");
+/// amring_proto::message!(EchoRequest, package = "capmsg");
+/// assert_eq!(<EchoRequest as amring_proto::codec::Message>::WIRE_NAME, "am.capmsg.EchoRequest");
 /// ```
 #[macro_export]
 macro_rules! message {

@@ -14,18 +14,22 @@
 //!    `frame` / `control_frame` events in order; frames the Go peer refused
 //!    (bad version, oversized) must make our decoder fail at the same frame.
 
+#[path = "../../tests/src/vectors.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod vectors;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
-use amring::codec::{CodecKind, CodecRegistry};
-use amring::proto::{
+use amring_proto::codec::{CodecKind, CodecRegistry};
+use amring_proto::{
     normalize_server_options, AttachMode, AttachRequest, AttachResponse, AttachStatus, ClientHandshake,
     ClientHandshakeConfig, Control, ControlError, FrameDecoder, FrameError, HandshakeError, RecoveryOptions,
     RecoveryParams, ServerHandshake, ServerHandshakeConfig, ServerStep, Version, CONTROL_STREAM_ID,
 };
-use amring_tests::{load_vectors, unhex};
 use bytes::BytesMut;
 use serde_json::Value;
+use vectors::{load_vectors, unhex};
 
 const MAX_REPLAY: usize = 8 * 1024 * 1024;
 
