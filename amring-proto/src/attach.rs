@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 
-use super::conn::RecoveryParams;
+use super::recovery::RecoveryParams;
 
 /// Length of an attach request.
 pub const ATTACH_REQUEST_LEN: usize = 44;

@@ -26,50 +26,15 @@
 //!
 //! Method groups follow quinn-proto: getters, `handle_*`, mutators, `poll_*`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use super::control::Control;
+use super::error::ConnError;
 use super::error::{ControlError, FrameError};
 use super::frame::{EncodeFrameError, FrameDecoder, FrameEncoder, Version, CONTROL_STREAM_ID};
-use super::recovery::{write_close_frame, LinkState, Recovery, RecoveryDebug, CONTROL_CLOSE};
-
-/// Which side of the connection this is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Dialed the connection; owns reconnects in v3.
-    Client,
-    /// Accepted the connection; authoritative for v3 timing options.
-    Server,
-}
-
-/// v3 parameters in effect for a logical connection (after normalisation, §7.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecoveryParams {
-    /// ACK after this many unacknowledged data frames (≤ 1: immediately).
-    pub ack_every: u32,
-    /// ACK at the latest this long after the first unacknowledged frame.
-    pub ack_delay: Duration,
-    /// Send a PING after this long without writing anything.
-    pub heartbeat_interval: Duration,
-    /// Consider the transport dead after this long without a complete inbound frame.
-    pub heartbeat_timeout: Duration,
-    /// Bound of the replay ring in accounted bytes (`18 + payload_len` per frame).
-    pub max_replay_bytes: usize,
-}
-
-impl Default for RecoveryParams {
-    fn default() -> Self {
-        RecoveryParams {
-            ack_every: 64,
-            ack_delay: Duration::from_millis(20),
-            heartbeat_interval: Duration::from_secs(30),
-            heartbeat_timeout: Duration::from_secs(90),
-            max_replay_bytes: 8 * 1024 * 1024,
-        }
-    }
-}
+use super::recovery::{write_close_frame, LinkState, Recovery, RecoveryDebug, RecoveryParams, Role, CONTROL_CLOSE};
 
 /// Configuration of a [`Connection`], fixed by the handshake (and attach).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,62 +73,6 @@ pub struct TransportStats {
     pub control_frames_written: u64,
     /// Frames read on stream `0xFFFFFFFF`.
     pub control_frames_read: u64,
-}
-
-/// Why the connection stopped: `is_permanent()` tells close from detach.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConnError {
-    /// A framing rule was broken (bad version byte, oversized frame): v2 close, v3 detach.
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// No complete frame within the heartbeat timeout (v3): detach.
-    #[error("heartbeat timeout")]
-    HeartbeatTimeout,
-    /// Malformed control frame (v3): permanent close.
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    /// A v3 data frame carried seq 0: permanent close.
-    #[error("recovery data frame missing seq")]
-    SeqZero,
-    /// The peer sent a graceful CLOSE (amring extension, only when negotiated): permanent close.
-    #[error("connection closed by peer")]
-    PeerClosed,
-    /// The logical connection is already permanently closed.
-    #[error("connection closed")]
-    Closed,
-    /// On resume the peer reported a `last_recv_seq` below frames that were
-    /// already trimmed from the replay ring: the gap cannot be replayed. Permanent.
-    #[error("resume rejected: peer last_recv_seq {peer} is behind the oldest retained frame {oldest}")]
-    ResumeBehind {
-        /// The peer's reported `last_recv_seq`.
-        peer: u64,
-        /// Seq of the oldest frame still retained.
-        oldest: u64,
-    },
-    /// A v3 data frame skipped sequence numbers: permanent close.
-    #[error("recovery frame sequence gap: expected {expected}, got {got}")]
-    SeqGap {
-        /// The next seq that was expected.
-        expected: u64,
-        /// The seq received.
-        got: u64,
-    },
-}
-
-impl ConnError {
-    /// True when the logical connection is gone (never resumable). Only
-    /// meaningful in v3: in v2 every error ends the connection.
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            ConnError::Control(_)
-                | ConnError::SeqZero
-                | ConnError::SeqGap { .. }
-                | ConnError::PeerClosed
-                | ConnError::Closed
-                | ConnError::ResumeBehind { .. }
-        )
-    }
 }
 
 /// Why a send was refused. Nothing of the frame was queued, and (v3) no
@@ -696,6 +605,7 @@ fn map_encode_err<E>(e: EncodeFrameError<E>) -> SendError<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn v3(role: Role, now: Instant) -> Connection {
         let params = RecoveryParams {

@@ -40,15 +40,13 @@ pub use attach::{
     normalize_server_options, AttachError, AttachMode, AttachRequest, AttachResponse, AttachStatus, RecoveryOptions,
     ATTACH_REQUEST_LEN, ATTACH_RESPONSE_LEN,
 };
-pub use conn::{
-    ConnConfig, ConnError, Connection, Delivered, Event, RecoveryParams, Role, SendError, TransmitKinds, TransportStats,
-};
+pub use conn::{ConnConfig, Connection, Delivered, Event, SendError, TransmitKinds, TransportStats};
 pub use control::Control;
-pub use error::{ControlError, FrameError};
+pub use error::{ConnError, ControlError, FrameError};
 pub use frame::{Frame, FrameDecoder, FrameEncoder, FrameHeader, Version, CONTROL_STREAM_ID};
 pub use handshake::{
     ClientDone, ClientHandshake, ClientHandshakeConfig, HandshakeError, ServerHandshake, ServerHandshakeConfig,
     ServerStep,
 };
-pub use recovery::{LinkState, RecoveryDebug};
+pub use recovery::{LinkState, RecoveryDebug, RecoveryParams, Role};
 pub use session::{ConnectionId, ResumeReject, ResumeSecret, SessionTable};

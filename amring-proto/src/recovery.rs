@@ -22,9 +22,45 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::conn::{ConnError, RecoveryParams, Role};
+use super::error::ConnError;
 use super::frame::{FrameHeader, Version, CONTROL_STREAM_ID, V3_HEADER_LEN};
 use super::replay::ReplayRing;
+
+/// Which side of the connection this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Dialed the connection; owns reconnects in v3.
+    Client,
+    /// Accepted the connection; authoritative for v3 timing options.
+    Server,
+}
+
+/// v3 parameters in effect for a logical connection (after normalisation, §7.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryParams {
+    /// ACK after this many unacknowledged data frames (≤ 1: immediately).
+    pub ack_every: u32,
+    /// ACK at the latest this long after the first unacknowledged frame.
+    pub ack_delay: Duration,
+    /// Send a PING after this long without writing anything.
+    pub heartbeat_interval: Duration,
+    /// Consider the transport dead after this long without a complete inbound frame.
+    pub heartbeat_timeout: Duration,
+    /// Bound of the replay ring in accounted bytes (`18 + payload_len` per frame).
+    pub max_replay_bytes: usize,
+}
+
+impl Default for RecoveryParams {
+    fn default() -> Self {
+        RecoveryParams {
+            ack_every: 64,
+            ack_delay: Duration::from_millis(20),
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(90),
+            max_replay_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
 
 /// Control type byte of the amring CLOSE frame (only sent when negotiated).
 pub const CONTROL_CLOSE: u8 = 0x03;

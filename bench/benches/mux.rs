@@ -8,7 +8,7 @@
 //! * `mux_route/N`: the stream-table routing of `engine/src/dispatch.rs`
 //!   (envelope decode, stream lookup or creation, inbox push, then the
 //!   receiver's pop) of the 1024 delivered frames. The table is crate-private:
-//!   this goes through the `#[doc(hidden)]` hook `amring::dispatch::bench_router`.
+//!   this goes through the `bench-internals` hook `amring::bench_internals::bench_router`.
 //! * `mux_demux_route/N`: both in a row (v2), the runtime's read path minus
 //!   the socket.
 //! * `mux_transmit/{v2,v3}/N`: the outgoing side, 1024 replies queued with
@@ -116,7 +116,7 @@ fn route(c: &mut Criterion) {
             })
             .collect();
         g.bench_with_input(BenchmarkId::from_parameter(streams), &streams, |b, _| {
-            let mut router = amring::dispatch::bench_router(CodecKind::Compact);
+            let mut router = amring::bench_internals::bench_router(CodecKind::Compact);
             let now = Instant::now();
             b.iter(|| assert_eq!(router(&frames, now), FRAMES))
         });
@@ -128,7 +128,7 @@ fn route(c: &mut Criterion) {
     for streams in STREAM_COUNTS {
         let w = wire(Version::V2, streams, &p);
         g.bench_with_input(BenchmarkId::from_parameter(streams), &streams, |b, _| {
-            let mut router = amring::dispatch::bench_router(CodecKind::Compact);
+            let mut router = amring::bench_internals::bench_router(CodecKind::Compact);
             let mut cn = conn(Role::Client, Version::V2, Instant::now());
             let mut buf = BytesMut::with_capacity(w.len());
             let mut delivered = Vec::with_capacity(FRAMES);

@@ -185,7 +185,7 @@ async fn run(args: Args) -> Result<(), Error> {
 fn main() {
     let args = Args::parse();
     let r = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(amring::runtime::IO_MEMORY)
+        .io_memory(amring::IO_MEMORY)
         .spawn(move || run(args))
         .expect("start a glommio executor")
         .join()

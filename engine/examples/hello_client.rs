@@ -77,7 +77,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let r = LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(amring::runtime::IO_MEMORY)
+        .io_memory(amring::IO_MEMORY)
         .spawn(move || async move { hello_demo(&args.addr).await })
         .expect("start a glommio executor")
         .join()

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn f() -> Result<(), amring::Error> {
-//! # use amring::{client::Client, codec::OkReply};
+//! # use amring::{Client, codec::OkReply};
 //! let conn = Client::builder().timeout(Some(std::time::Duration::from_secs(1))).connect("127.0.0.1:7000").await?;
 //! let s = conn.new_stream()?;
 //! let _r: OkReply = s.send_recv(&OkReply {}).await?;
@@ -12,7 +12,6 @@
 
 use std::cell::RefCell;
 use std::ops::Deref;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -23,7 +22,10 @@ use serde::de::DeserializeOwned;
 
 use crate::addr::Addr;
 use crate::codec::{CodecId, CodecKind, CodecRegistry, Message};
-use crate::dispatch::{ConnRef, ConnState, Limits};
+use crate::conn::info::ConnDebugState;
+use crate::conn::limits::Limits;
+use crate::conn::state::{ConnRef, ConnState};
+use crate::conn::stream::Stream;
 use crate::error::Error;
 use crate::proto::attach::{AttachError, AttachRequest};
 use crate::proto::frame::DEFAULT_MAX_FRAME;
@@ -31,8 +33,8 @@ use crate::proto::handshake::{credit_flags, ClientHandshakeConfig};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, Role, Version};
 use crate::runtime::recovery::{client_supervisor, ClientResume};
-use crate::runtime::{conn::drive, handshake, io::Transport, socket};
-use crate::stream::{ConnDebugState, Stream};
+use crate::runtime::socket::dial;
+use crate::runtime::{conn::drive, handshake};
 
 /// Entry point: `Client::builder()`.
 #[derive(Debug)]
@@ -253,7 +255,7 @@ impl ClientBuilder {
             None => setup.await?,
             Some(t) => {
                 let timer = async {
-                    crate::runtime::sleep(t).await;
+                    crate::exec::sleep(t).await;
                     Err(Error::ConnectTimeout)
                 };
                 future::or(setup, timer).await?
@@ -288,10 +290,10 @@ impl ClientBuilder {
                     max_replay_bytes: ro.max_replay_bytes,
                     attempt_timeout: params.heartbeat_timeout,
                 };
-                crate::runtime::spawn(client_supervisor(conn.clone(), io, rbuf, r));
+                crate::exec::spawn(client_supervisor(conn.clone(), io, rbuf, r));
             }
             _ => {
-                crate::runtime::spawn({
+                crate::exec::spawn({
                     let conn = conn.clone();
                     async move {
                         drive(conn, io, rbuf, None).await;
@@ -302,26 +304,6 @@ impl ClientBuilder {
         Ok(Connection {
             stream0: Stream::new(conn, 0),
         })
-    }
-}
-
-pub(crate) async fn dial(addr: &Addr) -> Result<Transport, Error> {
-    match addr {
-        Addr::Tcp(hp) => {
-            let sa = Addr::resolve_tcp(hp)?;
-            let s = glommio::net::TcpStream::connect(sa)
-                .await
-                .map_err(std::io::Error::from)?;
-            socket::borrow_tune_tcp(s.as_raw_fd())?;
-            Ok(Transport::Tcp(s))
-        }
-        Addr::Unix(_) | Addr::Abstract(_) => {
-            let s = socket::unix_connect(addr)?;
-            // SAFETY: `s` is a connected Unix stream socket we own.
-            Ok(Transport::Unix(unsafe {
-                glommio::net::UnixStream::from_raw_fd(s.into_raw_fd())
-            }))
-        }
     }
 }
 

@@ -5,27 +5,52 @@
 //! Go reference (`github.com/adaptivemsg/adaptivemsg-go`).
 //!
 //! ```text
-//!  socket ──► runtime shell (glommio, one per core) ──► proto (sans-IO) ──► dispatch ──► handler / stream inbox
-//!    ▲                                                                                        │
-//!    └──────── one batched write per wake ◄── proto transmit ◄── codec encode ◄───────────────┘
+//!  socket ──► runtime shell (glommio, one per core) ──► amring-proto (sans-IO) ──► conn (dispatch) ──► handler / stream inbox
+//!    ▲                                                                                                    │
+//!    └──────── one batched write per wake ◄── proto transmit ◄── codec encode ◄───────────────────────────┘
 //! ```
 //!
-//! * [`proto`]: sans-IO core (handshake, frames, control frames, recovery).
-//! * [`codec`]: the MessagePack compact and map codecs and the [`codec::Message`] trait.
-//! * [`debug`]: counters and failure codes.
-//! * [`server`] / [`client`] / [`stream`]: the public API; [`runtime`]: the glommio shell.
+//! The layers, bottom to top; each imports only from the layers below it
+//! (`engine/tests/layers.rs` checks this on every test run):
+//!
+//! 1. [`amring_proto`]: the sans-IO core (handshake, frames, recovery, codecs),
+//!    its own crate with no runtime dependency;
+//! 2. base: `error`, `addr`, [`debug`], `panic`, `exec` (the executor
+//!    primitives: spawn, sleep);
+//! 3. `conn`: connection state and dispatch, stream handles, the handler table;
+//! 4. `runtime`: the glommio shell (shards, listeners, the driver, resume, dialing);
+//! 5. the public API: `server`, `client`.
+//!
+//! Everything a user names is re-exported here at the root; [`codec`] and
+//! [`debug`] are the only public modules.
+//!
+//! ```no_run
+//! use amring::{codec::Message, Client, Server, StreamContext};
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+//! # impl Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+//! let server = Server::builder()
+//!     .handler(|_ctx: StreamContext, p: Ping| async move { Ok::<_, String>(Ping { n: p.n + 1 }) })
+//!     .serve("127.0.0.1:7000")?;
+//! // On any glommio executor:
+//! # async fn call() -> Result<(), amring::Error> {
+//! let conn = Client::builder().connect("127.0.0.1:7000").await?;
+//! let reply: Ping = conn.send_recv(&Ping { n: 1 }).await?;
+//! # Ok(()) }
+//! # server.shutdown(std::time::Duration::ZERO);
+//! # Ok::<(), amring::Error>(())
+//! ```
 
-pub mod addr;
-pub mod client;
+mod addr;
+mod client;
+mod conn;
 pub mod debug;
-pub mod dispatch;
-pub mod error;
+mod error;
+mod exec;
 mod panic;
-pub mod runtime;
-pub mod server;
-pub mod stream;
+mod runtime;
+mod server;
 
-/// The sans-IO core, under its old path inside the engine.
+/// The sans-IO core, under its path inside the engine.
 pub(crate) use amring_proto as proto;
 /// The codecs and the [`codec::Message`] trait (from [`amring_proto`]).
 pub use amring_proto::codec;
@@ -34,15 +59,23 @@ pub use codec::Reply;
 
 pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
-pub use dispatch::{Limits, CONN_WINDOW, MESSAGE_OVERHEAD, STREAM_WINDOW};
+pub use conn::context::StreamContext;
+pub use conn::info::{ConnDebugState, ConnInfo, StreamDebugState};
+pub use conn::limits::{Limits, CONN_WINDOW, MESSAGE_OVERHEAD, STREAM_WINDOW};
+pub use conn::stream::{RawMessage, Stream};
 pub use error::Error;
+pub use exec::{IO_MEMORY, RING_DEPTH};
 pub use proto::attach::RecoveryOptions;
-pub use runtime::shard::ShardStats;
-pub use server::{
-    Server, ServerBuilder, ServerHandle, Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES,
-    DEFAULT_SERVER_MAX_FRAME,
-};
-pub use stream::{ConnDebugState, ConnInfo, RawMessage, Stream, StreamContext, StreamDebugState};
+pub use runtime::config::{Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES, DEFAULT_SERVER_MAX_FRAME};
+pub use runtime::shared::ShardStats;
+pub use server::{Server, ServerBuilder, ServerHandle};
+
+/// Internals for the criterion benches (`bench/`), behind the
+/// `bench-internals` feature: not part of the API, no stability promise.
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals {
+    pub use crate::conn::bench::bench_router;
+}
 
 /// The code blocks of the repository's README, compiled and run as doctests.
 #[cfg(doctest)]

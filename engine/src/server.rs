@@ -3,7 +3,7 @@
 //! listener on the address (SO_REUSEPORT), and returns a [`ServerHandle`].
 //!
 //! ```no_run
-//! # use amring::{server::Server, codec::Message, stream::StreamContext};
+//! # use amring::{Server, codec::Message, StreamContext};
 //! # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
 //! # impl Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
 //! let handle = Server::builder()
@@ -14,313 +14,28 @@
 //! handle.join().unwrap();
 //! ```
 
-use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
-use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{CodecRegistry, DecodeError, Message, Reply};
-use crate::dispatch::{wait_room, Limits, RoomFor};
+use crate::codec::{CodecRegistry, Message, Reply};
+use crate::conn::context::StreamContext;
+use crate::conn::handler::{HandlerTable, Hooks};
+use crate::conn::info::ConnInfo;
+use crate::conn::limits::Limits;
 use crate::error::Error;
 use crate::proto::attach::RecoveryOptions;
-use crate::runtime::shard::{self, ServerShared, ShardStats};
-use crate::stream::{ConnInfo, StreamContext};
+use crate::runtime::config::{
+    default_max_connections, system_max_backlog, ServerConfig, Shards, DEFAULT_MAX_DETACHED_SESSIONS,
+    DEFAULT_MAX_HELD_BYTES, DEFAULT_SERVER_MAX_FRAME,
+};
+use crate::runtime::shard;
+use crate::runtime::shared::{ServerShared, ShardStats};
 
-pub use crate::addr::BoundAddr;
-
-/// What one handler invocation produced.
-pub(crate) enum HandlerOutcome {
-    /// The reply was queued.
-    Replied,
-    /// The reply could not be encoded/queued: nothing is sent (§5.4).
-    SendFailed,
-    /// The handler returned an error (or panicked): its text.
-    Failed(String),
-    /// The request body did not decode into the handler's type.
-    Decode(DecodeError),
-}
-
-/// A reusable call slot of one handler on one stream worker: the handler's
-/// future lives in it, so a request costs no allocation (the slot is
-/// allocated once per stream worker and handler, not per request).
-pub(crate) trait HandlerRunner {
-    /// Decodes the request and starts the handler in the slot (dropping any
-    /// call still in it); a decode failure is returned at once.
-    fn start(self: Pin<&mut Self>, ctx: &StreamContext, payload: Bytes) -> Result<(), DecodeError>;
-    /// Polls the running call; on completion the reply is queued on `ctx`'s
-    /// stream and the slot is emptied.
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, ctx: &StreamContext) -> Poll<HandlerOutcome>;
-    /// Drops the running call, if any (after a panic).
-    fn reset(self: Pin<&mut Self>);
-}
-
-/// A pinned, boxed [`HandlerRunner`] borrowing its handler from the table.
-pub(crate) type BoxedRunner<'a> = Pin<Box<dyn HandlerRunner + 'a>>;
-
-trait ErasedHandler: Send + Sync {
-    fn runner(&self) -> BoxedRunner<'_>;
-}
-
-struct TypedHandler<Req, F> {
-    f: F,
-    _req: PhantomData<fn() -> Req>,
-}
-
-/// Waiting for output room or replay-ring room (rare): boxed, off the hot path.
-type RoomWait = Pin<Box<dyn Future<Output = bool>>>;
-
-pin_project_lite::pin_project! {
-    struct Runner<'a, Req, F, Fut, R> {
-        f: &'a F,
-        #[pin]
-        call: Option<Fut>,
-        // A reply refused with `ReplayBufferFull`, retried once room frees.
-        reply: Option<R>,
-        wait: Option<RoomWait>,
-        _req: PhantomData<fn() -> Req>,
-    }
-}
-
-impl<Req, F, Fut, R, E> HandlerRunner for Runner<'_, Req, F, Fut, R>
-where
-    Req: Message + DeserializeOwned + 'static,
-    F: Fn(StreamContext, Req) -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-    R: Reply,
-    E: Display,
-{
-    fn start(self: Pin<&mut Self>, ctx: &StreamContext, payload: Bytes) -> Result<(), DecodeError> {
-        let mut this = self.project();
-        this.call.set(None);
-        *this.reply = None;
-        *this.wait = None;
-        let codec = ctx.conn.borrow().codec;
-        let req = codec
-            .decode_envelope(&payload)
-            .and_then(|env| codec.decode_body::<Req>(&env))?;
-        drop(payload);
-        this.call.set(Some((this.f)(ctx.clone(), req)));
-        Ok(())
-    }
-
-    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>, ctx: &StreamContext) -> Poll<HandlerOutcome> {
-        let mut this = self.project();
-        loop {
-            if let Some(w) = this.wait.as_mut() {
-                let room = std::task::ready!(w.as_mut().poll(cx));
-                *this.wait = None;
-                if !room {
-                    *this.reply = None;
-                    return Poll::Ready(HandlerOutcome::SendFailed);
-                }
-            }
-            if let Some(r) = this.reply.take() {
-                // Output at its limit: the reply waits for the peer to read.
-                let (full, credit) = {
-                    let st = ctx.conn.borrow();
-                    (st.outbound_full(), st.credit_blocked(ctx.id))
-                };
-                let why = if full {
-                    Some(RoomFor::Output)
-                } else if credit {
-                    Some(RoomFor::Credit(ctx.id))
-                } else {
-                    match ctx.conn.borrow_mut().send_msg(ctx.id, r.message()) {
-                        Ok(()) => return Poll::Ready(HandlerOutcome::Replied),
-                        // v3, detached or un-ACKed: wait for ring room (no seq was used).
-                        Err(Error::ReplayBufferFull { .. }) => Some(RoomFor::Ring),
-                        Err(_) => None,
-                    }
-                };
-                let Some(why) = why else {
-                    return Poll::Ready(HandlerOutcome::SendFailed);
-                };
-                *this.reply = Some(r);
-                let conn = ctx.conn.clone();
-                *this.wait = Some(Box::pin(async move { wait_room(&conn, why).await }));
-                continue;
-            }
-            let Some(fut) = this.call.as_mut().as_pin_mut() else {
-                return Poll::Ready(HandlerOutcome::Failed("handler not started".to_owned()));
-            };
-            let r = std::task::ready!(fut.poll(cx));
-            this.call.set(None);
-            match r {
-                Ok(r) => *this.reply = Some(r),
-                Err(e) => return Poll::Ready(HandlerOutcome::Failed(e.to_string())),
-            }
-        }
-    }
-
-    fn reset(self: Pin<&mut Self>) {
-        let mut this = self.project();
-        this.call.set(None);
-        *this.reply = None;
-        *this.wait = None;
-    }
-}
-
-impl<Req, F, Fut, R, E> ErasedHandler for TypedHandler<Req, F>
-where
-    Req: Message + DeserializeOwned + 'static,
-    F: Fn(StreamContext, Req) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, E>> + 'static,
-    R: Reply + 'static,
-    E: Display + 'static,
-{
-    fn runner(&self) -> BoxedRunner<'_> {
-        Box::pin(Runner::<Req, F, Fut, R> {
-            f: &self.f,
-            call: None,
-            reply: None,
-            wait: None,
-            _req: PhantomData,
-        })
-    }
-}
-
-/// Handlers by wire name (a snapshot taken by `serve`, §5.3).
-#[derive(Default)]
-pub(crate) struct HandlerTable {
-    by_name: HashMap<&'static str, usize>,
-    entries: Vec<Box<dyn ErasedHandler>>,
-}
-
-impl HandlerTable {
-    /// The handler index for a wire name.
-    pub(crate) fn lookup(&self, wire: &str) -> Option<usize> {
-        self.by_name.get(wire).copied()
-    }
-
-    /// Number of registered handlers (valid indices are `0..len()`).
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// A fresh call slot for handler `idx` (panics are caught by the caller).
-    pub(crate) fn runner(&self, idx: usize) -> BoxedRunner<'_> {
-        self.entries[idx].runner()
-    }
-}
-
-type ConnHook = Box<dyn Fn(&ConnInfo) -> Result<(), String> + Send + Sync>;
-type InfoHook = Box<dyn Fn(&ConnInfo) + Send + Sync>;
-type StreamHook = Box<dyn Fn(&StreamContext) + Send + Sync>;
-
-/// Lifecycle callbacks (run on the connection's core).
-#[derive(Default)]
-pub(crate) struct Hooks {
-    pub(crate) on_connect: Option<ConnHook>,
-    pub(crate) on_disconnect: Option<InfoHook>,
-    pub(crate) on_new_stream: Option<StreamHook>,
-    pub(crate) on_close_stream: Option<StreamHook>,
-}
-
-impl Hooks {
-    /// Runs `on_connect`, contained: `false` rejects the connection (the hook
-    /// returned `Err` or panicked; a panic is counted in `panics` and logged).
-    pub(crate) fn connect(&self, info: &ConnInfo, panics: &std::sync::atomic::AtomicU64) -> bool {
-        let Some(f) = &self.on_connect else { return true };
-        match crate::panic::contain(|| f(info)) {
-            Ok(r) => r.is_ok(),
-            Err(text) => {
-                panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(target: "amring", conn = info.id, "on_connect panicked: {text}");
-                false
-            }
-        }
-    }
-
-    /// Runs `on_disconnect`, contained (a panic is counted in `panics` and logged).
-    pub(crate) fn disconnect(&self, info: &ConnInfo, panics: &std::sync::atomic::AtomicU64) {
-        let Some(f) = &self.on_disconnect else { return };
-        if let Err(text) = crate::panic::contain(|| f(info)) {
-            panics.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(target: "amring", conn = info.id, "on_disconnect panicked: {text}");
-        }
-    }
-}
-
-/// Where the shards run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Shards {
-    /// One pinned executor per online core (default).
-    PerCore,
-    /// One pinned executor per listed core.
-    Cores(Vec<usize>),
-    /// `n` executors the OS may move (tests, shared machines).
-    Unpinned(usize),
-}
-
-/// Default of [`ServerBuilder::max_frame`]: 16 MiB.
-///
-/// The reference's `0xFFFFFFFF` lets one frame make a server hold 4 GiB; a
-/// frame is read whole before it is delivered, so this is also the most one
-/// connection's read buffer holds. 16 MiB is far above any request/reply
-/// message of an RPC service (gRPC's default message limit is 4 MiB) and
-/// four times the default per-connection byte limits, yet bounds what a peer
-/// can make a server allocate. The handshake takes the minimum (§2.7), so a
-/// lower server value is compatible: Go clients adopt it and refuse larger
-/// frames locally.
-pub const DEFAULT_SERVER_MAX_FRAME: u32 = 16 << 20;
-
-/// Default of [`ServerBuilder::max_held_bytes`]: 1 GiB for the whole server.
-pub const DEFAULT_MAX_HELD_BYTES: usize = 1 << 30;
-
-/// Default of [`ServerBuilder::max_detached_sessions`].
-pub const DEFAULT_MAX_DETACHED_SESSIONS: usize = 1024;
-
-/// The system's maximum listen backlog (`/proc/sys/net/core/somaxconn`, as
-/// Go's `net` package reads it), 4096 when it cannot be read.
-fn system_max_backlog() -> i32 {
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(4096)
-}
-
-/// Default of [`ServerBuilder::max_connections`]: what `RLIMIT_NOFILE` (soft)
-/// allows, less a reserve of 64 + 1/16 of it for listeners, rings, timers,
-/// files and the process's own use; 100,000 when the limit is unlimited or
-/// unreadable.
-fn default_max_connections() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass.
-    let r = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
-    if r != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
-        return 100_000;
-    }
-    let n = usize::try_from(lim.rlim_cur).unwrap_or(100_000);
-    n.saturating_sub(64 + n / 16).max(1)
-}
-
-/// Everything `serve` needs, shared read-only by the shards.
-pub(crate) struct ServerConfig {
-    pub(crate) codecs: CodecRegistry,
-    pub(crate) backlog: i32,
-    pub(crate) limits: Limits,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) max_frame: u32,
-    pub(crate) recovery: Option<RecoveryOptions>,
-    pub(crate) max_detached_sessions: usize,
-    pub(crate) max_connections: usize,
-    pub(crate) max_held_bytes: usize,
-    pub(crate) io_memory: usize,
-    pub(crate) spin_before_park: Option<Duration>,
-    pub(crate) table: Arc<HandlerTable>,
-    pub(crate) hooks: Arc<Hooks>,
-}
+pub(crate) use crate::addr::BoundAddr;
 
 /// Entry point: `Server::builder()`.
 #[derive(Debug)]
@@ -343,7 +58,7 @@ impl Server {
                 max_detached_sessions: DEFAULT_MAX_DETACHED_SESSIONS,
                 max_connections: default_max_connections(),
                 max_held_bytes: DEFAULT_MAX_HELD_BYTES,
-                io_memory: crate::runtime::IO_MEMORY,
+                io_memory: crate::exec::IO_MEMORY,
                 spin_before_park: None,
                 table: Arc::new(HandlerTable::default()),
                 hooks: Arc::new(Hooks::default()),
@@ -366,7 +81,7 @@ impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("shards", &self.shards)
-            .field("handlers", &self.table.by_name.keys().collect::<Vec<_>>())
+            .field("handlers", &self.table.names())
             .finish()
     }
 }
@@ -498,14 +213,7 @@ impl ServerBuilder {
         R: Reply + 'static,
         E: Display + 'static,
     {
-        let h: Box<dyn ErasedHandler> = Box::new(TypedHandler::<Req, F> { f, _req: PhantomData });
-        match self.table.by_name.get(Req::WIRE_NAME) {
-            Some(&i) => self.table.entries[i] = h,
-            None => {
-                self.table.by_name.insert(Req::WIRE_NAME, self.table.entries.len());
-                self.table.entries.push(h);
-            }
-        }
+        self.table.add(f);
         self
     }
 
@@ -538,15 +246,20 @@ impl ServerBuilder {
         self.cfg.table = Arc::new(self.table);
         self.cfg.hooks = Arc::new(self.hooks);
         let addr = crate::addr::Addr::parse(addr)?;
-        shard::start(addr, self.shards, Arc::new(self.cfg))
+        let s = shard::start(addr, self.shards, Arc::new(self.cfg))?;
+        Ok(ServerHandle {
+            addrs: s.addrs,
+            shared: s.shared,
+            joins: s.joins,
+        })
     }
 }
 
 /// A running server.
 pub struct ServerHandle {
-    pub(crate) addrs: Vec<BoundAddr>,
-    pub(crate) shared: Arc<ServerShared>,
-    pub(crate) joins: Vec<glommio::ExecutorJoinHandle<()>>,
+    addrs: Vec<BoundAddr>,
+    shared: Arc<ServerShared>,
+    joins: Vec<glommio::ExecutorJoinHandle<()>>,
 }
 
 impl std::fmt::Debug for ServerHandle {

@@ -2,7 +2,7 @@
 //! echo server (`--server amring`, the default) or the null server
 //! (`--server null`, measures the generator's own ceiling).
 //!
-//! The amring server is `amring::server::Server` with one handler,
+//! The amring server is `amring::Server` with one handler,
 //! `am.capmsg.EchoRequest{text}` → `am.capmsg.EchoReply{text}`, listen
 //! backlog 16384, one shard pinned per server core (the lowest cores; the
 //! generator takes the highest), and recovery (v3) enabled when `--recovery`
@@ -22,8 +22,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
-use amring::server::{Server, ServerHandle, Shards};
-use amring::stream::StreamContext;
+use amring::StreamContext;
+use amring::{Server, ServerHandle, Shards};
 use amring_proto::attach::RecoveryOptions;
 
 use crate::msg::{EchoReply, EchoRequest};

@@ -8,7 +8,7 @@
 //! `send` queue task work on the reader and kick it with an IPI while it
 //! runs; an epoll interest only wakes a thread that sleeps in `epoll_wait`.
 //! A busy generator is rarely asleep, so it takes (and causes) far fewer
-//! interrupts. Everything else is the direct v2 path of `worker::drive_v2`:
+//! interrupts. Everything else is the direct v2 path of `v2_drive::drive_v2`:
 //! pre-encoded frames patched in place, replies compared byte for byte, all
 //! pending requests of a connection in one `send`, one clock read per wake.
 
@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use amring_proto::frame::V2_HEADER_LEN;
 use amring_proto::{FrameHeader, Version};
 
+use crate::conn_state::{ConnCtx, InFlight, ReplyOutcome, StreamState};
+use crate::connect::Ready;
 use crate::stats::ErrorKind;
 use crate::transport::Transport;
-use crate::worker::{ConnCtx, InFlight, Ready, ReplyOutcome, StreamState};
 
 /// One connection of the epoll loop.
 struct Conn {

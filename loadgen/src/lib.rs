@@ -17,6 +17,8 @@
 //! its data phase on epoll (`--io auto`), the rest on glommio; see the
 //! README's "Generator cost" for the measurements behind that choice.
 
+mod conn_state;
+mod connect;
 pub mod embedded;
 mod epoll_drive;
 pub mod msg;
@@ -26,6 +28,8 @@ pub mod report;
 pub mod stats;
 pub mod sys;
 pub mod transport;
+mod v2_drive;
+mod v3_drive;
 pub mod worker;
 
 use std::io::Write as _;

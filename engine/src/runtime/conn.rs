@@ -21,15 +21,18 @@ use glommio::timer::Timer;
 
 use super::io::{ReadRoom, Transport, RELEASE_ABOVE, ROOM_MAX};
 use crate::codec::ErrorReply;
+use crate::conn::context::StreamContext;
+use crate::conn::handler::{BoxedRunner, HandlerOutcome, HandlerTable, Hooks};
+use crate::conn::info::ConnInfo;
+use crate::conn::state::{ConnRef, Routed};
 use crate::debug::FailureCode;
-use crate::dispatch::{ConnRef, Routed};
-use crate::server::{BoxedRunner, HandlerOutcome, HandlerTable, Hooks};
-use crate::stream::{ConnInfo, StreamContext};
 
 /// Lifecycle callbacks of a server connection.
 #[derive(Clone)]
 pub(crate) struct ConnHooks {
     pub(crate) hooks: Arc<Hooks>,
+    /// The handlers the stream workers run.
+    pub(crate) table: Arc<HandlerTable>,
     pub(crate) info: Rc<ConnInfo>,
 }
 
@@ -156,7 +159,7 @@ impl Driver<'_> {
             Some(s) => s.gen,
             None => return,
         };
-        super::spawn(stream_worker(self.conn.clone(), id, gen, h.clone()));
+        crate::exec::spawn(stream_worker(self.conn.clone(), id, gen, h.clone()));
     }
 
     fn is_v3(&self) -> bool {
@@ -554,9 +557,7 @@ fn panic_outcome(conn: &ConnRef, id: u32, text: String) -> HandlerOutcome {
 /// One stream's handler worker: runs queued requests sequentially in arrival
 /// order (§5.4 step 2) and exits when the stream state goes away.
 async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
-    let Some(table): Option<Arc<HandlerTable>> = conn.borrow().handlers.clone() else {
-        return;
-    };
+    let table = hooks.table.clone();
     let ctx = StreamContext {
         conn: conn.clone(),
         id,
@@ -575,7 +576,7 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                     s.handler_busy = true;
                     s.counters.handler_calls += 1;
                     st.counters.handler_calls += 1;
-                    st.took_request(id, crate::dispatch::held_cost(&p.payload));
+                    st.took_request(id, crate::conn::limits::held_cost(&p.payload));
                     Poll::Ready(Some(p))
                 }
                 None if st.closed => Poll::Ready(None),
@@ -638,7 +639,7 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                     .get_mut(&id)
                     .map(|s| std::mem::take(&mut s.handler_q))
                     .unwrap_or_default();
-                let rest_bytes: usize = rest.iter().map(|p| crate::dispatch::held_cost(&p.payload)).sum();
+                let rest_bytes: usize = rest.iter().map(|p| crate::conn::limits::held_cost(&p.payload)).sum();
                 st.pending_requests -= rest.len();
                 st.pending_bytes -= rest_bytes;
                 st.discard(id);
@@ -652,7 +653,7 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
                         st.pending_bytes += rest_bytes;
                         drop(st);
                         hooks.fire(&conn);
-                        super::spawn(stream_worker(conn.clone(), id, g, hooks.clone()));
+                        crate::exec::spawn(stream_worker(conn.clone(), id, g, hooks.clone()));
                         return;
                     }
                 }

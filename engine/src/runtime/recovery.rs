@@ -30,14 +30,15 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, Shar
 use super::conn::{finish, run_transport, ConnHooks, TransportEnd};
 use super::io::Transport;
 use crate::codec::CodecKind;
-use crate::dispatch::{ConnRef, ConnState, SharedBudget};
+use crate::conn::info::ConnInfo;
+use crate::conn::limits::SharedBudget;
+use crate::conn::state::{ConnRef, ConnState};
 use crate::proto::attach::{AttachMode, AttachRequest, AttachResponse, ATTACH_RESPONSE_LEN};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, ConnectionId, RecoveryParams, Role, SessionTable, Version};
-use crate::server::ServerConfig;
-use crate::stream::ConnInfo;
+use crate::runtime::config::ServerConfig;
 
-use super::shard::ServerShared;
+use super::shared::ServerShared;
 
 /// A resume that landed on a shard that does not own the connection id:
 /// the socket and the already-read attach request travel to the owner.
@@ -92,7 +93,7 @@ pub(crate) struct ShardRecovery {
     shared: Arc<ServerShared>,
     table: RefCell<SessionTable<Rc<Session>>>,
     peers: RefCell<Vec<Option<Rc<ConnectedSender<Handoff>>>>>,
-    live: super::shard::Live,
+    live: super::shared::Live,
     budget: Rc<SharedBudget>,
 }
 
@@ -102,7 +103,7 @@ impl ShardRecovery {
         idx: usize,
         cfg: Arc<ServerConfig>,
         shared: Arc<ServerShared>,
-        live: super::shard::Live,
+        live: super::shared::Live,
         budget: Rc<SharedBudget>,
     ) -> Option<Rc<ShardRecovery>> {
         let opts = cfg.recovery?;
@@ -120,7 +121,7 @@ impl ShardRecovery {
         }))
     }
 
-    fn counters(&self) -> &super::shard::ShardCounters {
+    fn counters(&self) -> &super::shared::ShardCounters {
         &self.shared.shards[self.idx]
     }
 
@@ -131,33 +132,33 @@ impl ShardRecovery {
         for (j, s) in tx.into_iter().enumerate() {
             let Some(s) = s else { continue };
             let me = self.clone();
-            super::spawn(async move {
+            crate::exec::spawn(async move {
                 let c = s.connect().await;
                 me.peers.borrow_mut()[j] = Some(Rc::new(c));
             });
         }
         for r in rx.into_iter().flatten() {
             let me = self.clone();
-            super::spawn(async move {
+            crate::exec::spawn(async move {
                 let r: ConnectedReceiver<Handoff> = r.connect().await;
                 while let Some(h) = r.recv().await {
                     if me.shared.stopping() {
                         continue;
                     }
                     let me2 = me.clone();
-                    super::spawn(async move { me2.adopt(h).await });
+                    crate::exec::spawn(async move { me2.adopt(h).await });
                 }
             });
         }
         let me = self.clone();
-        super::spawn(async move {
+        crate::exec::spawn(async move {
             let tick = me
                 .table
                 .borrow()
                 .ttl()
                 .clamp(Duration::from_millis(1), Duration::from_millis(20));
             while !me.shared.stopping() {
-                super::sleep(tick).await;
+                crate::exec::sleep(tick).await;
                 let expired = me.table.borrow_mut().expire(Instant::now());
                 for (_, s) in expired {
                     me.finalize(&s);
@@ -242,7 +243,7 @@ impl ShardRecovery {
             }
         };
         let timeout = async {
-            super::sleep(self.cfg.handshake_timeout).await;
+            crate::exec::sleep(self.cfg.handshake_timeout).await;
             None
         };
         let Some(req) = future::or(read, timeout).await else {
@@ -306,7 +307,7 @@ impl ShardRecovery {
             Version::V3,
             max_frame,
             self.cfg.limits.clone(),
-            Some(self.cfg.table.clone()),
+            Some(self.cfg.table.routes()),
         );
         st.set_budget(self.budget.clone());
         st.set_credit(
@@ -321,6 +322,7 @@ impl ShardRecovery {
             epoch: Cell::new(1),
             hooks: ConnHooks {
                 hooks: self.cfg.hooks.clone(),
+                table: self.cfg.table.clone(),
                 info: info.clone(),
             },
             id,
@@ -541,7 +543,7 @@ async fn resume_once(r: &ClientResume, last_recv: u64) -> Result<(Transport, Byt
     use super::handshake::ClientHsError;
     use crate::proto::handshake::{ClientHandshakeConfig, HandshakeError};
     use crate::proto::AttachError;
-    let mut io = crate::client::dial(&r.addr)
+    let mut io = crate::runtime::socket::dial(&r.addr)
         .await
         .map_err(|e| AttachFail::Retry(e.to_string()))?;
     let mut rbuf = BytesMut::new();
@@ -627,7 +629,7 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
             conn.borrow_mut().counters.reconnect_attempts += 1;
             let attempt = async {
                 let timeout = async {
-                    super::sleep(r.attempt_timeout).await;
+                    crate::exec::sleep(r.attempt_timeout).await;
                     Err(AttachFail::Retry("resume timeout".into()))
                 };
                 Some(future::or(resume_once(&r, last), timeout).await)
@@ -677,7 +679,7 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
                         st.fail(None, FailureCode::RecoveryResume, format!("resume failed: {text}"));
                     }
                     let sleep = async {
-                        super::sleep(backoff).await;
+                        crate::exec::sleep(backoff).await;
                     };
                     future::or(sleep, wait_closed(&conn)).await;
                     backoff = backoff.saturating_mul(2).min(r.max_backoff);

@@ -7,12 +7,10 @@
 //! shard accepts on a duplicate of that socket.
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -24,166 +22,16 @@ use super::conn::{drive, ConnHooks};
 use super::handshake::{self, ServerHsFail};
 use super::io::Transport;
 use super::recovery::{HandoffRx, HandoffTx, ShardRecovery};
+use super::shared::{Live, ServerShared, ShardCounters};
 use super::socket;
 use crate::addr::{Addr, BoundAddr};
-use crate::dispatch::{ConnRef, ConnState, SharedBudget};
+use crate::conn::info::ConnInfo;
+use crate::conn::limits::SharedBudget;
+use crate::conn::state::{ConnRef, ConnState};
 use crate::error::Error;
 use crate::proto::handshake::{credit_flags, ServerHandshakeConfig};
 use crate::proto::{ConnConfig, Role, Version};
-use crate::server::{ServerConfig, ServerHandle, Shards};
-use crate::stream::ConnInfo;
-
-/// Counters of one shard (atomics: read from the handle's thread).
-#[derive(Debug, Default)]
-pub(crate) struct ShardCounters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) active: AtomicU64,
-    pub(crate) served: AtomicU64,
-    pub(crate) rejected_limit: AtomicU64,
-    pub(crate) handshake_timeouts: AtomicU64,
-    pub(crate) handshake_failures: AtomicU64,
-    pub(crate) sessions: AtomicU64,
-    pub(crate) resumes: AtomicU64,
-    pub(crate) resume_rejects: AtomicU64,
-    pub(crate) handoffs_in: AtomicU64,
-    pub(crate) handoffs_out: AtomicU64,
-    pub(crate) detached: AtomicU64,
-    pub(crate) detached_evictions: AtomicU64,
-    pub(crate) hook_panics: AtomicU64,
-    pub(crate) accept_errors: AtomicU64,
-}
-
-/// Snapshot of one shard's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ShardStats {
-    /// Shard index.
-    pub shard: usize,
-    /// Sockets accepted.
-    pub accepted: u64,
-    /// Live connections now.
-    pub active: u64,
-    /// Connections that completed the handshake.
-    pub served: u64,
-    /// Closed on accept because of `max_connections` (`limit.connections`).
-    pub rejected_limit: u64,
-    /// Hellos not completed within the handshake timeout (`handshake.timeout`).
-    pub handshake_timeouts: u64,
-    /// Hellos rejected or malformed (`handshake.rejected`).
-    pub handshake_failures: u64,
-    /// v3 logical connections registered on this shard now (attached or detached).
-    pub sessions: u64,
-    /// v3 resumes accepted by this shard (as owner).
-    pub resumes: u64,
-    /// v3 attach requests rejected (unknown id, wrong secret, expired, codec, bad mode).
-    pub resume_rejects: u64,
-    /// v3 resumes received from another shard (socket handed over to this owner).
-    pub handoffs_in: u64,
-    /// v3 resumes that landed here and were handed to the owning shard.
-    pub handoffs_out: u64,
-    /// v3 sessions of this shard without a transport now (waiting for a resume).
-    pub detached: u64,
-    /// v3 detached sessions dropped early because the server-wide
-    /// `max_detached_sessions` cap was reached (oldest first).
-    pub detached_evictions: u64,
-    /// `on_connect` / `on_disconnect` panics, contained (a panicking
-    /// `on_connect` rejects its connection; code `hook.panic`).
-    pub hook_panics: u64,
-    /// Failed accepts (out of descriptors or memory: the shard backs off
-    /// and retries; the listener keeps its backlog meanwhile).
-    pub accept_errors: u64,
-}
-
-/// State shared by the shards of one server (control plane only).
-pub(crate) struct ServerShared {
-    stop: AtomicBool,
-    /// Accept loops waiting for `stop` (foreign-woken by `request_stop`; no
-    /// polling timer, so an idle shard keeps no timer armed).
-    stop_wakers: Mutex<Vec<Option<Waker>>>,
-    deadline: Mutex<Option<Instant>>,
-    pub(crate) active: AtomicUsize,
-    next_conn: AtomicU64,
-    pub(crate) shards: Vec<ShardCounters>,
-}
-
-impl ServerShared {
-    pub(crate) fn snapshot(&self) -> Vec<ShardStats> {
-        self.shards
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ShardStats {
-                shard: i,
-                accepted: c.accepted.load(Ordering::Relaxed),
-                active: c.active.load(Ordering::Relaxed),
-                served: c.served.load(Ordering::Relaxed),
-                rejected_limit: c.rejected_limit.load(Ordering::Relaxed),
-                handshake_timeouts: c.handshake_timeouts.load(Ordering::Relaxed),
-                handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
-                sessions: c.sessions.load(Ordering::Relaxed),
-                resumes: c.resumes.load(Ordering::Relaxed),
-                resume_rejects: c.resume_rejects.load(Ordering::Relaxed),
-                handoffs_in: c.handoffs_in.load(Ordering::Relaxed),
-                handoffs_out: c.handoffs_out.load(Ordering::Relaxed),
-                detached: c.detached.load(Ordering::Relaxed),
-                detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
-                hook_panics: c.hook_panics.load(Ordering::Relaxed),
-                accept_errors: c.accept_errors.load(Ordering::Relaxed),
-            })
-            .collect()
-    }
-
-    pub(crate) fn request_stop(&self, grace: Duration) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
-        self.stop.store(true, Ordering::Release);
-        let wakers: Vec<Waker> = lock(&self.stop_wakers).iter_mut().filter_map(Option::take).collect();
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Resolves once a stop is requested; shard `idx`'s waker is parked in
-    /// `stop_wakers` meanwhile.
-    fn stopped(&self, idx: usize) -> impl Future<Output = ()> + '_ {
-        future::poll_fn(move |cx| {
-            if self.stopping() {
-                return Poll::Ready(());
-            }
-            let mut w = lock(&self.stop_wakers);
-            if let Some(slot) = w.get_mut(idx) {
-                match slot {
-                    Some(old) if old.will_wake(cx.waker()) => {}
-                    _ => *slot = Some(cx.waker().clone()),
-                }
-            }
-            drop(w);
-            // Re-check after publishing the waker: `request_stop` stores
-            // `stop` before it takes the wakers.
-            if self.stopping() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-    }
-
-    /// Drops shard `idx`'s parked waker (on its own thread).
-    fn clear_stop_waker(&self, idx: usize) {
-        let old = lock(&self.stop_wakers).get_mut(idx).and_then(Option::take);
-        drop(old);
-    }
-
-    pub(crate) fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Locks `m`, ignoring poisoning (the data are plain values).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::runtime::config::{ServerConfig, Shards};
 
 /// A listener created on the caller's thread, adopted inside its shard.
 enum ListenSock {
@@ -202,8 +50,19 @@ fn placements(shards: &Shards) -> Vec<Placement> {
     }
 }
 
+/// The running shards of one `serve` call (the API wraps them in its
+/// `ServerHandle`).
+pub(crate) struct Started {
+    /// Every shard's listening address.
+    pub(crate) addrs: Vec<BoundAddr>,
+    /// State and counters shared by the shards.
+    pub(crate) shared: Arc<ServerShared>,
+    /// One join handle per shard.
+    pub(crate) joins: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
 /// Binds and starts every shard (see the module docs).
-pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Result<ServerHandle, Error> {
+pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Result<Started, Error> {
     let places = placements(&shards);
     let mut socks = Vec::with_capacity(places.len());
     let mut addrs = Vec::new();
@@ -260,7 +119,7 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
         let mut b = LocalExecutorBuilder::new(place)
             .name(&format!("amring-shard-{idx}"))
             .io_memory(cfg.io_memory)
-            .ring_depth(super::RING_DEPTH);
+            .ring_depth(crate::exec::RING_DEPTH);
         if let Some(spin) = cfg.spin_before_park {
             b = b.spin_before_park(spin);
         }
@@ -270,13 +129,15 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
         joins.push(j);
     }
     drop(ready_tx);
-    let handle = ServerHandle { addrs, shared, joins };
+    let handle = Started { addrs, shared, joins };
     for _ in 0..handle.joins.len() {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(text)) => {
-                handle.shutdown(Duration::ZERO);
-                let _ = handle.join();
+                handle.shared.request_stop(Duration::ZERO);
+                for j in handle.joins {
+                    let _ = j.join();
+                }
                 return Err(Error::Io(std::io::Error::other(text)));
             }
             Err(_) => break,
@@ -348,15 +209,12 @@ impl AcceptBackoff {
         self.burst += 1;
         if exhausted {
             self.delay = (self.delay * 2).clamp(Self::MIN, Self::MAX);
-            super::sleep(self.delay).await;
+            crate::exec::sleep(self.delay).await;
         } else {
             future::yield_now().await;
         }
     }
 }
-
-/// The live connections of one shard (for graceful shutdown).
-pub(crate) type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;
 
 async fn shard_main(
     idx: usize,
@@ -408,13 +266,13 @@ async fn shard_main(
                 if n.is_power_of_two() {
                     tracing::warn!(target: "amring", shard = idx, rejected = n, limit = cfg.max_connections, "max_connections reached: connection closed on accept");
                 }
-                super::spawn(io.close());
+                crate::exec::spawn(io.close());
                 continue;
             }
             counters.active.fetch_add(1, Ordering::Relaxed);
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             let info = Rc::new(ConnInfo { id, shard: idx, peer });
-            super::spawn(serve_conn(
+            crate::exec::spawn(serve_conn(
                 io,
                 info,
                 cfg.clone(),
@@ -445,7 +303,7 @@ async fn shard_main(
     }
     let deadline = shared.deadline().unwrap_or_else(Instant::now);
     while !live.borrow().is_empty() && Instant::now() < deadline {
-        super::sleep(Duration::from_millis(5)).await;
+        crate::exec::sleep(Duration::from_millis(5)).await;
     }
     // Deadline: force-close what is left.
     for (_, c) in live.borrow().iter() {
@@ -453,7 +311,7 @@ async fn shard_main(
     }
     let hard = Instant::now() + Duration::from_secs(1);
     while !live.borrow().is_empty() && Instant::now() < hard {
-        super::sleep(Duration::from_millis(5)).await;
+        crate::exec::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -520,7 +378,7 @@ async fn serve_conn(
         neg.version,
         neg.max_frame,
         cfg.limits.clone(),
-        Some(cfg.table.clone()),
+        Some(cfg.table.routes()),
     );
     st.record_events = cfg.hooks.on_new_stream.is_some() || cfg.hooks.on_close_stream.is_some();
     st.set_budget(budget);
@@ -529,6 +387,7 @@ async fn serve_conn(
     live.borrow_mut().push((info.id, conn.clone()));
     let hooks = ConnHooks {
         hooks: cfg.hooks.clone(),
+        table: cfg.table.clone(),
         info: info.clone(),
     };
     tracing::debug!(target: "amring", conn = info.id, peer = %info.peer, shard = info.shard, version = ?neg.version, codec = neg.codec.name(), "connection open");

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, TcpKeepalive, Type};
 
+use std::os::fd::AsRawFd;
+
 use crate::addr::Addr;
+use crate::error::Error;
+use crate::runtime::io::Transport;
 
 /// Keep-alive idle time and interval, as the Go runtime sets them.
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -73,6 +77,28 @@ pub(crate) fn unix_connect(addr: &Addr) -> io::Result<Socket> {
     sock.connect(&sa)?;
     sock.set_nonblocking(true)?;
     Ok(sock)
+}
+
+/// Connects to `addr` (TCP with the reference's socket options, or a Unix
+/// socket): the transport a client handshake runs on.
+pub(crate) async fn dial(addr: &Addr) -> Result<Transport, Error> {
+    match addr {
+        Addr::Tcp(hp) => {
+            let sa = Addr::resolve_tcp(hp)?;
+            let s = glommio::net::TcpStream::connect(sa)
+                .await
+                .map_err(std::io::Error::from)?;
+            borrow_tune_tcp(s.as_raw_fd())?;
+            Ok(Transport::Tcp(s))
+        }
+        Addr::Unix(_) | Addr::Abstract(_) => {
+            let s = unix_connect(addr)?;
+            // SAFETY: `s` is a connected Unix stream socket we own.
+            Ok(Transport::Unix(unsafe {
+                glommio::net::UnixStream::from_raw_fd(s.into_raw_fd())
+            }))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,7 @@
-//! Streams (spec §3.3, §6): [`Stream`] for sending and receiving on one
-//! stream id, [`RawMessage`] for untyped receives, [`StreamContext`] for
-//! handlers, and the debug-state snapshots (§8.2).
+//! Stream handles (spec §3.3, §6): [`Stream`] for sending and receiving on
+//! one stream id, and [`RawMessage`] for untyped receives.
 
-use std::any::Any;
 use std::cell::Cell;
-use std::future::Future;
-use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -14,8 +10,9 @@ use futures_lite::future;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecKind, ErrorReply, Message};
-use crate::debug::{ConnCounters, Failure, FailureCode, StreamCounters};
-use crate::dispatch::ConnRef;
+use crate::conn::info::StreamDebugState;
+use crate::conn::state::ConnRef;
+use crate::debug::FailureCode;
 use crate::error::Error;
 
 /// One stream of a connection. The client's `Connection` derefs to stream 0.
@@ -113,14 +110,14 @@ impl Stream {
     /// full, it waits for room: nothing is dropped.
     pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         self.claim_slot()?;
-        crate::dispatch::send_waiting(&self.conn, self.id, msg).await
+        crate::conn::send::send_waiting(&self.conn, self.id, msg).await
     }
 
     /// Like [`Stream::send`], but fails at once with [`Error::Full`] instead
     /// of waiting for room.
     pub fn try_send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         self.claim_slot()?;
-        crate::dispatch::try_send(&mut self.conn.borrow_mut(), self.id, msg)
+        crate::conn::send::try_send(&mut self.conn.borrow_mut(), self.id, msg)
     }
 
     /// Like [`Stream::send`], waiting for room at most `timeout`
@@ -196,7 +193,7 @@ impl Stream {
                     }
                     st.counters.data_messages_received += 1;
                     if !peek {
-                        st.took_parked(id, crate::dispatch::held_cost(&p));
+                        st.took_parked(id, crate::conn::limits::held_cost(&p));
                     }
                     Poll::Ready(Ok(p))
                 }
@@ -211,7 +208,7 @@ impl Stream {
             None => wait.await,
             Some(d) => {
                 let timer = async {
-                    crate::runtime::sleep(d).await;
+                    crate::exec::sleep(d).await;
                     Err(Error::RecvTimeout)
                 };
                 let r = future::or(wait, timer).await;
@@ -321,251 +318,17 @@ impl Stream {
     }
 }
 
-/// [`crate::dispatch::send_waiting`] bounded by `timeout`.
-async fn send_within<M: Message + ?Sized>(conn: &ConnRef, id: u32, msg: &M, timeout: Duration) -> Result<(), Error> {
-    let send = crate::dispatch::send_waiting(conn, id, msg);
+/// [`crate::conn::send::send_waiting`] bounded by `timeout`.
+pub(crate) async fn send_within<M: Message + ?Sized>(
+    conn: &ConnRef,
+    id: u32,
+    msg: &M,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let send = crate::conn::send::send_waiting(conn, id, msg);
     let timer = async {
-        crate::runtime::sleep(timeout).await;
+        crate::exec::sleep(timeout).await;
         Err(Error::SendTimeout)
     };
     future::or(send, timer).await
-}
-
-/// Who is on the other end, for hooks and handlers.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    /// Server-unique connection id.
-    pub id: u64,
-    /// Shard (core index) that owns the connection.
-    pub shard: usize,
-    /// Peer address as text.
-    pub peer: String,
-}
-
-/// Handler-side view of a stream (spec §6 StreamContext): one per stream per
-/// connection, with one application value and at most one background task.
-#[derive(Clone)]
-pub struct StreamContext {
-    pub(crate) conn: ConnRef,
-    pub(crate) id: u32,
-    pub(crate) info: Rc<ConnInfo>,
-}
-
-impl std::fmt::Debug for StreamContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamContext")
-            .field("id", &self.id)
-            .field("info", &self.info)
-            .finish()
-    }
-}
-
-impl StreamContext {
-    /// The stream id.
-    pub fn stream_id(&self) -> u32 {
-        self.id
-    }
-
-    /// The connection.
-    pub fn conn_info(&self) -> &ConnInfo {
-        &self.info
-    }
-
-    /// Snapshot of the connection's debug state (server side).
-    pub fn conn_debug_state(&self) -> ConnDebugState {
-        ConnDebugState::of(&self.conn)
-    }
-
-    /// Sets the stream's application value (replacing any previous one).
-    pub fn set_value<T: Any>(&self, value: T) {
-        if let Some(s) = self.conn.borrow_mut().streams.get_mut(&self.id) {
-            s.value = Some(Box::new(value));
-        }
-    }
-
-    /// A clone of the stream's value if it is a `T`.
-    pub fn value<T: Any + Clone>(&self) -> Option<T> {
-        let st = self.conn.borrow();
-        st.streams
-            .get(&self.id)
-            .and_then(|s| s.value.as_ref())
-            .and_then(|v| v.downcast_ref::<T>())
-            .cloned()
-    }
-
-    /// Removes and returns the stream's value if it is a `T`.
-    pub fn take_value<T: Any>(&self) -> Option<T> {
-        let mut st = self.conn.borrow_mut();
-        let s = st.streams.get_mut(&self.id)?;
-        match s.value.take()?.downcast::<T>() {
-            Ok(v) => Some(*v),
-            Err(other) => {
-                s.value = Some(other);
-                None
-            }
-        }
-    }
-
-    /// Queues a message on this stream (server push), waiting for room like
-    /// [`Stream::send`].
-    pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
-        crate::dispatch::send_waiting(&self.conn, self.id, msg).await
-    }
-
-    /// Like [`StreamContext::send`], but fails at once with [`Error::Full`]
-    /// instead of waiting for room.
-    pub fn try_send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
-        crate::dispatch::try_send(&mut self.conn.borrow_mut(), self.id, msg)
-    }
-
-    /// Like [`StreamContext::send`], waiting for room at most `timeout`.
-    pub async fn send_timeout<M: Message + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
-        send_within(&self.conn, self.id, msg, timeout).await
-    }
-
-    /// Starts the stream's single background task; it gets the [`Stream`] to
-    /// `send` (push) and `recv` messages that have no handler.
-    pub fn new_task<F, Fut>(&self, f: F) -> Result<(), Error>
-    where
-        F: FnOnce(Stream) -> Fut,
-        Fut: Future<Output = ()> + 'static,
-    {
-        {
-            let mut st = self.conn.borrow_mut();
-            let s = st.streams.get_mut(&self.id).ok_or(Error::Closed)?;
-            if s.task_busy {
-                return Err(Error::HandlerTaskBusy);
-            }
-            s.task_busy = true;
-        }
-        let fut = f(Stream::new(self.conn.clone(), self.id));
-        let conn = self.conn.clone();
-        let id = self.id;
-        crate::runtime::spawn(async move {
-            // Started from a handler: let its reply go out first (the push
-            // pattern of §6: OkReply, then the task's messages).
-            future::poll_fn(|cx| {
-                let mut st = conn.borrow_mut();
-                match st.streams.get_mut(&id) {
-                    Some(s) if s.handler_busy => {
-                        s.task_gate = Some(cx.waker().clone());
-                        Poll::Pending
-                    }
-                    _ => Poll::Ready(()),
-                }
-            })
-            .await;
-            // A panicking task ends; the shard and the connection go on.
-            let mut fut = std::pin::pin!(fut);
-            let r = future::poll_fn(|cx| match crate::panic::contain(|| fut.as_mut().poll(cx)) {
-                Ok(p) => p.map(Ok),
-                Err(text) => Poll::Ready(Err(text)),
-            })
-            .await;
-            if let Err(text) = r {
-                let text = format!("task panicked: {text}");
-                conn.borrow_mut().record_panic(Some(id), FailureCode::TaskPanic, text);
-            }
-            if let Some(s) = conn.borrow_mut().streams.get_mut(&id) {
-                s.task_busy = false;
-            }
-        });
-        Ok(())
-    }
-}
-
-/// Debug snapshot of one stream (spec §8.2).
-#[derive(Clone, Debug)]
-pub struct StreamDebugState {
-    /// Stream id.
-    pub id: u32,
-    /// Last failure on the stream.
-    pub last_failure: Option<Failure>,
-    /// Receive timeout in effect.
-    pub recv_timeout: Option<Duration>,
-    /// Messages waiting in the inbox.
-    pub inbox_depth: usize,
-    /// Requests waiting for the handler.
-    pub handler_q_depth: usize,
-    /// Counters.
-    pub counters: StreamCounters,
-}
-
-impl StreamDebugState {
-    pub(crate) fn of(id: u32, s: &crate::dispatch::StreamSlot) -> StreamDebugState {
-        StreamDebugState {
-            id,
-            last_failure: s.failure.get().cloned(),
-            recv_timeout: s.recv_timeout,
-            inbox_depth: s.inbox.len(),
-            handler_q_depth: s.handler_q.len(),
-            counters: s.counters,
-        }
-    }
-}
-
-/// Debug snapshot of a connection (spec §8.2).
-#[derive(Clone, Debug)]
-pub struct ConnDebugState {
-    /// Connection closed.
-    pub closed: bool,
-    /// Last failure on the connection.
-    pub last_failure: Option<Failure>,
-    /// Protocol version (2/3).
-    pub protocol: u8,
-    /// Codec id.
-    pub codec_id: u8,
-    /// Codec name (`compact` / `map`).
-    pub codec_name: &'static str,
-    /// Negotiated max_frame.
-    pub max_frame: u32,
-    /// Live stream states.
-    pub stream_count: usize,
-    /// amring: accounted bytes of inbound messages held (handler queues and
-    /// inboxes; see `Limits::max_inbound_bytes`).
-    pub held_inbound: usize,
-    /// amring: bytes waiting to be written (see `Limits::max_outbound_bytes`).
-    pub held_outbound: usize,
-    /// amring: capacity of the connection's read buffer at its last read.
-    pub read_buffer: usize,
-    /// amring (server): bytes held by all connections of this connection's
-    /// shard (see `ServerBuilder::max_held_bytes`).
-    pub shard_held: Option<usize>,
-    /// Counters (frame/byte counters from the transport included).
-    pub counters: ConnCounters,
-    /// Per stream, sorted by id.
-    pub streams: Vec<StreamDebugState>,
-    /// v3 only: the §8.2 "Recovery" fields.
-    pub recovery: Option<crate::proto::RecoveryDebug>,
-}
-
-impl ConnDebugState {
-    pub(crate) fn of(conn: &ConnRef) -> ConnDebugState {
-        let st = conn.borrow();
-        let mut counters = st.counters;
-        counters.set_transport(&st.transport_stats);
-        let recovery = st.proto.recovery_debug();
-        if let Some(r) = &recovery {
-            counters.transport_attaches = r.transport_attaches;
-            counters.transport_detaches = r.transport_detaches;
-        }
-        let mut streams: Vec<_> = st.streams.iter().map(|(id, s)| StreamDebugState::of(*id, s)).collect();
-        streams.sort_by_key(|s| s.id);
-        ConnDebugState {
-            closed: st.closed,
-            last_failure: st.failure.get().cloned(),
-            protocol: st.version.as_u8(),
-            codec_id: st.codec.id(),
-            codec_name: st.codec.name(),
-            max_frame: st.max_frame,
-            stream_count: st.streams.len(),
-            held_inbound: st.inbound_held(),
-            held_outbound: st.outbound_held(),
-            read_buffer: st.read_buffer,
-            shard_held: st.budget_held(),
-            counters,
-            streams,
-            recovery,
-        }
-    }
 }

@@ -1,0 +1,170 @@
+//! What the shards of one server share (control plane only: counters,
+//! stop requests, the detached-session count) and each shard's table of
+//! live connections. Below both `shard.rs` and `recovery.rs`.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
+
+use futures_lite::future;
+use std::time::{Duration, Instant};
+
+use crate::conn::state::ConnRef;
+
+/// Counters of one shard (atomics: read from the handle's thread).
+#[derive(Debug, Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) active: AtomicU64,
+    pub(crate) served: AtomicU64,
+    pub(crate) rejected_limit: AtomicU64,
+    pub(crate) handshake_timeouts: AtomicU64,
+    pub(crate) handshake_failures: AtomicU64,
+    pub(crate) sessions: AtomicU64,
+    pub(crate) resumes: AtomicU64,
+    pub(crate) resume_rejects: AtomicU64,
+    pub(crate) handoffs_in: AtomicU64,
+    pub(crate) handoffs_out: AtomicU64,
+    pub(crate) detached: AtomicU64,
+    pub(crate) detached_evictions: AtomicU64,
+    pub(crate) hook_panics: AtomicU64,
+    pub(crate) accept_errors: AtomicU64,
+}
+
+/// Snapshot of one shard's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Shard index.
+    pub shard: usize,
+    /// Sockets accepted.
+    pub accepted: u64,
+    /// Live connections now.
+    pub active: u64,
+    /// Connections that completed the handshake.
+    pub served: u64,
+    /// Closed on accept because of `max_connections` (`limit.connections`).
+    pub rejected_limit: u64,
+    /// Hellos not completed within the handshake timeout (`handshake.timeout`).
+    pub handshake_timeouts: u64,
+    /// Hellos rejected or malformed (`handshake.rejected`).
+    pub handshake_failures: u64,
+    /// v3 logical connections registered on this shard now (attached or detached).
+    pub sessions: u64,
+    /// v3 resumes accepted by this shard (as owner).
+    pub resumes: u64,
+    /// v3 attach requests rejected (unknown id, wrong secret, expired, codec, bad mode).
+    pub resume_rejects: u64,
+    /// v3 resumes received from another shard (socket handed over to this owner).
+    pub handoffs_in: u64,
+    /// v3 resumes that landed here and were handed to the owning shard.
+    pub handoffs_out: u64,
+    /// v3 sessions of this shard without a transport now (waiting for a resume).
+    pub detached: u64,
+    /// v3 detached sessions dropped early because the server-wide
+    /// `max_detached_sessions` cap was reached (oldest first).
+    pub detached_evictions: u64,
+    /// `on_connect` / `on_disconnect` panics, contained (a panicking
+    /// `on_connect` rejects its connection; code `hook.panic`).
+    pub hook_panics: u64,
+    /// Failed accepts (out of descriptors or memory: the shard backs off
+    /// and retries; the listener keeps its backlog meanwhile).
+    pub accept_errors: u64,
+}
+
+/// State shared by the shards of one server (control plane only).
+pub(crate) struct ServerShared {
+    pub(crate) stop: AtomicBool,
+    /// Accept loops waiting for `stop` (foreign-woken by `request_stop`; no
+    /// polling timer, so an idle shard keeps no timer armed).
+    pub(crate) stop_wakers: Mutex<Vec<Option<Waker>>>,
+    pub(crate) deadline: Mutex<Option<Instant>>,
+    pub(crate) active: AtomicUsize,
+    pub(crate) next_conn: AtomicU64,
+    pub(crate) shards: Vec<ShardCounters>,
+}
+
+impl ServerShared {
+    pub(crate) fn snapshot(&self) -> Vec<ShardStats> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ShardStats {
+                shard: i,
+                accepted: c.accepted.load(Ordering::Relaxed),
+                active: c.active.load(Ordering::Relaxed),
+                served: c.served.load(Ordering::Relaxed),
+                rejected_limit: c.rejected_limit.load(Ordering::Relaxed),
+                handshake_timeouts: c.handshake_timeouts.load(Ordering::Relaxed),
+                handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+                sessions: c.sessions.load(Ordering::Relaxed),
+                resumes: c.resumes.load(Ordering::Relaxed),
+                resume_rejects: c.resume_rejects.load(Ordering::Relaxed),
+                handoffs_in: c.handoffs_in.load(Ordering::Relaxed),
+                handoffs_out: c.handoffs_out.load(Ordering::Relaxed),
+                detached: c.detached.load(Ordering::Relaxed),
+                detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
+                hook_panics: c.hook_panics.load(Ordering::Relaxed),
+                accept_errors: c.accept_errors.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    pub(crate) fn request_stop(&self, grace: Duration) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + grace);
+        self.stop.store(true, Ordering::Release);
+        let wakers: Vec<Waker> = lock(&self.stop_wakers).iter_mut().filter_map(Option::take).collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves once a stop is requested; shard `idx`'s waker is parked in
+    /// `stop_wakers` meanwhile.
+    pub(crate) fn stopped(&self, idx: usize) -> impl Future<Output = ()> + '_ {
+        future::poll_fn(move |cx| {
+            if self.stopping() {
+                return Poll::Ready(());
+            }
+            let mut w = lock(&self.stop_wakers);
+            if let Some(slot) = w.get_mut(idx) {
+                match slot {
+                    Some(old) if old.will_wake(cx.waker()) => {}
+                    _ => *slot = Some(cx.waker().clone()),
+                }
+            }
+            drop(w);
+            // Re-check after publishing the waker: `request_stop` stores
+            // `stop` before it takes the wakers.
+            if self.stopping() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Drops shard `idx`'s parked waker (on its own thread).
+    pub(crate) fn clear_stop_waker(&self, idx: usize) {
+        let old = lock(&self.stop_wakers).get_mut(idx).and_then(Option::take);
+        drop(old);
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Locks `m`, ignoring poisoning (the data are plain values).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The live connections of one shard (for graceful shutdown).
+pub(crate) type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;

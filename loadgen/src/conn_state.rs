@@ -1,0 +1,193 @@
+//! State shared by a worker's connection drivers (the glommio tasks of
+//! `v2_drive` and `v3_drive`, the epoll loop of `epoll_drive`) and by its
+//! connect phase (`connect`). It sits below all of them, so that no driver
+//! imports another driver or the worker:
+//!
+//! * [`Shared`] and [`WorkerLive`]: what the coordinator and the workers
+//!   share (re-exported by `worker`, their public home);
+//! * [`ConnCtx`]: a worker's per-connection parameters, and the matching of a
+//!   reply to its request ([`ConnCtx::complete_reply`]);
+//! * [`StreamState`] and [`InFlight`]: the requests of one stream;
+//! * [`Schedule`]: the intended send times of an open-loop connection.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use amring::codec::CodecKind;
+
+use crate::msg::Templates;
+use crate::opts::{Options, Target};
+use crate::stats::{ErrorKind, WorkerStats};
+
+/// Live counters of one worker, read by the progress line.
+#[derive(Debug, Default)]
+pub struct WorkerLive {
+    /// Correct replies so far (all phases).
+    pub done: AtomicU64,
+    /// Errors so far.
+    pub errors: AtomicU64,
+    /// Connections currently up.
+    pub conns_up: AtomicU64,
+    /// p99 of the measured phase so far (ns).
+    pub p99_ns: AtomicU64,
+}
+
+/// State shared by the coordinator and the workers (never on the data path).
+#[derive(Debug)]
+pub struct Shared {
+    /// The run's options.
+    pub opts: Options,
+    /// Where to connect.
+    pub target: Target,
+    /// One entry per worker.
+    pub live: Vec<WorkerLive>,
+    /// Workers that finished their connect phase.
+    pub connected_workers: AtomicUsize,
+    /// Start of warm-up (all workers connected), set by the coordinator.
+    pub t0: OnceLock<Instant>,
+    /// Workers that returned.
+    pub finished_workers: AtomicUsize,
+    /// Set to stop everything early (e.g. a failed coordinator).
+    pub abort: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state for `workers` workers.
+    pub fn new(opts: Options, target: Target, workers: usize) -> Shared {
+        Shared {
+            opts,
+            target,
+            live: (0..workers).map(|_| WorkerLive::default()).collect(),
+            connected_workers: AtomicUsize::new(0),
+            finished_workers: AtomicUsize::new(0),
+            t0: OnceLock::new(),
+            abort: AtomicBool::new(false),
+        }
+    }
+
+    /// End of warm-up and end of the run, given `t0`.
+    pub fn phases(&self, t0: Instant) -> (Instant, Instant) {
+        let warm_end = t0 + self.opts.warmup;
+        (warm_end, warm_end + self.opts.duration)
+    }
+}
+
+/// Per-connection protocol parameters, fixed for the whole run.
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) stats: Rc<RefCell<WorkerStats>>,
+    pub(crate) idx: usize,
+    pub(crate) templates: Templates,
+}
+
+/// What became of one reply frame (see [`ConnCtx::complete_reply`]).
+pub(crate) enum ReplyOutcome {
+    /// No request was in flight on its stream (counted as a mismatch).
+    Unmatched,
+    /// The expected reply: its latency was recorded.
+    Good,
+    /// Another reply (an `ErrorReply`, or other bytes): counted by kind.
+    Bad,
+}
+
+impl ConnCtx {
+    /// Matches a reply on `stream` to that stream's oldest request in flight.
+    /// The expected reply records its latency from the request's `t`
+    /// (warm-up separately); anything else is counted as an error by kind.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn complete_reply(
+        &self,
+        streams: &mut [StreamState],
+        stream: u32,
+        payload: &[u8],
+        codec: CodecKind,
+        now: Instant,
+        in_warmup: bool,
+        stats: &mut WorkerStats,
+    ) -> ReplyOutcome {
+        let live = &self.shared.live[self.idx];
+        let Some(req) = streams.get_mut(stream as usize).and_then(|st| st.inflight.pop_front()) else {
+            // A reply nobody asked for.
+            stats.errors.add(ErrorKind::Mismatch);
+            live.errors.fetch_add(1, Ordering::Relaxed);
+            return ReplyOutcome::Unmatched;
+        };
+        if self.templates.check_reply(req.id, payload) {
+            let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
+            if in_warmup {
+                stats.record_warmup(ns);
+            } else {
+                stats.record(ns);
+            }
+            ReplyOutcome::Good
+        } else {
+            let kind = if crate::msg::is_error_reply(codec, payload) {
+                ErrorKind::Remote
+            } else {
+                ErrorKind::Mismatch
+            };
+            stats.errors.add(kind);
+            live.errors.fetch_add(1, Ordering::Relaxed);
+            ReplyOutcome::Bad
+        }
+    }
+}
+
+/// Counts one error of `kind` for the worker of `ctx` (report and progress line).
+pub(crate) fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
+    ctx.stats.borrow_mut().errors.add(kind);
+    ctx.shared.live[ctx.idx].errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// One request in flight: its id and the instant latency is measured from
+/// (the actual send time in closed loop, the intended send time in open loop).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InFlight {
+    pub(crate) id: u64,
+    pub(crate) t: Instant,
+}
+
+/// The requests of one stream: in flight, and (open loop) due but not sent yet.
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    pub(crate) inflight: VecDeque<InFlight>,
+    /// Open loop: intended send times not sent yet (pipeline full).
+    pub(crate) backlog: VecDeque<Instant>,
+}
+
+/// Per-connection schedule of an open-loop run.
+pub(crate) struct Schedule {
+    pub(crate) next: Instant,
+    interval: Duration,
+    k: u64,
+}
+
+impl Schedule {
+    /// The schedule of connection `gidx` of `conns` sharing a total `rate`
+    /// (req/s) from `t0`: connections are staggered evenly over one interval.
+    pub(crate) fn for_conn(rate: u64, conns: usize, gidx: usize, t0: Instant) -> Schedule {
+        let per_conn = rate as f64 / conns as f64;
+        let interval = Duration::from_secs_f64(1.0 / per_conn);
+        let offset = interval.mul_f64(gidx as f64 / conns as f64);
+        Schedule {
+            next: t0 + offset,
+            interval,
+            k: 0,
+        }
+    }
+
+    /// Appends every intended send time due by `now` to the backlog of its
+    /// stream (round robin over the streams).
+    pub(crate) fn pump(&mut self, now: Instant, streams: &mut [StreamState]) {
+        while self.next <= now {
+            let s = (self.k % streams.len() as u64) as usize;
+            streams[s].backlog.push_back(self.next);
+            self.k += 1;
+            self.next += self.interval;
+        }
+    }
+}
