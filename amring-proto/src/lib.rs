@@ -50,3 +50,8 @@ pub use handshake::{
 };
 pub use recovery::{LinkState, RecoveryDebug, RecoveryParams, Role};
 pub use session::{ConnectionId, ResumeReject, ResumeSecret, SessionTable};
+
+/// The code blocks of this crate's README, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

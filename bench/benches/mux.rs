@@ -5,7 +5,7 @@
 //!   holding the 1024 frames, `Connection::handle_input` until `Ok(None)`
 //!   (every `Delivered` counted and checked; v3: seq tracking and the ACK
 //!   policy included). A fresh connection and buffer per batch (untimed setup).
-//! * `mux_route/N`: the stream-table routing of `engine/src/dispatch.rs`
+//! * `mux_route/N`: the stream-table routing of `engine/src/conn/state.rs`
 //!   (envelope decode, stream lookup or creation, inbox push, then the
 //!   receiver's pop) of the 1024 delivered frames. The table is crate-private:
 //!   this goes through the `bench-internals` hook `amring::bench_internals::bench_router`.

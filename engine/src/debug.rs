@@ -130,7 +130,7 @@ pub struct LastFailure(Option<Failure>);
 
 impl LastFailure {
     /// Records a failure now.
-    pub fn record(&mut self, code: FailureCode, text: impl Into<String>) {
+    pub(crate) fn record(&mut self, code: FailureCode, text: impl Into<String>) {
         self.0 = Some(Failure {
             code,
             text: text.into(),
