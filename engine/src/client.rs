@@ -275,6 +275,9 @@ impl ClientBuilder {
         }
         let mut st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
         st.set_credit(neg.flags, self.credit_flags());
+        if let Some((resp, _)) = &attach {
+            st.session_id = Some(resp.connection_id);
+        }
         let conn: ConnRef = Rc::new(RefCell::new(st));
         match (attach, &self.recovery) {
             (Some((resp, params)), Some(ro)) => {

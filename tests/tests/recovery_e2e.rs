@@ -112,6 +112,48 @@ fn v3_echo_on_several_streams() {
     stop(h);
 }
 
+/// The §8.2 recovery fields the reference has and amring lacked:
+/// `ConnectionID` (the same hex id on both ends) and `ReconnectActive`
+/// (true exactly while a resume loop runs), and per stream `Closed` and
+/// `IncomingDepth`.
+#[test]
+fn debug_state_shows_connection_id_and_reconnect_activity() {
+    let server_id = Arc::new(std::sync::Mutex::new(None::<String>));
+    let sid = server_id.clone();
+    let h = Server::builder()
+        .shards(Shards::Unpinned(1))
+        .io_memory(256 * 1024)
+        .recovery(Some(opts(Duration::from_secs(30))))
+        .handler(move |ctx: amring::StreamContext, n: Num| {
+            *sid.lock().unwrap() = ctx.conn_debug_state().connection_id;
+            async move { Ok::<_, String>(Num { n: n.n }) }
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let proxy = proxy_for(&h);
+    let p2 = proxy.clone();
+    let client_id = client(move || async move {
+        let conn = rec_client().connect(&p2.dial_addr()).await.unwrap();
+        let _: Num = conn.send_recv(&Num { n: 1 }).await.unwrap();
+        let d = conn.debug_state();
+        assert!(!d.reconnect_active);
+        let s0 = d.streams.iter().find(|s| s.id == 0).expect("stream 0");
+        assert!(!s0.closed);
+        assert_eq!(s0.incoming_depth, 0);
+        // Refuse reconnects and cut: the client keeps resuming.
+        p2.reject_new(true);
+        p2.cut_all();
+        assert!(eventually(|| conn.debug_state().reconnect_active).await, "resume loop not reported");
+        p2.reject_new(false);
+        assert!(eventually(|| !conn.debug_state().reconnect_active).await, "resume never ended");
+        let _: Num = conn.send_recv(&Num { n: 2 }).await.unwrap();
+        conn.debug_state().connection_id.expect("v3 connection id")
+    });
+    assert_eq!(client_id.len(), 32, "16 bytes in hex: {client_id}");
+    assert_eq!(server_id.lock().unwrap().as_deref(), Some(client_id.as_str()));
+    stop(h);
+}
+
 #[test]
 fn cut_all_mid_traffic_loses_and_duplicates_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));

@@ -2,12 +2,13 @@
 
 mod runtime_common;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use amring::codec::{ErrorReply, Message};
+use amring::debug::FailureCode;
 use amring::{Client, Error, Limits, StreamContext};
 use runtime_common::*;
 use serde::{Deserialize, Serialize};
@@ -79,7 +80,36 @@ fn handshake_timeout_closes_silent_client() {
     assert_eq!(s.read(&mut b).unwrap(), 0, "server closed without a reply");
     let st = h.stats();
     assert_eq!(st.iter().map(|s| s.handshake_timeouts).sum::<u64>(), 1);
+    assert_eq!(shard_failure(&h), Some(FailureCode::HandshakeTimeout));
+    // A hello with the wrong magic: `handshake.rejected`.
+    let mut s = std::net::TcpStream::connect(h.local_addr().tcp().unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"XX\x02\x02\0\0\0\0\xff\xff\xff\xff\x01\x02").unwrap();
+    assert_eq!(s.read(&mut b).unwrap_or(0), 0, "closed without a reply");
+    assert!(eventually_sync(|| shard_failure(&h) == Some(FailureCode::Handshake)));
+    assert_eq!(FailureCode::Handshake.as_str(), "handshake.rejected");
     stop(h);
+}
+
+/// The most recent failure any shard recorded outside a connection.
+fn shard_failure(h: &amring::ServerHandle) -> Option<FailureCode> {
+    h.stats()
+        .into_iter()
+        .filter_map(|s| s.last_failure)
+        .max_by_key(|f| f.at)
+        .map(|f| f.code)
+}
+
+/// Polls `cond` for up to 5 s from a plain thread.
+fn eventually_sync(mut cond: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
 }
 
 #[test]
@@ -98,6 +128,7 @@ fn max_connections_closes_extra_sockets() {
         assert_eq!(r.num, 1);
     });
     assert_eq!(h.stats().iter().map(|s| s.rejected_limit).sum::<u64>(), 1);
+    assert_eq!(shard_failure(&h), Some(FailureCode::LimitConnections));
     stop(h);
 }
 

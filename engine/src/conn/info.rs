@@ -21,12 +21,19 @@ pub struct ConnInfo {
 pub struct StreamDebugState {
     /// Stream id.
     pub id: u32,
+    /// The stream's connection is closed (a snapshot lists live stream
+    /// states only, so a stream is closed exactly when its connection is).
+    pub closed: bool,
     /// Last failure on the stream.
     pub last_failure: Option<Failure>,
     /// Receive timeout in effect.
     pub recv_timeout: Option<Duration>,
     /// Messages waiting in the inbox.
     pub inbox_depth: usize,
+    /// Raw frames not yet envelope-decoded (the reference's `IncomingDepth`).
+    /// Always 0: amring routes each frame as it is read; frames it cannot
+    /// take yet stay unread in the connection's read buffer (`read_buffer`).
+    pub incoming_depth: usize,
     /// Requests waiting for the handler.
     pub handler_q_depth: usize,
     /// Counters.
@@ -34,9 +41,11 @@ pub struct StreamDebugState {
 }
 
 impl StreamDebugState {
-    pub(crate) fn of(id: u32, s: &crate::conn::state::StreamSlot) -> StreamDebugState {
+    pub(crate) fn of(id: u32, s: &crate::conn::state::StreamSlot, closed: bool) -> StreamDebugState {
         StreamDebugState {
             id,
+            closed,
+            incoming_depth: 0,
             last_failure: s.failure.get().cloned(),
             recv_timeout: s.recv_timeout,
             inbox_depth: s.inbox.len(),
@@ -79,6 +88,12 @@ pub struct ConnDebugState {
     pub streams: Vec<StreamDebugState>,
     /// v3 only: the §8.2 "Recovery" fields.
     pub recovery: Option<crate::proto::RecoveryDebug>,
+    /// v3 only: the session's connection id in hex (the reference's
+    /// `Recovery.ConnectionID`).
+    pub connection_id: Option<String>,
+    /// v3 client: a resume loop is running (the reference's
+    /// `Recovery.ReconnectActive`); false otherwise.
+    pub reconnect_active: bool,
 }
 
 impl ConnDebugState {
@@ -91,7 +106,7 @@ impl ConnDebugState {
             counters.transport_attaches = r.transport_attaches;
             counters.transport_detaches = r.transport_detaches;
         }
-        let mut streams: Vec<_> = st.streams.iter().map(|(id, s)| StreamDebugState::of(*id, s)).collect();
+        let mut streams: Vec<_> = st.streams.iter().map(|(id, s)| StreamDebugState::of(*id, s, st.closed)).collect();
         streams.sort_by_key(|s| s.id);
         ConnDebugState {
             closed: st.closed,
@@ -108,6 +123,8 @@ impl ConnDebugState {
             counters,
             streams,
             recovery,
+            connection_id: st.session_id.map(|id| id.iter().map(|b| format!("{b:02x}")).collect()),
+            reconnect_active: st.reconnecting,
         }
     }
 }

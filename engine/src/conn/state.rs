@@ -202,6 +202,10 @@ pub(crate) struct ConnState {
     /// `send`, which only queues and does not read it, so that a send costs
     /// no clock read.
     pub(crate) clock: Instant,
+    /// v3: the session's connection id (debug state `ConnectionID`).
+    pub(crate) session_id: Option<proto::ConnectionId>,
+    /// v3 client: a resume loop is running (debug state `ReconnectActive`).
+    pub(crate) reconnecting: bool,
 }
 
 /// Stream states by id. Stream ids are small integers chosen by the peer's
@@ -271,6 +275,8 @@ impl ConnState {
             transport_stats: proto::TransportStats::default(),
             events: Vec::new(),
             record_events: false,
+            session_id: None,
+            reconnecting: false,
         }
     }
 

@@ -315,6 +315,7 @@ impl ShardRecovery {
             crate::proto::handshake::credit_flags(self.cfg.limits.max_inbound_bytes),
         );
         st.proto.set_graceful_close(graceful);
+        st.session_id = Some(id);
         st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
         let conn: ConnRef = Rc::new(RefCell::new(st));
         let session = Rc::new(Session {
@@ -621,6 +622,7 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
             break;
         }
         let mut backoff = r.min_backoff;
+        conn.borrow_mut().reconnecting = true;
         loop {
             if conn.borrow().closed {
                 break 'outer;
@@ -651,7 +653,10 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
                     };
                     match attached {
                         Ok(()) => {
-                            conn.borrow_mut().counters.reconnect_successes += 1;
+                            let mut st = conn.borrow_mut();
+                            st.counters.reconnect_successes += 1;
+                            st.reconnecting = false;
+                            drop(st);
                             cur = Some((io, rb));
                             continue 'outer;
                         }
@@ -687,5 +692,6 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
             }
         }
     }
+    conn.borrow_mut().reconnecting = false;
     finish(&conn, None);
 }

@@ -28,6 +28,7 @@ use crate::addr::{Addr, BoundAddr};
 use crate::conn::info::ConnInfo;
 use crate::conn::limits::SharedBudget;
 use crate::conn::state::{ConnRef, ConnState};
+use crate::debug::FailureCode;
 use crate::error::Error;
 use crate::proto::handshake::{credit_flags, ServerHandshakeConfig};
 use crate::proto::{ConnConfig, Role, Version};
@@ -263,6 +264,10 @@ async fn shard_main(
             if shared.active.fetch_add(1, Ordering::AcqRel) >= cfg.max_connections {
                 shared.active.fetch_sub(1, Ordering::AcqRel);
                 let n = counters.rejected_limit.fetch_add(1, Ordering::Relaxed) + 1;
+                counters.record(
+                    FailureCode::LimitConnections,
+                    format!("connection closed on accept: max_connections {} reached", cfg.max_connections),
+                );
                 if n.is_power_of_two() {
                     tracing::warn!(target: "amring", shard = idx, rejected = n, limit = cfg.max_connections, "max_connections reached: connection closed on accept");
                 }
@@ -342,9 +347,16 @@ async fn serve_conn(
         Err(fail) => {
             tracing::debug!(target: "amring", peer = %info.peer, failure = ?fail, "handshake failed");
             match fail {
-                ServerHsFail::Timeout => counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed),
+                ServerHsFail::Timeout => {
+                    counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+                    counters.record(
+                        FailureCode::HandshakeTimeout,
+                        format!("handshake timeout from {} after {:?}", info.peer, cfg.handshake_timeout),
+                    );
+                }
                 ServerHsFail::Rejected | ServerHsFail::Io => {
-                    counters.handshake_failures.fetch_add(1, Ordering::Relaxed)
+                    counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    counters.record(FailureCode::Handshake, format!("handshake failed from {}: {fail:?}", info.peer));
                 }
             };
             io.close().await;

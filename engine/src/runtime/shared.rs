@@ -32,10 +32,13 @@ pub(crate) struct ShardCounters {
     pub(crate) detached_evictions: AtomicU64,
     pub(crate) hook_panics: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
+    /// The shard's last failure outside any connection (`handshake.timeout`,
+    /// `handshake.rejected`, `limit.connections`).
+    pub(crate) failure: Mutex<crate::debug::LastFailure>,
 }
 
 /// Snapshot of one shard's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ShardStats {
     /// Shard index.
     pub shard: usize,
@@ -72,6 +75,12 @@ pub struct ShardStats {
     /// Failed accepts (out of descriptors or memory: the shard backs off
     /// and retries; the listener keeps its backlog meanwhile).
     pub accept_errors: u64,
+    /// The shard's most recent failure outside any connection, with the
+    /// shared failure codes: `handshake.timeout`, `handshake.rejected` (a
+    /// hello refused or malformed) or `limit.connections` (closed on accept
+    /// at `max_connections`). Connection failures are in each connection's
+    /// debug state.
+    pub last_failure: Option<crate::debug::Failure>,
 }
 
 /// State shared by the shards of one server (control plane only).
@@ -108,6 +117,7 @@ impl ServerShared {
                 detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
                 hook_panics: c.hook_panics.load(Ordering::Relaxed),
                 accept_errors: c.accept_errors.load(Ordering::Relaxed),
+                last_failure: lock(&c.failure).get().cloned(),
             })
             .collect()
     }
@@ -168,3 +178,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The live connections of one shard (for graceful shutdown).
 pub(crate) type Live = Rc<RefCell<Vec<(u64, ConnRef)>>>;
+
+impl ShardCounters {
+    /// Records a failure outside any connection (see `ShardStats::last_failure`).
+    pub(crate) fn record(&self, code: crate::debug::FailureCode, text: String) {
+        lock(&self.failure).record(code, text);
+    }
+}
