@@ -143,9 +143,15 @@ fn debug_state_shows_connection_id_and_reconnect_activity() {
         // Refuse reconnects and cut: the client keeps resuming.
         p2.reject_new(true);
         p2.cut_all();
-        assert!(eventually(|| conn.debug_state().reconnect_active).await, "resume loop not reported");
+        assert!(
+            eventually(|| conn.debug_state().reconnect_active).await,
+            "resume loop not reported"
+        );
         p2.reject_new(false);
-        assert!(eventually(|| !conn.debug_state().reconnect_active).await, "resume never ended");
+        assert!(
+            eventually(|| !conn.debug_state().reconnect_active).await,
+            "resume never ended"
+        );
         let _: Num = conn.send_recv(&Num { n: 2 }).await.unwrap();
         conn.debug_state().connection_id.expect("v3 connection id")
     });

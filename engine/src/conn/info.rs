@@ -106,7 +106,11 @@ impl ConnDebugState {
             counters.transport_attaches = r.transport_attaches;
             counters.transport_detaches = r.transport_detaches;
         }
-        let mut streams: Vec<_> = st.streams.iter().map(|(id, s)| StreamDebugState::of(*id, s, st.closed)).collect();
+        let mut streams: Vec<_> = st
+            .streams
+            .iter()
+            .map(|(id, s)| StreamDebugState::of(*id, s, st.closed))
+            .collect();
         streams.sort_by_key(|s| s.id);
         ConnDebugState {
             closed: st.closed,

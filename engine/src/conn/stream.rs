@@ -314,7 +314,9 @@ impl Stream {
     /// Snapshot of this stream's debug state, `None` when it has no state.
     pub fn debug_state(&self) -> Option<StreamDebugState> {
         let st = self.conn.borrow();
-        st.streams.get(&self.id).map(|s| StreamDebugState::of(self.id, s, st.closed))
+        st.streams
+            .get(&self.id)
+            .map(|s| StreamDebugState::of(self.id, s, st.closed))
     }
 }
 

@@ -266,7 +266,10 @@ async fn shard_main(
                 let n = counters.rejected_limit.fetch_add(1, Ordering::Relaxed) + 1;
                 counters.record(
                     FailureCode::LimitConnections,
-                    format!("connection closed on accept: max_connections {} reached", cfg.max_connections),
+                    format!(
+                        "connection closed on accept: max_connections {} reached",
+                        cfg.max_connections
+                    ),
                 );
                 if n.is_power_of_two() {
                     tracing::warn!(target: "amring", shard = idx, rejected = n, limit = cfg.max_connections, "max_connections reached: connection closed on accept");
@@ -356,7 +359,10 @@ async fn serve_conn(
                 }
                 ServerHsFail::Rejected | ServerHsFail::Io => {
                     counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
-                    counters.record(FailureCode::Handshake, format!("handshake failed from {}: {fail:?}", info.peer));
+                    counters.record(
+                        FailureCode::Handshake,
+                        format!("handshake failed from {}: {fail:?}", info.peer),
+                    );
                 }
             };
             io.close().await;
