@@ -190,6 +190,33 @@ impl ClientBuilder {
         self
     }
 
+    /// One request and its reply on a fresh connection with this builder's
+    /// settings (codecs, limits, max_frame, recovery), closed afterwards: the
+    /// reference's `Once` with options. The builder's `timeout` (5 s when
+    /// unset) bounds the dial and the reply.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), amring::Error> {
+    /// use amring::codec::{CodecKind, OkReply};
+    /// let r: OkReply = amring::Client::builder()
+    ///     .codecs([CodecKind::Map])
+    ///     .once("127.0.0.1:7000", &OkReply {})
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn once<Req: Message + ?Sized, Rep: Message + DeserializeOwned>(
+        &self,
+        addr: &str,
+        req: &Req,
+    ) -> Result<Rep, Error> {
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(5));
+        let conn = self.clone().timeout(Some(timeout)).connect(addr).await?;
+        conn.set_recv_timeout(Some(timeout));
+        let r = conn.send_recv(req).await;
+        conn.close();
+        r
+    }
+
     /// Dials `addr` (spec §1.1 forms), runs the handshake (v3 + attach when
     /// recovery is set) and starts the driver.
     pub async fn connect(&self, addr: &str) -> Result<Connection, Error> {
@@ -429,9 +456,5 @@ pub async fn once_with_timeout<Req: Message + ?Sized, Rep: Message + Deserialize
     req: &Req,
     timeout: Duration,
 ) -> Result<Rep, Error> {
-    let conn = Client::builder().timeout(Some(timeout)).connect(addr).await?;
-    conn.set_recv_timeout(Some(timeout));
-    let r = conn.send_recv(req).await;
-    conn.close();
-    r
+    Client::builder().timeout(Some(timeout)).once(addr, req).await
 }

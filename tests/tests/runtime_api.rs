@@ -326,6 +326,41 @@ fn once_uds_and_abstract() {
     assert!(!path.exists(), "UDS socket file removed on shutdown");
 }
 
+/// `ClientBuilder::once` uses the builder's settings (here: the map codec
+/// only), like the reference's `Once` with options.
+#[test]
+fn once_from_a_builder_uses_its_codecs() {
+    let h = amring::Server::builder()
+        .shards(amring::Shards::Unpinned(1))
+        .handler(|ctx: StreamContext, m: MessageRequest| async move {
+            Ok::<_, String>(MessageReply {
+                msg: ctx.conn_debug_state().codec_name.to_owned(),
+                num: m.num,
+                ..Default::default()
+            })
+        })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        for (codec, name) in [(CodecKind::Map, "map"), (CodecKind::Compact, "compact")] {
+            let r: MessageReply = Client::builder()
+                .codecs([codec])
+                .once(
+                    &addr,
+                    &MessageRequest {
+                        msg: String::new(),
+                        num: 3,
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!((r.msg.as_str(), r.num), (name, 3));
+        }
+    });
+    stop(h);
+}
+
 #[test]
 fn connections_spread_over_shards() {
     let h = server().serve("127.0.0.1:0").unwrap();

@@ -52,6 +52,22 @@ impl ErrorReply {
     pub const CODEC_ERROR: &'static str = "codec_error";
     /// Code sent when a typed receive got another wire name.
     pub const PROTOCOL_ERROR: &'static str = "protocol_error";
+
+    /// An error reply with `code` and `message` (the reference's
+    /// `NewErrorReply`). A handler may return it as its `Ok` value to answer
+    /// with an application error code of its own.
+    ///
+    /// ```
+    /// use amring_proto::codec::ErrorReply;
+    /// let e = ErrorReply::new("not_found", "no such user");
+    /// assert_eq!((e.code.as_str(), e.message.as_str()), ("not_found", "no such user"));
+    /// ```
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorReply {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// What a handler's `Ok` value sends back (spec §5.4): a message, or `()`
