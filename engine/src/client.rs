@@ -11,8 +11,11 @@
 //! ```
 
 use std::cell::RefCell;
+use std::fmt::Display;
+use std::future::Future;
 use std::ops::Deref;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -21,8 +24,11 @@ use futures_lite::future;
 use serde::de::DeserializeOwned;
 
 use crate::addr::Addr;
-use crate::codec::{CodecId, CodecKind, CodecRegistry, Message};
+use crate::codec::{CodecId, CodecKind, CodecRegistry, Message, Reply};
+use crate::conn::context::StreamContext;
+use crate::conn::handler::{HandlerTable, Hooks};
 use crate::conn::info::ConnDebugState;
+use crate::conn::info::ConnInfo;
 use crate::conn::limits::Limits;
 use crate::conn::state::{ConnRef, ConnState};
 use crate::conn::stream::Stream;
@@ -32,9 +38,10 @@ use crate::proto::frame::DEFAULT_MAX_FRAME;
 use crate::proto::handshake::{credit_flags, ClientHandshakeConfig};
 use crate::proto::recovery::CAP_GRACEFUL_CLOSE;
 use crate::proto::{ConnConfig, Role, Version};
+use crate::runtime::conn::{drive, ConnHooks};
+use crate::runtime::handshake;
 use crate::runtime::recovery::{client_supervisor, ClientResume};
 use crate::runtime::socket::dial;
-use crate::runtime::{conn::drive, handshake};
 
 /// Entry point: `Client::builder()`.
 #[derive(Debug)]
@@ -51,6 +58,7 @@ impl Client {
             limits: Limits::default(),
             recovery: None,
             stream_credit: false,
+            table: HandlerTable::default(),
         }
     }
 }
@@ -111,6 +119,7 @@ pub struct ClientBuilder {
     limits: Limits,
     recovery: Option<ClientRecoveryOptions>,
     stream_credit: bool,
+    table: HandlerTable,
 }
 
 impl ClientBuilder {
@@ -217,6 +226,54 @@ impl ClientBuilder {
         r
     }
 
+    /// Registers a handler for `Req` messages the server sends (spec §5.3:
+    /// a client dispatches inbound messages to its handlers like a server):
+    /// a server push of that type on any stream runs `f`, one at a time per
+    /// stream in arrival order, and its `Ok` value is sent back on that
+    /// stream as with a server handler. Messages without a handler go to the
+    /// stream's receivers as before.
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Tick { n: u64 }
+    /// # impl amring::codec::Message for Tick { const WIRE_NAME: &'static str = "am.x.Tick"; }
+    /// # async fn f() -> Result<(), amring::Error> {
+    /// let conn = amring::Client::builder()
+    ///     .handler(|_ctx: amring::StreamContext, t: Tick| async move {
+    ///         println!("tick {}", t.n);
+    ///         Ok::<_, String>(())
+    ///     })
+    ///     .connect("127.0.0.1:7000")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn handler<Req, F, Fut, R, E>(mut self, f: F) -> Self
+    where
+        Req: Message + DeserializeOwned + 'static,
+        F: Fn(StreamContext, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + 'static,
+        R: Reply + 'static,
+        E: Display + 'static,
+    {
+        self.table.add(f);
+        self
+    }
+
+    /// The driver's handler context: `None` without handlers.
+    fn conn_hooks(&self, addr: &Addr) -> Option<ConnHooks> {
+        if self.table.is_empty() {
+            return None;
+        }
+        Some(ConnHooks {
+            hooks: Arc::new(Hooks::default()),
+            table: Arc::new(self.table.clone()),
+            info: Rc::new(ConnInfo {
+                id: 0,
+                shard: glommio::executor().id(),
+                peer: addr.to_string(),
+            }),
+        })
+    }
+
     /// Dials `addr` (spec §1.1 forms), runs the handshake (v3 + attach when
     /// recovery is set) and starts the driver.
     pub async fn connect(&self, addr: &str) -> Result<Connection, Error> {
@@ -300,7 +357,16 @@ impl ClientBuilder {
         if let Some((resp, _)) = &attach {
             proto.set_graceful_close(resp.reserved[0] & CAP_GRACEFUL_CLOSE != 0);
         }
-        let mut st = ConnState::new(proto, neg.codec, neg.version, neg.max_frame, self.limits.clone(), None);
+        let hooks = self.conn_hooks(&addr);
+        let routes = hooks.as_ref().map(|h| h.table.routes());
+        let mut st = ConnState::new(
+            proto,
+            neg.codec,
+            neg.version,
+            neg.max_frame,
+            self.limits.clone(),
+            routes,
+        );
         st.set_credit(neg.flags, self.credit_flags());
         if let Some((resp, _)) = &attach {
             st.session_id = Some(resp.connection_id);
@@ -320,13 +386,13 @@ impl ClientBuilder {
                     max_replay_bytes: ro.max_replay_bytes,
                     attempt_timeout: params.heartbeat_timeout,
                 };
-                crate::exec::spawn(client_supervisor(conn.clone(), io, rbuf, r));
+                crate::exec::spawn(client_supervisor(conn.clone(), io, rbuf, r, hooks));
             }
             _ => {
                 crate::exec::spawn({
                     let conn = conn.clone();
                     async move {
-                        drive(conn, io, rbuf, None).await;
+                        drive(conn, io, rbuf, hooks).await;
                     }
                 });
             }

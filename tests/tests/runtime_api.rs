@@ -594,3 +594,44 @@ fn panics_in_tasks_and_hooks_are_contained() {
         "on_connect + on_disconnect panics counted: {hook_panics}"
     );
 }
+
+/// Spec §5.3: a client dispatches inbound messages to its handlers like a
+/// server. Server pushes of a type the client has a handler for run that
+/// handler, in order per stream; the handler's reply goes back to the server.
+#[test]
+fn client_handlers_receive_server_pushes_in_order() {
+    use amring_tests::bpmsg::{with_feed, Answer, Feed};
+    const N: u32 = 200;
+    let h = with_feed(amring::Server::builder().shards(amring::Shards::Unpinned(1)))
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    client(move || async move {
+        let conn = Client::builder()
+            .handler(move |ctx: StreamContext, a: Answer| {
+                s2.lock().unwrap().push((ctx.stream_id(), a.seq));
+                async move { Ok::<_, String>(()) }
+            })
+            .connect(&addr)
+            .await
+            .unwrap();
+        let s = conn.new_stream().unwrap();
+        let _: OkReply = s.send_recv(&Feed { n: N, size: 8 }).await.unwrap();
+        assert!(eventually(|| conn.debug_state().counters.handler_calls == u64::from(N)).await);
+        let d = conn.debug_state();
+        assert_eq!(
+            d.streams.iter().find(|x| x.id == s.id()).map(|x| x.inbox_depth),
+            Some(0)
+        );
+    });
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), N as usize);
+    assert!(
+        seen.iter().enumerate().all(|(i, &(_, seq))| seq == i as u32),
+        "in order"
+    );
+    assert!(seen.iter().all(|&(id, _)| id == seen[0].0), "all on the feed's stream");
+    stop(h);
+}

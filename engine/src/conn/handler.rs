@@ -171,10 +171,16 @@ where
 }
 
 /// Handlers by wire name (a snapshot taken by `serve`, §5.3).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct HandlerTable {
     routes: Arc<Routes>,
-    entries: Vec<Box<dyn ErasedHandler>>,
+    entries: Vec<Arc<dyn ErasedHandler>>,
+}
+
+impl std::fmt::Debug for HandlerTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
 }
 
 impl HandlerTable {
@@ -192,7 +198,7 @@ impl HandlerTable {
         R: Reply + 'static,
         E: Display + 'static,
     {
-        let h: Box<dyn ErasedHandler> = Box::new(TypedHandler::<Req, F> { f, _req: PhantomData });
+        let h: Arc<dyn ErasedHandler> = Arc::new(TypedHandler::<Req, F> { f, _req: PhantomData });
         match self.routes.lookup(Req::WIRE_NAME) {
             Some(i) => self.entries[i] = h,
             None => {
@@ -205,6 +211,11 @@ impl HandlerTable {
     /// The registered wire names (for `Debug`).
     pub(crate) fn names(&self) -> Vec<&'static str> {
         self.routes.names()
+    }
+
+    /// No handler registered.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     /// Number of registered handlers (valid indices are `0..len()`).

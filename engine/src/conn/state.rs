@@ -206,6 +206,10 @@ pub(crate) struct ConnState {
     pub(crate) session_id: Option<proto::ConnectionId>,
     /// v3 client: a resume loop is running (debug state `ReconnectActive`).
     pub(crate) reconnecting: bool,
+    /// The server end of a connection: messages that no handler, task or
+    /// receiver can ever take are dropped beyond `max_unread_bytes` (a
+    /// client keeps them for its streams' receives).
+    pub(crate) server: bool,
 }
 
 /// Stream states by id. Stream ids are small integers chosen by the peer's
@@ -277,6 +281,7 @@ impl ConnState {
             record_events: false,
             session_id: None,
             reconnecting: false,
+            server: false,
         }
     }
 
@@ -403,7 +408,7 @@ impl ConnState {
                 return (Routed::Done, created);
             }
         };
-        let server = self.routes.is_some();
+        let server = self.server;
         let max_unread = self.limits.max_unread_bytes;
         let parked_bytes = self.parked_bytes;
         let Some((slot, created)) = self.slot_or_create(stream_id, now) else {

@@ -310,6 +310,7 @@ impl ShardRecovery {
             Some(self.cfg.table.routes()),
         );
         st.set_budget(self.budget.clone());
+        st.server = true;
         st.set_credit(
             flags,
             crate::proto::handshake::credit_flags(self.cfg.limits.max_inbound_bytes),
@@ -611,12 +612,18 @@ pub(crate) async fn wait_closed(conn: &ConnRef) {
 /// The client's connection task in v3: drives the transport; on loss resumes
 /// with exponential backoff (forever, until a terminal failure or a local
 /// close), replaying un-ACKed frames before new ones.
-pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesMut, r: ClientResume) {
+pub(crate) async fn client_supervisor(
+    conn: ConnRef,
+    io: Transport,
+    rbuf: BytesMut,
+    r: ClientResume,
+    hooks: Option<ConnHooks>,
+) {
     use crate::debug::FailureCode;
     let epoch = Cell::new(0u64);
     let mut cur = Some((io, rbuf));
     'outer: while let Some((mut io, rbuf)) = cur.take() {
-        let end = run_transport(&conn, &mut io, rbuf, None, Some((&epoch, 0))).await;
+        let end = run_transport(&conn, &mut io, rbuf, hooks.as_ref(), Some((&epoch, 0))).await;
         io.close().await;
         if !matches!(end, TransportEnd::Detached) {
             break;
@@ -693,5 +700,5 @@ pub(crate) async fn client_supervisor(conn: ConnRef, io: Transport, rbuf: BytesM
         }
     }
     conn.borrow_mut().reconnecting = false;
-    finish(&conn, None);
+    finish(&conn, hooks.as_ref());
 }

@@ -400,6 +400,7 @@ async fn serve_conn(
     );
     st.record_events = cfg.hooks.on_new_stream.is_some() || cfg.hooks.on_close_stream.is_some();
     st.set_budget(budget);
+    st.server = true;
     st.set_credit(neg.flags, credit_flags(cfg.limits.max_inbound_bytes));
     let conn: ConnRef = Rc::new(RefCell::new(st));
     live.borrow_mut().push((info.id, conn.clone()));
