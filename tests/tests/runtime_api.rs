@@ -635,3 +635,58 @@ fn client_handlers_receive_server_pushes_in_order() {
     assert!(seen.iter().all(|&(id, _)| id == seen[0].0), "all on the feed's stream");
     stop(h);
 }
+
+/// Handlers reply with any message type chosen at run time
+/// (`Box<dyn AnyMessage>`), or with none (`Option::None` sends OkReply), as
+/// the reference's handlers do.
+#[test]
+fn handlers_reply_with_any_type_or_none() {
+    use amring::codec::AnyMessage;
+    let h = amring::Server::builder()
+        .shards(amring::Shards::Unpinned(1))
+        .handler(|_ctx: StreamContext, m: MessageRequest| async move {
+            let r: Box<dyn AnyMessage> = if m.num % 2 == 0 {
+                Box::new(MessageReply {
+                    msg: m.msg,
+                    num: m.num,
+                    ..Default::default()
+                })
+            } else {
+                Box::new(ErrorReply::new("odd", format!("{} is odd", m.num)))
+            };
+            Ok::<_, String>(r)
+        })
+        .handler(|_ctx: StreamContext, n: Num| async move { Ok::<_, String>((n.n > 0).then_some(Num { n: n.n * 2 })) })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let r: MessageReply = conn
+            .send_recv(&MessageRequest {
+                msg: "e".into(),
+                num: 2,
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.num, 2);
+        let e = conn
+            .send_recv::<_, MessageReply>(&MessageRequest {
+                msg: "o".into(),
+                num: 3,
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(&e, Error::Remote { code, .. } if code == "odd"), "{e:?}");
+        let r: Num = conn.send_recv(&Num { n: 4 }).await.unwrap();
+        assert_eq!(r.n, 8);
+        let _: OkReply = conn.send_recv(&Num { n: 0 }).await.unwrap();
+        // A dynamically typed send from the client side too.
+        let any: &dyn AnyMessage = &Num { n: 5 };
+        let s = conn.new_stream().unwrap();
+        s.send(any).await.unwrap();
+        let r: Num = s.recv().await.unwrap();
+        assert_eq!(r.n, 10);
+    });
+    stop(h);
+}

@@ -1,6 +1,9 @@
 //! The [`Message`] trait, wire names (spec §5.1) and the built-in replies (§5.2).
 
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+
+use super::{CodecKind, EncodeError, Profile};
 
 /// A message type that can travel in an envelope.
 ///
@@ -70,16 +73,48 @@ impl ErrorReply {
     }
 }
 
-/// What a handler's `Ok` value sends back (spec §5.4): a message, or `()`
-/// for [`OkReply`].
+/// A message whose type is chosen at run time: the object-safe side of
+/// [`Message`] (every `Message` is one). Send a `&dyn AnyMessage`, or return a
+/// `Box<dyn AnyMessage>` from a handler, to reply with whichever registered
+/// type fits (the reference's handlers return any `Message`).
 ///
 /// ```
-/// use amring_proto::codec::{Message, OkReply, Reply};
+/// use amring_proto::codec::{AnyMessage, ErrorReply, OkReply};
+/// let pick = |ok: bool| -> Box<dyn AnyMessage> {
+///     if ok { Box::new(OkReply {}) } else { Box::new(ErrorReply::new("denied", "no")) }
+/// };
+/// assert_eq!(pick(true).wire_name(), "am.message.OkReply");
+/// assert_eq!(pick(false).wire_name(), "am.message.ErrorReply");
+/// ```
+pub trait AnyMessage {
+    /// The wire name ([`Message::WIRE_NAME`]).
+    fn wire_name(&self) -> &'static str;
+    /// Appends the envelope (wire name and body) in `codec` to `out`.
+    fn encode_with(&self, codec: CodecKind, profile: Profile, out: &mut BytesMut) -> Result<(), EncodeError>;
+}
+
+impl<M: Message + ?Sized> AnyMessage for M {
+    fn wire_name(&self) -> &'static str {
+        M::WIRE_NAME
+    }
+    fn encode_with(&self, codec: CodecKind, profile: Profile, out: &mut BytesMut) -> Result<(), EncodeError> {
+        codec.encode(self, profile, out)
+    }
+}
+
+/// What a handler's `Ok` value sends back (spec §5.4): a message, `()` for
+/// [`OkReply`] (no reply of its own: a notification's answer), an `Option`
+/// of a message (`None` sends `OkReply`), or a `Box<dyn AnyMessage>` to pick
+/// the reply type at run time.
+///
+/// ```
+/// use amring_proto::codec::{AnyMessage, Message, OkReply, Reply};
 /// assert_eq!(<<() as Reply>::Msg as Message>::WIRE_NAME, OkReply::WIRE_NAME);
+/// assert_eq!(None::<OkReply>.message().wire_name(), OkReply::WIRE_NAME);
 /// ```
 pub trait Reply {
     /// The message type sent.
-    type Msg: Message + ?Sized;
+    type Msg: AnyMessage + ?Sized;
     /// The message to send.
     fn message(&self) -> &Self::Msg;
 }
@@ -95,6 +130,30 @@ impl<M: Message> Reply for M {
     type Msg = M;
     fn message(&self) -> &M {
         self
+    }
+}
+
+impl<M: Message + 'static> Reply for Option<M> {
+    type Msg = dyn AnyMessage;
+    fn message(&self) -> &(dyn AnyMessage + 'static) {
+        match self {
+            Some(m) => m,
+            None => &OkReply {},
+        }
+    }
+}
+
+impl Reply for Box<dyn AnyMessage> {
+    type Msg = dyn AnyMessage;
+    fn message(&self) -> &(dyn AnyMessage + 'static) {
+        &**self
+    }
+}
+
+impl Reply for Box<dyn AnyMessage + Send> {
+    type Msg = dyn AnyMessage;
+    fn message(&self) -> &(dyn AnyMessage + 'static) {
+        &**self
     }
 }
 

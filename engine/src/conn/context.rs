@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 
-use crate::codec::Message;
+use crate::codec::AnyMessage;
 use crate::conn::info::{ConnDebugState, ConnInfo};
 use crate::conn::state::ConnRef;
 use crate::conn::stream::{send_within, Stream};
@@ -82,18 +82,18 @@ impl StreamContext {
 
     /// Queues a message on this stream (server push), waiting for room like
     /// [`Stream::send`].
-    pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+    pub async fn send<M: AnyMessage + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         crate::conn::send::send_waiting(&self.conn, self.id, msg).await
     }
 
     /// Like [`StreamContext::send`], but fails at once with [`Error::Full`]
     /// instead of waiting for room.
-    pub fn try_send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+    pub fn try_send<M: AnyMessage + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         crate::conn::send::try_send(&mut self.conn.borrow_mut(), self.id, msg)
     }
 
     /// Like [`StreamContext::send`], waiting for room at most `timeout`.
-    pub async fn send_timeout<M: Message + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
+    pub async fn send_timeout<M: AnyMessage + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
         send_within(&self.conn, self.id, msg, timeout).await
     }
 

@@ -2,7 +2,7 @@
 //! write modes (`send` waits for room, `try_send` fails with `Full`,
 //! `send_timeout` lives with the stream handle).
 
-use crate::codec::{ErrorReply, Message, Profile};
+use crate::codec::{AnyMessage, ErrorReply, Profile};
 use crate::conn::limits::STREAM_WINDOW;
 use crate::conn::limits::{CREDIT_STREAM, MESSAGE_OVERHEAD};
 use crate::conn::state::{ConnRef, ConnState};
@@ -13,7 +13,7 @@ use crate::proto::SendError;
 
 impl ConnState {
     /// Encodes `msg` into a frame on `id` (spec §6 Send: queue only).
-    pub(crate) fn send_msg<M: Message + ?Sized>(&mut self, id: u32, msg: &M) -> Result<(), Error> {
+    pub(crate) fn send_msg<M: AnyMessage + ?Sized>(&mut self, id: u32, msg: &M) -> Result<(), Error> {
         if self.closed {
             self.fail(
                 Some(id),
@@ -26,7 +26,7 @@ impl ConnState {
         let mut len = 0;
         let r = self.proto.send(self.clock, id, |buf| {
             let start = buf.len();
-            let r = codec.encode(msg, Profile::Interop, buf);
+            let r = msg.encode_with(codec, Profile::Interop, buf);
             len = buf.len() - start;
             r
         });
@@ -176,7 +176,7 @@ pub(crate) async fn wait_room(conn: &ConnRef, why: RoomFor) -> bool {
 
 /// Queues `msg` on stream `id`, waiting for room at the output limit or a
 /// full replay ring (spec §6 Send: returns once queued).
-pub(crate) async fn send_waiting<M: Message + ?Sized>(conn: &ConnRef, id: u32, msg: &M) -> Result<(), Error> {
+pub(crate) async fn send_waiting<M: AnyMessage + ?Sized>(conn: &ConnRef, id: u32, msg: &M) -> Result<(), Error> {
     loop {
         let why = {
             let mut st = conn.borrow_mut();
@@ -203,7 +203,7 @@ pub(crate) async fn send_waiting<M: Message + ?Sized>(conn: &ConnRef, id: u32, m
 
 /// Queues `msg` on stream `id` only if there is room now: [`Error::Full`]
 /// at the output limit or with a full replay ring.
-pub(crate) fn try_send<M: Message + ?Sized>(st: &mut ConnState, id: u32, msg: &M) -> Result<(), Error> {
+pub(crate) fn try_send<M: AnyMessage + ?Sized>(st: &mut ConnState, id: u32, msg: &M) -> Result<(), Error> {
     if st.outbound_full() {
         return Err(Error::Full {
             held: st.outbound_held(),

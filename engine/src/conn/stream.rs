@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_lite::future;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{CodecKind, ErrorReply, Message};
+use crate::codec::{AnyMessage, CodecKind, ErrorReply, Message};
 use crate::conn::info::StreamDebugState;
 use crate::conn::state::ConnRef;
 use crate::debug::FailureCode;
@@ -108,21 +108,21 @@ impl Stream {
     /// [`Limits::max_outbound_bytes`](crate::Limits::max_outbound_bytes) to
     /// write (the peer reads slower than we send), or the v3 replay ring is
     /// full, it waits for room: nothing is dropped.
-    pub async fn send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+    pub async fn send<M: AnyMessage + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         self.claim_slot()?;
         crate::conn::send::send_waiting(&self.conn, self.id, msg).await
     }
 
     /// Like [`Stream::send`], but fails at once with [`Error::Full`] instead
     /// of waiting for room.
-    pub fn try_send<M: Message + ?Sized>(&self, msg: &M) -> Result<(), Error> {
+    pub fn try_send<M: AnyMessage + ?Sized>(&self, msg: &M) -> Result<(), Error> {
         self.claim_slot()?;
         crate::conn::send::try_send(&mut self.conn.borrow_mut(), self.id, msg)
     }
 
     /// Like [`Stream::send`], waiting for room at most `timeout`
     /// ([`Error::SendTimeout`] then; nothing was queued).
-    pub async fn send_timeout<M: Message + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
+    pub async fn send_timeout<M: AnyMessage + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
         self.claim_slot()?;
         send_within(&self.conn, self.id, msg, timeout).await
     }
@@ -286,7 +286,7 @@ impl Stream {
     }
 
     /// Sends `req` and receives the reply as `Rep`; an `ErrorReply` becomes `Error::Remote`.
-    pub async fn send_recv<Req: Message + ?Sized, Rep: Message + DeserializeOwned>(
+    pub async fn send_recv<Req: AnyMessage + ?Sized, Rep: Message + DeserializeOwned>(
         &self,
         req: &Req,
     ) -> Result<Rep, Error> {
@@ -321,7 +321,7 @@ impl Stream {
 }
 
 /// [`crate::conn::send::send_waiting`] bounded by `timeout`.
-pub(crate) async fn send_within<M: Message + ?Sized>(
+pub(crate) async fn send_within<M: AnyMessage + ?Sized>(
     conn: &ConnRef,
     id: u32,
     msg: &M,
