@@ -690,3 +690,65 @@ fn handlers_reply_with_any_type_or_none() {
     });
     stop(h);
 }
+
+/// Dynamic receive (§5.5): a message decodes into its registered type; an
+/// unregistered wire name is `Error::UnknownMessage`, counted as a decode
+/// error, nothing is sent and the stream stays usable. Dynamic `SendRecv`
+/// maps `ErrorReply` to `Error::Remote`.
+#[test]
+fn dynamic_receive_decodes_registered_types_and_reports_unknown_ones() {
+    use amring::MessageTypes;
+    let h = amring::Server::builder()
+        .shards(amring::Shards::Unpinned(1))
+        .handler(|ctx: StreamContext, n: Num| async move {
+            // Push three messages: two registered types, one not.
+            ctx.send(&Num { n: n.n }).await.map_err(|e| e.to_string())?;
+            ctx.send(&amring_tests::bpmsg::Feed { n: 1, size: 2 })
+                .await
+                .map_err(|e| e.to_string())?;
+            ctx.send(&MessageReply {
+                num: n.n as i32,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(())
+        })
+        .handler(|_ctx: StreamContext, _m: MessageRequest| async move { Err::<OkReply, _>("refused") })
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().connect(&addr).await.unwrap();
+        let types = MessageTypes::new()
+            .with::<Num>()
+            .with::<MessageReply>()
+            .with::<OkReply>();
+        let s = conn.new_stream().unwrap();
+        s.send(&Num { n: 7 }).await.unwrap();
+        let a = s.recv_dynamic(&types).await.unwrap();
+        assert_eq!(a.wire(), "am.rt.Num");
+        assert_eq!(a.downcast::<Num>().unwrap().n, 7);
+        let e = s.recv_dynamic(&types).await.unwrap_err();
+        assert!(matches!(&e, Error::UnknownMessage(w) if w == "am.bp.Feed"), "{e:?}");
+        let b = s.recv_dynamic(&types).await.unwrap();
+        assert!(b.is::<MessageReply>() && !b.is::<Num>());
+        let b = b.downcast::<Num>().unwrap_err();
+        assert_eq!(b.downcast::<MessageReply>().unwrap().num, 7);
+        let ok = s.recv_dynamic(&types).await.unwrap();
+        assert!(ok.is::<OkReply>());
+        let d = conn.debug_state();
+        let st = d.streams.iter().find(|x| x.id == s.id()).expect("stream kept");
+        assert_eq!(st.counters.decode_errors, 1);
+        assert_eq!(d.counters.protocol_errors, 0, "nothing sent for the unknown name");
+        let e = conn
+            .send_recv_dynamic(&MessageRequest::default(), &types)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Remote { code, .. } if code == "handler_error"),
+            "{e:?}"
+        );
+    });
+    stop(h);
+}

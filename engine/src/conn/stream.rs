@@ -1,6 +1,7 @@
 //! Stream handles (spec §3.3, §6): [`Stream`] for sending and receiving on
 //! one stream id, and [`RawMessage`] for untyped receives.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -66,6 +67,98 @@ impl RawMessage {
         }
         let env = self.codec.decode_envelope(&self.payload)?;
         Ok(self.codec.decode_body(&env)?)
+    }
+}
+
+/// Decodes one registered type from a received envelope.
+type Decoder = fn(&RawMessage) -> Result<Box<dyn Any>, Error>;
+
+/// The message types a dynamic receive decodes into (the reference's
+/// registered types behind `Stream[Message]`): built once, shared by
+/// receives.
+///
+/// ```no_run
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Joined { who: String }
+/// # impl amring::codec::Message for Joined { const WIRE_NAME: &'static str = "am.chat.Joined"; }
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Said { text: String }
+/// # impl amring::codec::Message for Said { const WIRE_NAME: &'static str = "am.chat.Said"; }
+/// # async fn f(stream: amring::Stream) -> Result<(), amring::Error> {
+/// let types = amring::MessageTypes::new().with::<Joined>().with::<Said>();
+/// let m = stream.recv_dynamic(&types).await?;
+/// match m.wire() {
+///     "am.chat.Joined" => println!("{} joined", m.downcast::<Joined>().ok().unwrap().who),
+///     _ => println!("said {}", m.downcast::<Said>().ok().unwrap().text),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct MessageTypes {
+    decoders: std::collections::HashMap<&'static str, Decoder>,
+}
+
+impl std::fmt::Debug for MessageTypes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.decoders.keys()).finish()
+    }
+}
+
+impl MessageTypes {
+    /// No types.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `T` under its wire name.
+    pub fn with<T: Message + DeserializeOwned + 'static>(mut self) -> Self {
+        self.decoders.insert(T::WIRE_NAME, |raw| {
+            raw.decode::<T>().map(|v| Box::new(v) as Box<dyn Any>)
+        });
+        self
+    }
+
+    /// Whether a wire name is registered.
+    pub fn contains(&self, wire: &str) -> bool {
+        self.decoders.contains_key(wire)
+    }
+
+    /// Decodes `raw` into its registered type; an unregistered wire name is
+    /// [`Error::UnknownMessage`].
+    pub fn decode(&self, raw: &RawMessage) -> Result<Received, Error> {
+        let Some(d) = self.decoders.get(raw.wire()) else {
+            return Err(Error::UnknownMessage(raw.wire().to_owned()));
+        };
+        Ok(Received {
+            wire: raw.wire().to_owned(),
+            value: d(raw)?,
+        })
+    }
+}
+
+/// A message of one of the [`MessageTypes`], decoded: match on its wire name
+/// or try its type.
+#[derive(Debug)]
+pub struct Received {
+    wire: String,
+    value: Box<dyn Any>,
+}
+
+impl Received {
+    /// The wire name.
+    pub fn wire(&self) -> &str {
+        &self.wire
+    }
+
+    /// Whether the message is a `T`.
+    pub fn is<T: Any>(&self) -> bool {
+        self.value.is::<T>()
+    }
+
+    /// The message as a `T`, or `self` back when it is another type.
+    pub fn downcast<T: Any>(self) -> Result<T, Received> {
+        match self.value.downcast::<T>() {
+            Ok(v) => Ok(*v),
+            Err(value) => Err(Received { wire: self.wire, value }),
+        }
     }
 }
 
@@ -282,6 +375,46 @@ impl Stream {
         RawMessage::new(codec, p).map_err(|e| {
             self.protocol_failure(ErrorReply::CODEC_ERROR, e.to_string(), e.to_string());
             Error::Decode(e)
+        })
+    }
+
+    /// Receives the next message and decodes it into its type in `types`
+    /// (the reference's dynamic receive, §5.5): an unregistered wire name is
+    /// [`Error::UnknownMessage`], counted as a decode error; nothing is sent
+    /// and the stream stays usable.
+    pub async fn recv_dynamic(&self, types: &MessageTypes) -> Result<Received, Error> {
+        let raw = self.recv_any().await?;
+        self.decode_dynamic(types, &raw)
+    }
+
+    /// Sends `req` and receives the reply decoded by `types` (dynamic
+    /// `SendRecv`): an `ErrorReply` becomes [`Error::Remote`] unless
+    /// `ErrorReply` itself is registered.
+    pub async fn send_recv_dynamic<Req: AnyMessage + ?Sized>(
+        &self,
+        req: &Req,
+        types: &MessageTypes,
+    ) -> Result<Received, Error> {
+        self.send(req).await?;
+        let raw = self.recv_any().await?;
+        if raw.wire() == ErrorReply::WIRE_NAME && !types.contains(ErrorReply::WIRE_NAME) {
+            let er: ErrorReply = raw.decode()?;
+            let mut st = self.conn.borrow_mut();
+            st.counters.remote_errors += 1;
+            if let Some(s) = st.streams.get_mut(&self.id) {
+                s.counters.remote_errors += 1;
+            }
+            return Err(Error::Remote {
+                code: er.code,
+                message: er.message,
+            });
+        }
+        self.decode_dynamic(types, &raw)
+    }
+
+    fn decode_dynamic(&self, types: &MessageTypes, raw: &RawMessage) -> Result<Received, Error> {
+        types.decode(raw).inspect_err(|e| {
+            self.conn.borrow_mut().count_decode_error(self.id, e.to_string());
         })
     }
 
