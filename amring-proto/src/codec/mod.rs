@@ -20,7 +20,7 @@ mod ser;
 pub use attrs::Timestamp;
 pub use envelope::{BodyKind, Envelope};
 pub use error::{DecodeError, EncodeError};
-pub use message::{wire_name_for, ErrorReply, Message, OkReply, Reply};
+pub use message::{wire_name_for, AnyMessage, ErrorReply, Message, OkReply, Reply};
 
 use bytes::BytesMut;
 use serde::Deserialize;
