@@ -13,7 +13,7 @@ use serde::Serialize;
 struct EchoRequest {
     text: String,
 }
-amring::message!(EchoRequest, package = "capmsg");
+amring::impl_message!(EchoRequest, package = "capmsg");
 
 /// About 1 KiB on the wire: a 1 KiB string and a few integers.
 #[derive(Serialize)]
@@ -25,7 +25,7 @@ struct Big {
     count: i64,
     text: String,
 }
-amring::message!(Big, package = "capmsg");
+amring::impl_message!(Big, package = "capmsg");
 
 /// Baseline map envelope `{"type": .., "data": {..}}` for `rmp_serde::encode::write_named`.
 #[derive(Serialize)]

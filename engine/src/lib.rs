@@ -19,7 +19,7 @@
 //!    primitives: spawn, sleep);
 //! 3. `conn`: connection state and dispatch, stream handles, the handler table;
 //! 4. `runtime`: the glommio shell (shards, listeners, the driver, resume, dialing);
-//! 5. the public API: `server`, `client`.
+//! 5. the public API: `server`, `client`, `remote` (the any-thread client).
 //!
 //! Everything a user names is re-exported here at the root; [`codec`] and
 //! [`debug`] are the only public modules.
@@ -47,14 +47,23 @@ pub mod debug;
 mod error;
 mod exec;
 mod panic;
+mod remote;
 mod runtime;
 mod server;
 
+/// The `#[amring::message]` attribute: derives, Go-exact field encodings and
+/// the wire name for a struct, e.g. the code the reference's `amgen-go` emits
+/// (see [`amring_macros`]).
+pub use amring_macros::message;
 /// The sans-IO core, under its path inside the engine.
 pub(crate) use amring_proto as proto;
 /// The codecs and the [`codec::Message`] trait (from [`amring_proto`]).
 pub use amring_proto::codec;
-pub use amring_proto::message;
+/// `impl Message` with a wire name for a type that derives serde itself:
+/// `amring::impl_message!(EchoRequest, package = "capmsg")` (amring-proto's
+/// `message!`, re-exported under this name because `amring::message` is the
+/// attribute).
+pub use amring_proto::message as impl_message;
 pub use codec::Reply;
 
 pub use addr::{Addr, BoundAddr};
@@ -66,9 +75,17 @@ pub use conn::stream::{MessageTypes, RawMessage, Received, Stream};
 pub use error::Error;
 pub use exec::{IO_MEMORY, RING_DEPTH};
 pub use proto::attach::RecoveryOptions;
+pub use remote::{ClientThread, SharedConnection};
 pub use runtime::config::{Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES, DEFAULT_SERVER_MAX_FRAME};
 pub use runtime::shared::ShardStats;
 pub use server::{Server, ServerBuilder, ServerHandle};
+
+/// What the `#[amring::message]` expansion names: not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_bytes;
+}
 
 /// Internals for the criterion benches (`bench/`), behind the
 /// `bench-internals` feature: not part of the API, no stability promise.
@@ -81,3 +98,8 @@ pub mod bench_internals {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// The code blocks of `docs/porting.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/porting.md")]
+pub struct PortingDoctests;

@@ -212,7 +212,7 @@ fn engine_layer(rel: &str) -> usize {
         "error.rs" | "addr.rs" | "debug.rs" | "panic.rs" | "exec.rs" => 1,
         r if r.starts_with("conn/") => 2,
         r if r.starts_with("runtime/") => 3,
-        "server.rs" | "client.rs" => 4,
+        "server.rs" | "client.rs" | "remote.rs" => 4,
         "lib.rs" => 5,
         other => panic!("engine/src/{other}: assign it a layer in tests/tests/layers.rs"),
     }

@@ -8,6 +8,9 @@
 //! * [`Codec::decode_body`] decodes the body into a serde type afterwards,
 //!   borrowing from the payload where the type allows.
 
+#[doc(hidden)]
+#[path = "wire_const.rs"]
+pub mod __wire;
 pub mod attrs;
 mod de;
 mod de_read;

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Regenerates the amgen-go fixtures in tests/amgen/api/*/message.rs from the
+# Go sources beside them, with the reference's own generator
+# (github.com/adaptivemsg/adaptivemsg-go/cmd/amgen-go, the version pinned in
+# tests/go-peer/go.mod). The .rs files are committed verbatim; tests/amgen is
+# the crate a user of amgen-go would have (lib.rs in amgen-go's layout,
+# Cargo.toml with `adaptivemsg = { package = "amring", .. }`), and
+# tests/tests/amgen.rs checks its bytes against tests/vectors/codec.json.
+#
+# amgen-go rewrites lib.rs for the one package it generates; tests/amgen/lib.rs
+# holds both packages in the same layout and is not regenerated.
+#
+# Needs Go (PATH or /usr/local/go/bin). Modules come from GOPROXY; by default
+# ../shared/goproxy (file://) when it exists, then the public proxy.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+fixtures="$root/tests/amgen"
+peer="$root/tests/go-peer"
+export PATH="$PATH:/usr/local/go/bin"
+if [[ -z "${GOPROXY:-}" ]]; then
+    if [[ -d "$root/../shared/goproxy" ]]; then
+        GOPROXY="file://$(cd "$root/../shared/goproxy" && pwd),https://proxy.golang.org"
+    else
+        GOPROXY="https://proxy.golang.org"
+    fi
+    export GOPROXY
+fi
+export GONOSUMDB="github.com/adaptivemsg/adaptivemsg-go"
+export GOFLAGS="-mod=mod"
+
+version="$(awk '$1 == "require" && $2 == "github.com/adaptivemsg/adaptivemsg-go" { print $3 }' "$peer/go.mod")"
+[[ -n "$version" ]] || { echo "amgen-regen: no adaptivemsg-go version in $peer/go.mod" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mod="$work/amgenfix"
+mkdir -p "$mod"
+cat >"$mod/go.mod" <<GOMOD
+module amgenfix
+
+go 1.22
+
+require github.com/adaptivemsg/adaptivemsg-go $version
+GOMOD
+cp "$peer/go.sum" "$mod/go.sum"
+# A Cargo.toml of our own so amgen-go does not write its (adaptivemsg-rust) one.
+printf '[package]\nname = "amgenfix"\nversion = "0.0.0"\n' >"$mod/Cargo.toml"
+
+for src in "$fixtures"/api/*/message.go; do
+    pkg="$(basename "$(dirname "$src")")"
+    mkdir -p "$mod/api/$pkg"
+    cp "$src" "$mod/api/$pkg/message.go"
+    (cd "$mod/api/$pkg" && go generate ./...)
+    cp "$mod/api/$pkg/message.rs" "$fixtures/api/$pkg/message.rs"
+    echo "amgen-regen: api/$pkg/message.rs ($(wc -l <"$fixtures/api/$pkg/message.rs") lines); amgen-go's lib.rs:"
+    sed 's/^/    /' "$mod/lib.rs"
+done
