@@ -152,7 +152,9 @@ pub mod byte_array {
             f.write_str("an amring byte_array marker")
         }
         fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<[u8; N], D::Error> {
-            d.deserialize_bytes(Inner::<N>)
+            // A sequence: Go's compact `[N]byte` is an array of N integers;
+            // the map codec's bin is read as a sequence of bytes too.
+            d.deserialize_seq(Inner::<N>)
         }
     }
 

@@ -401,6 +401,29 @@ fn nested_markers() {
     assert_eq!(&got[MPREFIX.len()..], &expected[..]);
 }
 
+/// Go `[N]byte` decodes from both of its forms: compact's array of `cc xx`
+/// and map's bin (the compact form used to fail with "invalid code=93").
+#[test]
+fn byte_array_round_trips_in_both_codecs() {
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct B {
+        #[serde(with = "attrs::byte_array")]
+        arr: [u8; 3],
+        n: u8,
+    }
+    impl crate::codec::Message for B {
+        const WIRE_NAME: &'static str = "am.t.B";
+    }
+    let v = B { arr: [1, 200, 3], n: 9 };
+    for codec in [crate::codec::CodecKind::Compact, crate::codec::CodecKind::Map] {
+        let mut buf = BytesMut::new();
+        codec.encode(&v, Profile::Interop, &mut buf).unwrap();
+        let env = codec.decode_envelope(&buf).unwrap();
+        let back: B = codec.decode_body(&env).unwrap();
+        assert_eq!(back, v, "{codec:?}");
+    }
+}
+
 #[test]
 fn timestamp_forms() {
     let cases: [(Timestamp, &[u8]); 4] = [
