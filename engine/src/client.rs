@@ -43,7 +43,25 @@ use crate::runtime::handshake;
 use crate::runtime::recovery::{client_supervisor, ClientResume};
 use crate::runtime::socket::dial;
 
-/// Entry point: `Client::builder()`.
+/// Entry point: `Client::builder()`. Clients run inside a glommio executor
+/// (for other threads see [`ClientThread`](crate::ClientThread)).
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+/// # impl amring::codec::Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+/// use std::time::Duration;
+/// use amring::{Client, ClientRecoveryOptions};
+/// # async fn f() -> Result<(), amring::Error> {
+/// let conn = Client::builder()
+///     .timeout(Some(Duration::from_secs(2)))
+///     .recovery(ClientRecoveryOptions::default()) // v3: survive transport loss
+///     .connect("127.0.0.1:7000")
+///     .await?;
+/// let reply: Ping = conn.send_recv(&Ping { n: 1 }).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Client;
 
@@ -403,7 +421,24 @@ impl ClientBuilder {
     }
 }
 
-/// A client connection; derefs to its stream 0.
+/// A client connection; derefs to its stream 0. Dropping it (or
+/// [`Connection::close`]) closes the connection.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+/// # impl amring::codec::Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+/// # async fn f() -> Result<(), amring::Error> {
+/// let conn = amring::Client::builder().connect("127.0.0.1:7000").await?;
+/// // Stream 0 through Deref:
+/// let a: Ping = conn.send_recv(&Ping { n: 1 }).await?;
+/// // More streams: each has its own order and its own server-side handler queue.
+/// let s = conn.new_stream()?;
+/// let b: Ping = s.send_recv(&Ping { n: 2 }).await?;
+/// println!("{} streams, {:?}", conn.debug_state().stream_count, conn.debug_state().last_failure);
+/// # Ok(()) }
+/// ```
 pub struct Connection {
     stream0: Stream,
 }

@@ -54,6 +54,25 @@ mod server;
 /// The `#[amring::message]` attribute: derives, Go-exact field encodings and
 /// the wire name for a struct, e.g. the code the reference's `amgen-go` emits
 /// (see [`amring_macros`]).
+///
+/// # Examples
+///
+/// ```
+/// use amring::codec::{CodecKind, Message, Profile};
+///
+/// #[amring::message(package = "hello")]
+/// pub struct HelloRequest {
+///     pub who: String,
+///     pub avatar: Vec<u8>, // Go []byte: bin
+/// }
+///
+/// assert_eq!(HelloRequest::WIRE_NAME, "am.hello.HelloRequest");
+/// let req = HelloRequest { who: "go".into(), avatar: vec![1, 2] };
+/// let mut buf = bytes::BytesMut::new();
+/// CodecKind::Map.encode(&req, Profile::Interop, &mut buf).unwrap();
+/// let env = CodecKind::Map.decode_envelope(&buf).unwrap();
+/// assert_eq!(CodecKind::Map.decode_body::<HelloRequest>(&env).unwrap(), req);
+/// ```
 pub use amring_macros::message;
 /// The sans-IO core, under its path inside the engine.
 pub(crate) use amring_proto as proto;

@@ -38,6 +38,23 @@ use crate::runtime::shared::{ServerShared, ShardStats};
 pub(crate) use crate::addr::BoundAddr;
 
 /// Entry point: `Server::builder()`.
+///
+/// # Examples
+///
+/// A server with one handler per message type, one shard per core:
+///
+/// ```no_run
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+/// # impl amring::codec::Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+/// use amring::{Server, StreamContext};
+/// let handle = Server::builder()
+///     .handler(|_ctx: StreamContext, p: Ping| async move { Ok::<_, String>(Ping { n: p.n + 1 }) })
+///     .serve("0.0.0.0:7000")?;
+/// // ... later:
+/// handle.shutdown(std::time::Duration::from_secs(5));
+/// handle.join()?;
+/// # Ok::<(), amring::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Server;
 

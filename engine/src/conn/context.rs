@@ -18,6 +18,32 @@ use crate::error::Error;
 
 /// Handler-side view of a stream (spec §6 StreamContext): one per stream per
 /// connection, with one application value and at most one background task.
+///
+/// # Examples
+///
+/// A subscription: the handler replies `OkReply` and starts the stream's task,
+/// which pushes events until the stream goes away.
+///
+/// ```no_run
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+/// # impl amring::codec::Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+/// use amring::{Server, StreamContext};
+/// let handle = Server::builder()
+///     .handler(|ctx: StreamContext, first: Ping| async move {
+///         ctx.set_value(first.n); // per-stream state
+///         ctx.new_task(move |stream| async move {
+///             for n in first.n.. {
+///                 if stream.send(&Ping { n }).await.is_err() {
+///                     return; // closed
+///                 }
+///             }
+///         })
+///         .map_err(|e| e.to_string())?;
+///         Ok::<_, String>(())
+///     })
+///     .serve("127.0.0.1:7000")?;
+/// # Ok::<(), amring::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct StreamContext {
     pub(crate) conn: ConnRef,

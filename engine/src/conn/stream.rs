@@ -17,6 +17,26 @@ use crate::debug::FailureCode;
 use crate::error::Error;
 
 /// One stream of a connection. The client's `Connection` derefs to stream 0.
+///
+/// # Examples
+///
+/// Pipelining on one stream, then reading the replies in order:
+///
+/// ```no_run
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Ping { n: u32 }
+/// # impl amring::codec::Message for Ping { const WIRE_NAME: &'static str = "am.x.Ping"; }
+/// # async fn f(conn: amring::Connection) -> Result<(), amring::Error> {
+/// let s = conn.new_stream()?;
+/// s.set_recv_timeout(Some(std::time::Duration::from_secs(1)));
+/// for n in 0..10 {
+///     s.send(&Ping { n }).await?; // waits only when the connection's output is full
+/// }
+/// for _ in 0..10 {
+///     let p: Ping = s.recv().await?;
+///     println!("{}", p.n);
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Stream {
     pub(crate) conn: ConnRef,
     pub(crate) id: u32,
