@@ -105,6 +105,10 @@ pub enum Error {
     /// amring: the connection's stream limit is reached.
     #[error("too many streams: limit {0}")]
     TooManyStreams(usize),
+    /// amring: `StreamContext::remote` outside a server shard (a client's
+    /// handler context has no shard to post to).
+    #[error("not on a server shard")]
+    NotOnShard,
     /// An I/O error from the socket layer.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -90,6 +90,7 @@ pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryO
 pub use conn::context::StreamContext;
 pub use conn::info::{ConnDebugState, ConnInfo, StreamDebugState};
 pub use conn::limits::{Limits, CONN_WINDOW, MESSAGE_OVERHEAD, STREAM_WINDOW};
+pub use conn::post::RemoteStream;
 pub use conn::stream::{MessageTypes, RawMessage, Received, Stream};
 pub use error::Error;
 pub use exec::{IO_MEMORY, RING_DEPTH};

@@ -11,6 +11,7 @@ use futures_lite::future;
 
 use crate::codec::AnyMessage;
 use crate::conn::info::{ConnDebugState, ConnInfo};
+use crate::conn::post::RemoteStream;
 use crate::conn::state::ConnRef;
 use crate::conn::stream::{send_within, Stream};
 use crate::debug::FailureCode;
@@ -121,6 +122,30 @@ impl StreamContext {
     /// Like [`StreamContext::send`], waiting for room at most `timeout`.
     pub async fn send_timeout<M: AnyMessage + ?Sized>(&self, msg: &M, timeout: Duration) -> Result<(), Error> {
         send_within(&self.conn, self.id, msg, timeout).await
+    }
+
+    /// A `Send + Sync` handle to this stream for other threads (server
+    /// connections): their sends are carried to this connection's shard.
+    /// [`Error::NotOnShard`] on a client's handler context.
+    ///
+    /// ```no_run
+    /// # #[derive(serde::Serialize, serde::Deserialize)] struct Tick { n: u64 }
+    /// # impl amring::codec::Message for Tick { const WIRE_NAME: &'static str = "am.x.Tick"; }
+    /// let handle = amring::Server::builder()
+    ///     .handler(|ctx: amring::StreamContext, _t: Tick| async move {
+    ///         let remote = ctx.remote().map_err(|e| e.to_string())?;
+    ///         std::thread::spawn(move || {
+    ///             for n in 0..3 {
+    ///                 let _ = remote.send_blocking(Tick { n });
+    ///             }
+    ///         });
+    ///         Ok::<_, String>(())
+    ///     })
+    ///     .serve("127.0.0.1:7000")?;
+    /// # Ok::<(), amring::Error>(())
+    /// ```
+    pub fn remote(&self) -> Result<RemoteStream, Error> {
+        RemoteStream::here(self.info.id, self.id)
     }
 
     /// Starts the stream's single background task; it gets the [`Stream`] to

@@ -16,6 +16,7 @@ pub(crate) mod handler;
 mod holdings;
 pub(crate) mod info;
 pub(crate) mod limits;
+pub(crate) mod post;
 pub(crate) mod send;
 pub(crate) mod state;
 pub(crate) mod stream;

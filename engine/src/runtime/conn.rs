@@ -531,6 +531,7 @@ pub(crate) fn finish(conn: &ConnRef, hooks: Option<&ConnHooks>) {
     }
     if let Some(h) = hooks {
         h.fire(conn);
+        crate::conn::post::unregister(h.info.id);
     }
 }
 

@@ -319,6 +319,7 @@ impl ShardRecovery {
         st.session_id = Some(id);
         st.record_events = self.cfg.hooks.on_new_stream.is_some() || self.cfg.hooks.on_close_stream.is_some();
         let conn: ConnRef = Rc::new(RefCell::new(st));
+        crate::conn::post::register(info.id, &conn);
         let session = Rc::new(Session {
             conn,
             epoch: Cell::new(1),

@@ -233,6 +233,13 @@ async fn shard_main(
     };
     let _ = ready.send(Ok(()));
     drop(ready);
+    // Work other threads post to this shard (`RemoteStream` sends).
+    let post = crate::conn::post::open_post();
+    crate::exec::spawn(async move {
+        while let Ok(job) = post.recv_async().await {
+            crate::exec::spawn(job());
+        }
+    });
     let live: Live = Rc::new(RefCell::new(Vec::new()));
     // This shard's share of the server-wide byte budget.
     let budget = SharedBudget::new(cfg.max_held_bytes / shared.shards.len().max(1));
@@ -321,6 +328,7 @@ async fn shard_main(
     while !live.borrow().is_empty() && Instant::now() < hard {
         crate::exec::sleep(Duration::from_millis(5)).await;
     }
+    crate::conn::post::close_post();
 }
 
 async fn serve_conn(
@@ -404,6 +412,7 @@ async fn serve_conn(
     st.set_credit(neg.flags, credit_flags(cfg.limits.max_inbound_bytes));
     let conn: ConnRef = Rc::new(RefCell::new(st));
     live.borrow_mut().push((info.id, conn.clone()));
+    crate::conn::post::register(info.id, &conn);
     let hooks = ConnHooks {
         hooks: cfg.hooks.clone(),
         table: cfg.table.clone(),
