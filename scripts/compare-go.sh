@@ -49,7 +49,8 @@
 #   CARGO_TARGET_DIR default <repo>/target
 # Outputs (DIR default target/compare-go/<UTC time>): per run <case>.<server>.r<N>.json (loadgen
 # report), .err, .perf, .meas; runs.tsv; summary.txt (the printed tables + targets);
-# compare.json; one line (schema amring-compare-go/2, see scripts/README.md) appended to the
+# compare.json; compare.bmf.json (the medians in Bencher's metric format); runs that loadgen's
+# self-check flags as generator-limited are listed with "!" and left out of the medians; one line (schema amring-compare-go/2, see scripts/README.md) appended to the
 # history file.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -199,6 +200,13 @@ def run_record(base, rep, kind, rate):
         rec["warning"] = f"served {100 * thr / rate:.0f} % of the offered {rate:,} req/s (backlog or stall)"
     if not meas.get("connected_seen"):
         rec["warning"] = (rec.get("warning", "") + "; " if rec.get("warning") else "") + "connections not seen up at the server within the allowance: window may overlap connect/warm-up"
+    sc = r.get("selfcheck") or {}
+    if sc and not sc.get("ok", True):
+        why = [w for w, k in (("generator CPU saturated", "saturated"), ("sends left late", "slipped")) if sc.get(k)]
+        rec["generator_limited"] = (f"generator-limited (loadgen self-check: {', '.join(why)}; cpu "
+                                    f"{100 * (sc.get('generator_cpu_share') or 0):.0f} %, slip p99 "
+                                    f"{sc['slip_p99_us'] if sc.get('slip_p99_us') is not None else 'n/a'} µs): "
+                                    "not counted as a server figure")
     if meas.get("loadgen_rc"):
         rec["error"] = last_line(base + ".err") or f"loadgen rc={meas['loadgen_rc']}"
     return rec
@@ -207,7 +215,9 @@ METRICS = ["throughput_rps", "p50_us", "p99_us", "p999_us", "server_cpu_us_per_r
            "server_cpu_util", "rss_per_conn_bytes", "connect_time_s", "errors_total"]
 
 def summarize(runs):
-    good = [r for r in runs if not r.get("error")]
+    # Runs with an error, and runs loadgen's self-check flagged as limited by
+    # the generator, never make a server figure.
+    good = [r for r in runs if not r.get("error") and not r.get("generator_limited")]
     med, lo, hi = {}, {}, {}
     for m in METRICS:
         v = [r[m] for r in good if r.get(m) is not None]
@@ -311,6 +321,8 @@ for c in case_list:
                 print(f"  ! {srv} r{r['rep']}: {r['error']}")
             elif r.get("warning"):
                 print(f"  ! {srv} r{r['rep']}: {r['warning']}")
+            if r.get("generator_limited"):
+                print(f"  ! {srv} r{r['rep']}: {r['generator_limited']}")
             if r.get("syscalls_note") and r.get("syscalls_note") != perf_status:
                 print(f"  ! {srv} r{r['rep']}: syscalls null: {r['syscalls_note']}")
 
@@ -439,10 +451,23 @@ record = {
 }
 with open(os.path.join(out_dir, "compare.json"), "w") as fh:
     json.dump(record, fh, indent=1)
+# Bencher's metric format (BMF): the medians per case and server, for a dashboard.
+BMF_UNITS = {"throughput_rps": "throughput", "p50_us": "latency_p50_us", "p99_us": "latency_p99_us",
+             "server_cpu_us_per_rt": "server_cpu_us_per_rt", "syscalls_per_rt": "syscalls_per_rt",
+             "rss_per_conn_bytes": "rss_per_conn_bytes"}
+bmf = {}
+for c in case_list:
+    for srv, sv in c["servers"].items():
+        m = {BMF_UNITS[k]: {"value": sv["median"][k], "lower_value": sv["min"][k], "upper_value": sv["max"][k]}
+             for k in BMF_UNITS if sv["median"].get(k) is not None}
+        if m:
+            bmf[f"compare-go/{c['id']}/{srv}"] = m
+with open(os.path.join(out_dir, "compare.bmf.json"), "w") as fh:
+    json.dump(bmf, fh, indent=1)
 with open(history, "a") as fh:
     fh.write(json.dumps(record, separators=(",", ":")) + "\n")
 print()
-print(f"wrote {os.path.join(out_dir, 'compare.json')}, {os.path.join(out_dir, 'summary.txt')}; "
+print(f"wrote {os.path.join(out_dir, 'compare.json')}, {os.path.join(out_dir, 'compare.bmf.json')}, {os.path.join(out_dir, 'summary.txt')}; "
       f"appended 1 line ({len(case_list)} cases) to {history}")
 PY
 }

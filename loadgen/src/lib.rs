@@ -41,7 +41,7 @@ pub use embedded::Launch;
 pub use opts::Options;
 pub use report::Report;
 
-use report::{ConfigEcho, ConnectInfo, GeneratorInfo, Latency, ServerInfo};
+use report::{ConfigEcho, ConnectInfo, GeneratorInfo, Latency, SelfCheck, ServerInfo};
 use stats::WorkerStats;
 use worker::Shared;
 
@@ -247,8 +247,22 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
             cpu_s: total.cpu_s,
         },
         server: server_info,
+        selfcheck: SelfCheck::new(
+            // The workers ran for the connect phase, warm-up and the measured phase.
+            total.cpu_s
+                / (opts.cores.max(1) as f64 * (connect_time + opts.warmup + opts.duration).as_secs_f64().max(1e-9)),
+            &total.slip,
+            opts.max_slip.as_secs_f64() * 1e6,
+            opts.max_generator_cpu,
+        ),
         histogram: total.hist,
     };
+    if let Some(path) = &opts.bmf {
+        std::fs::write(path, report.to_bmf()).map_err(|source| RunError::Output {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     if let Some(path) = &opts.hdr_log {
         write_hdr_log(&report.histogram, opts.duration, path).map_err(|source| RunError::Output {
             path: path.display().to_string(),

@@ -234,6 +234,20 @@ pub struct Options {
     #[arg(long)]
     pub out: Option<PathBuf>,
 
+    /// Self-check: flag the run when the generator's p99 send slip (how late
+    /// it noticed intended send times, open loop) exceeds this.
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    pub max_slip: Duration,
+
+    /// Self-check: flag the run when the generator's worker threads used more
+    /// than this share of their cores' time (0..1).
+    #[arg(long, default_value_t = 0.9)]
+    pub max_generator_cpu: f64,
+
+    /// Also write the figures in Bencher's metric format (BMF JSON) to this file.
+    #[arg(long)]
+    pub bmf: Option<PathBuf>,
+
     /// Write the measured latency histogram (ns) as an HdrHistogram interval log.
     #[arg(long)]
     pub hdr_log: Option<PathBuf>,

@@ -40,6 +40,8 @@ pub struct Report {
     pub generator: GeneratorInfo,
     /// The server, when embedded (`kind = "external"` otherwise).
     pub server: ServerInfo,
+    /// Whether the generator, not the server, may have limited the run.
+    pub selfcheck: SelfCheck,
     /// The merged measured histogram (ns); not serialized.
     #[serde(skip)]
     pub histogram: Histogram<u64>,
@@ -138,6 +140,75 @@ pub struct GeneratorInfo {
     pub cpu_s: f64,
 }
 
+/// The generator's check of itself: a run it flags was limited (or may have
+/// been) by the generator and is never a server figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct SelfCheck {
+    /// Share of the generator cores' time its worker threads used (0..1),
+    /// over connect, warm-up and the measured phase.
+    pub generator_cpu_share: f64,
+    /// Open loop: p99 / max of how late the generator noticed intended send
+    /// times (µs); `null` in closed loop.
+    pub slip_p99_us: Option<f64>,
+    /// See `slip_p99_us`.
+    pub slip_max_us: Option<f64>,
+    /// `generator_cpu_share` ≥ `--max-generator-cpu`.
+    pub saturated: bool,
+    /// `slip_p99_us` > `--max-slip`.
+    pub slipped: bool,
+    /// Neither: the figures are the server's.
+    pub ok: bool,
+}
+
+impl SelfCheck {
+    /// The check of a run: `cpu_share` of the generator cores used, the slip
+    /// histogram (ns; empty in closed loop), and the two bounds.
+    pub fn new(cpu_share: f64, slip: &Histogram<u64>, max_slip_us: f64, max_cpu: f64) -> SelfCheck {
+        let (p99, max) = if slip.is_empty() {
+            (None, None)
+        } else {
+            (
+                Some(slip.value_at_quantile(0.99) as f64 / 1e3),
+                Some(slip.max() as f64 / 1e3),
+            )
+        };
+        let saturated = cpu_share >= max_cpu;
+        let slipped = p99.is_some_and(|p| p > max_slip_us);
+        SelfCheck {
+            generator_cpu_share: cpu_share,
+            slip_p99_us: p99,
+            slip_max_us: max,
+            saturated,
+            slipped,
+            ok: !saturated && !slipped,
+        }
+    }
+
+    /// One line for the text report.
+    pub fn line(&self) -> String {
+        let slip = match (self.slip_p99_us, self.slip_max_us) {
+            (Some(p), Some(m)) => format!(", send slip p99 {p:.1} µs max {m:.1} µs"),
+            _ => String::new(),
+        };
+        let what = if self.ok {
+            "ok".to_string()
+        } else {
+            let mut why = Vec::new();
+            if self.saturated {
+                why.push("generator CPU saturated");
+            }
+            if self.slipped {
+                why.push("sends left late");
+            }
+            format!("GENERATOR-LIMITED ({}): not a server figure", why.join(", "))
+        };
+        format!(
+            "self-check: {what} (generator cpu {:.0}%{slip})",
+            self.generator_cpu_share * 100.0
+        )
+    }
+}
+
 /// The embedded server's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct ServerInfo {
@@ -185,6 +256,35 @@ impl Report {
     /// The JSON document.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// The figures in Bencher's metric format (BMF): one benchmark named
+    /// after the workload shape, with throughput (req/s), latency (p50 with
+    /// p99 as its upper value, ns), errors and generator CPU. A self-check
+    /// failure is recorded too (`selfcheck_ok`: 1 or 0), so a dashboard can
+    /// drop flagged runs.
+    pub fn to_bmf(&self) -> String {
+        let c = &self.config;
+        let name = format!(
+            "loadgen/{}x{}x{}/{}/{}{}",
+            c.conns,
+            c.streams,
+            c.pipeline,
+            if c.recovery { "v3" } else { "v2" },
+            c.codec,
+            c.rate.map(|r| format!("/rate{r}")).unwrap_or_default()
+        );
+        let l = &self.latency_us;
+        let doc = serde_json::json!({
+            name: {
+                "throughput": { "value": self.throughput_rps },
+                "latency": { "value": l.p50 * 1e3, "lower_value": l.min * 1e3, "upper_value": l.p99 * 1e3 },
+                "errors": { "value": self.errors_total },
+                "generator_cpu_share": { "value": self.selfcheck.generator_cpu_share },
+                "selfcheck_ok": { "value": u8::from(self.selfcheck.ok) },
+            }
+        });
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
     }
 
     /// The human-readable summary.
@@ -249,6 +349,7 @@ impl Report {
             }
         }
         let _ = writeln!(s);
+        let _ = writeln!(s, "{}", self.selfcheck.line());
         if let Some(n) = self.server.active_conns {
             let _ = writeln!(s, "server:     {n} live connections by its own count once all were up");
         }

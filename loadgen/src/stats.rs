@@ -130,6 +130,10 @@ pub struct WorkerStats {
     pub connected: u64,
     /// Generator CPU time of this worker thread (s).
     pub cpu_s: f64,
+    /// Open loop: how late the generator noticed each intended send time
+    /// (ns): its own lag, not the server's (a full pipeline's backlog is
+    /// not counted here).
+    pub slip: Histogram<u64>,
 }
 
 impl Default for WorkerStats {
@@ -141,6 +145,7 @@ impl Default for WorkerStats {
             errors: ErrorCounts::default(),
             connected: 0,
             cpu_s: 0.0,
+            slip: new_histogram(),
         }
     }
 }
@@ -169,6 +174,7 @@ impl WorkerStats {
         self.errors.merge(&other.errors);
         self.connected += other.connected;
         self.cpu_s += other.cpu_s;
+        let _ = self.slip.add(&other.slip);
     }
 }
 

@@ -153,7 +153,7 @@ pub(crate) async fn drive_v2(
                 break Ok(());
             }
             if let Some(sc) = sched.as_mut() {
-                sc.pump(now, &mut streams);
+                sc.pump(now, &mut streams, &ctx);
                 for (s, st) in streams.iter_mut().enumerate() {
                     while st.inflight.len() < opts.pipeline {
                         let Some(intended) = st.backlog.pop_front() else { break };

@@ -83,7 +83,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
             }
             if let Some(sc) = sched.as_mut() {
                 // Due requests join their stream's backlog, then go out as the pipeline allows.
-                sc.pump(now, &mut streams);
+                sc.pump(now, &mut streams, &ctx);
                 for (s, st) in streams.iter_mut().enumerate() {
                     while st.inflight.len() < opts.pipeline {
                         let Some(intended) = st.backlog.pop_front() else { break };

@@ -125,6 +125,60 @@ fn open_loop_json_run_follows_the_schedule() {
     assert_eq!(doc["errors_total"], 0, "{doc}");
     assert_eq!(doc["config"]["rate"], 1000);
     assert_eq!(doc["config"]["codec"], "map");
+    // The self-check measured the schedule's send slip (whether it passes
+    // depends on the machine's load, so only its consistency is checked).
+    let sc = &doc["selfcheck"];
+    let (p99, max) = (sc["slip_p99_us"].as_f64().unwrap(), sc["slip_max_us"].as_f64().unwrap());
+    assert!(max >= p99, "{sc}");
+    assert_eq!(sc["slipped"], p99 > 1000.0, "{sc}");
+    assert_eq!(sc["ok"], sc["slipped"] == false && sc["saturated"] == false, "{sc}");
+}
+
+/// A bound the generator cannot meet flags the run: in the text, the JSON and
+/// the BMF file (which carries the figures for a dashboard).
+#[test]
+fn selfcheck_flags_a_generator_limited_run_and_bmf_is_written() {
+    let dir = std::env::temp_dir().join(format!("loadgen-selfcheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bmf = dir.join("bmf.json");
+    let out = loadgen(&[
+        "--conns",
+        "2",
+        "--rate",
+        "2k",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+        // No generator notices a due send within 1 ns, nor runs on 0 % CPU.
+        "--max-slip",
+        "1ns",
+        "--max-generator-cpu",
+        "0",
+        "--bmf",
+        bmf.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("self-check:"))
+        .expect("a self-check line");
+    assert!(line.contains("GENERATOR-LIMITED"), "{line}");
+    assert!(
+        line.contains("generator CPU saturated") && line.contains("sends left late"),
+        "{line}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&bmf).unwrap()).unwrap();
+    let (name, m) = doc.as_object().unwrap().iter().next().unwrap();
+    assert_eq!(name, "loadgen/2x1x1/v2/compact/rate2000");
+    assert!(m["throughput"]["value"].as_f64().unwrap() > 0.0, "{m}");
+    assert!(
+        m["latency"]["upper_value"].as_f64() >= m["latency"]["value"].as_f64(),
+        "{m}"
+    );
+    assert_eq!(m["selfcheck_ok"]["value"], 0, "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
