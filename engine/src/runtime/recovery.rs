@@ -336,6 +336,7 @@ impl ShardRecovery {
         let unregister = || {
             self.table.borrow_mut().remove(&id);
             self.counters().sessions.fetch_sub(1, Ordering::Relaxed);
+            crate::conn::post::unregister(info.id);
         };
         let mut resp = AttachResponse::accepted(id, secret, 0, &self.params);
         if graceful {
