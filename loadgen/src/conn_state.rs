@@ -122,6 +122,13 @@ impl ConnCtx {
                 stats.record_warmup(ns);
             } else {
                 stats.record(ns);
+                if stats.intervals.is_some() {
+                    if let Some(t0) = self.shared.t0.get() {
+                        let warm_end = *t0 + self.shared.opts.warmup;
+                        let secs = self.shared.opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+                        stats.record_interval(ns, now.saturating_duration_since(warm_end).as_secs() as usize, secs);
+                    }
+                }
             }
             ReplyOutcome::Good
         } else {

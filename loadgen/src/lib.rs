@@ -21,6 +21,7 @@ mod conn_state;
 mod connect;
 pub mod embedded;
 mod epoll_drive;
+pub mod intervals;
 pub mod msg;
 pub mod null_server;
 pub mod opts;
@@ -257,6 +258,15 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
         ),
         histogram: total.hist,
     };
+    if let Some(path) = &opts.intervals {
+        let secs = opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+        let mut per_second = total.intervals.take().unwrap_or_default();
+        per_second.resize_with(secs, stats::new_histogram);
+        intervals::write(path, &per_second).map_err(|source| RunError::Output {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
     if let Some(path) = &opts.bmf {
         std::fs::write(path, report.to_bmf()).map_err(|source| RunError::Output {
             path: path.display().to_string(),

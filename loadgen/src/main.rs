@@ -8,7 +8,38 @@ use clap::Parser;
 use loadgen::opts::OutputFormat;
 use loadgen::{Launch, Options};
 
+/// `loadgen merge FILE...` / `loadgen report FILE`: read `--intervals` logs back.
+fn logs(cmd: &str, files: &[String]) -> Result<(), String> {
+    use loadgen::intervals;
+    if files.is_empty() {
+        return Err(format!("usage: loadgen {cmd} FILE..."));
+    }
+    let paths: Vec<&std::path::Path> = files.iter().map(std::path::Path::new).collect();
+    if cmd == "report" {
+        for p in &paths {
+            println!("{}:", p.display());
+            for iv in intervals::read(p).map_err(|e| e.to_string())? {
+                println!(
+                    "  t={:>6.1}s  {:>9} replies  p50 {:>9.1}  p99 {:>9.1}  p99.9 {:>9.1}  max {:>9.1} µs",
+                    iv.t_s, iv.requests, iv.p50_us, iv.p99_us, iv.p999_us, iv.max_us
+                );
+            }
+        }
+    }
+    let total = intervals::merge(&paths).map_err(|e| e.to_string())?;
+    println!("merged {} file(s): {}", paths.len(), intervals::summary(&total));
+    Ok(())
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(cmd @ ("merge" | "report")) = args.get(1).map(String::as_str) {
+        if let Err(e) = logs(cmd, &args[2..]) {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     let opts = Options::parse();
     if opts.internal_serve {
         if let Err(e) = loadgen::embedded::serve_until_stdin_closes(loadgen::embedded::ServerSpec {

@@ -244,6 +244,13 @@ pub struct Options {
     #[arg(long, default_value_t = 0.9)]
     pub max_generator_cpu: f64,
 
+    /// Write one NDJSON line per second of the measured phase to this file:
+    /// the second's replies and percentiles, plus its lossless HdrHistogram
+    /// (V2 deflate encoding, base64), so runs can be merged and
+    /// re-percentiled later (`loadgen merge`, `loadgen report`).
+    #[arg(long)]
+    pub intervals: Option<PathBuf>,
+
     /// Also write the figures in Bencher's metric format (BMF JSON) to this file.
     #[arg(long)]
     pub bmf: Option<PathBuf>,

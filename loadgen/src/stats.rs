@@ -134,6 +134,9 @@ pub struct WorkerStats {
     /// (ns): its own lag, not the server's (a full pipeline's backlog is
     /// not counted here).
     pub slip: Histogram<u64>,
+    /// With `--intervals`: the measured latencies per second of the
+    /// measured phase (`None`: not collected).
+    pub intervals: Option<Vec<Histogram<u64>>>,
 }
 
 impl Default for WorkerStats {
@@ -146,6 +149,7 @@ impl Default for WorkerStats {
             connected: 0,
             cpu_s: 0.0,
             slip: new_histogram(),
+            intervals: None,
         }
     }
 }
@@ -175,6 +179,29 @@ impl WorkerStats {
         self.connected += other.connected;
         self.cpu_s += other.cpu_s;
         let _ = self.slip.add(&other.slip);
+        if let Some(theirs) = &other.intervals {
+            let mine = self.intervals.get_or_insert_with(Vec::new);
+            while mine.len() < theirs.len() {
+                mine.push(new_histogram());
+            }
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                let _ = m.add(t);
+            }
+        }
+    }
+
+    /// With intervals on, also records `ns` in the histogram of second `idx`
+    /// of the measured phase (bounded by `max` seconds: a reply that comes
+    /// later joins the last interval).
+    #[inline]
+    pub fn record_interval(&mut self, ns: u64, idx: usize, max: usize) {
+        if let Some(iv) = &mut self.intervals {
+            let idx = idx.min(max.saturating_sub(1));
+            while iv.len() <= idx {
+                iv.push(new_histogram());
+            }
+            iv[idx].saturating_record(ns.max(1));
+        }
     }
 }
 

@@ -65,7 +65,10 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
     let mine: Vec<usize> = (idx..opts.conns).step_by(cores).collect();
     let ctx = Rc::new(ConnCtx {
         shared: shared.clone(),
-        stats: Rc::new(RefCell::new(WorkerStats::default())),
+        stats: Rc::new(RefCell::new(WorkerStats {
+            intervals: opts.intervals.as_ref().map(|_| Vec::new()),
+            ..WorkerStats::default()
+        })),
         idx,
         templates: Templates::new(opts.codec.kind(), opts.payload),
     });

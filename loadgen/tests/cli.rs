@@ -396,3 +396,50 @@ fn go_peer_v2_and_v3() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `--intervals` writes one lossless histogram line per second of the
+/// measured phase; `loadgen merge` adds them back up to the run's total and
+/// `loadgen report` lists them.
+#[test]
+fn intervals_log_merges_back_to_the_whole_run() {
+    let dir = std::env::temp_dir().join(format!("loadgen-intervals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("iv.ndjson");
+    let doc = run_json(&[
+        "--conns",
+        "2",
+        "--duration",
+        "2s",
+        "--warmup",
+        "200ms",
+        "--intervals",
+        log.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "one line per second");
+    let sum: u64 = lines.iter().map(|l| l["requests"].as_u64().unwrap()).sum();
+    assert_eq!(
+        sum,
+        doc["requests"].as_u64().unwrap(),
+        "the intervals add up to the run"
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l["schema"] == "loadgen-interval/1" && !l["hist"].as_str().unwrap().is_empty()));
+    let out = loadgen(&["merge", log.to_str().unwrap(), log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let merged = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        merged.contains(&format!("merged 2 file(s): {} replies", 2 * sum)),
+        "{merged}"
+    );
+    let out = loadgen(&["report", log.to_str().unwrap()]);
+    let rep = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        rep.lines().filter(|l| l.trim_start().starts_with("t=")).count(),
+        2,
+        "{rep}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
