@@ -206,6 +206,12 @@ pub struct ConnCounters {
     /// amring: panics of user code on this connection (handlers, tasks,
     /// stream hooks), each contained and recorded.
     pub panics: u64,
+    /// amring: socket reads that returned data (one `recv(2)` each, or one
+    /// completed read; reads that found nothing cost no syscall, see the
+    /// driver). Divided by round trips this is the counted quantity CI gates.
+    pub socket_reads: u64,
+    /// amring: socket writes that wrote data (one `send(2)` each).
+    pub socket_writes: u64,
 }
 
 impl ConnCounters {

@@ -317,7 +317,11 @@ impl Driver<'_> {
                     }
                     Poll::Ready(Ok(_)) => {
                         read_any = true;
-                        self.conn.borrow_mut().read_buffer = self.rbuf.capacity();
+                        {
+                            let mut st = self.conn.borrow_mut();
+                            st.read_buffer = self.rbuf.capacity();
+                            st.counters.socket_reads += 1;
+                        }
                         if let Err(e) = self.process_input(in_limit) {
                             return Poll::Ready(self.proto_error(e));
                         }
@@ -426,6 +430,7 @@ impl Driver<'_> {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         self.wpos += n;
                         progress = true;
+                        self.conn.borrow_mut().counters.socket_writes += 1;
                     }
                     Poll::Ready(Ok(_)) => {
                         let code = self.write_code();
