@@ -640,9 +640,8 @@ impl ClientHandshake {
             return Err(HandshakeError::NoCommonCodec);
         }
         // selected codec not registered → ErrUnsupportedCodec
-        let codec = match CodecKind::from_id(r.codec) {
-            Some(k) if self.local.supports(r.codec) => k,
-            _ => return Err(HandshakeError::UnsupportedCodec(r.codec)),
+        let Some(codec) = self.local.get(r.codec) else {
+            return Err(HandshakeError::UnsupportedCodec(r.codec));
         };
         // The client adopts the reply's max_frame without comparing it (§2.7).
         Ok(Some(ClientDone {

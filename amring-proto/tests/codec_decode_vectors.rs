@@ -492,6 +492,7 @@ fn shape(env: &Envelope<'_>) -> BodyShape {
     match env.kind {
         amring_proto::codec::BodyKind::CompactFields { fields } => BodyShape::Compact(fields as usize),
         amring_proto::codec::BodyKind::MapData => BodyShape::Map,
+        amring_proto::codec::BodyKind::Custom => unreachable!("msgpack vectors only"),
     }
 }
 

@@ -141,15 +141,32 @@ pub struct ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Codecs offered, in preference order.
+    /// Codecs offered, in preference order. User codecs in the list
+    /// (`CodecKind::Custom`, e.g. `codec::postcard::POSTCARD` with the
+    /// `postcard` feature) are registered locally too, so the server may
+    /// select them (an id already in the local registry keeps its codec).
     pub fn codecs(mut self, codecs: impl IntoIterator<Item = CodecKind>) -> Self {
-        self.codecs = codecs.into_iter().map(CodecKind::id).collect();
+        let kinds: Vec<CodecKind> = codecs.into_iter().collect();
+        for &k in &kinds {
+            // Already there (a built-in, or the same id): nothing to add.
+            let _ = self.registry.register(k);
+        }
+        self.codecs = kinds.into_iter().map(CodecKind::id).collect();
         self
     }
 
-    /// Raw codec ids offered (validated before the hello is sent, §2.8).
+    /// Raw codec ids offered (validated before the hello is sent, §2.8:
+    /// each must be in the local registry, see [`ClientBuilder::registry`]).
     pub fn codec_ids(mut self, ids: Vec<CodecId>) -> Self {
         self.codecs = ids;
+        self
+    }
+
+    /// The local codec registry (the reference's `RegisterCodec` set): the
+    /// ids [`ClientBuilder::codec_ids`] may offer and the codecs a server's
+    /// choice resolves to. Defaults to compact and map.
+    pub fn registry(mut self, registry: CodecRegistry) -> Self {
+        self.registry = registry;
         self
     }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::codec::{CodecRegistry, Message, Reply};
+use crate::codec::{CodecKind, CodecRegistry, Message, Reply};
 use crate::conn::context::StreamContext;
 use crate::conn::handler::{HandlerTable, Hooks};
 use crate::conn::info::ConnInfo;
@@ -107,6 +107,16 @@ impl ServerBuilder {
     /// Supported codecs (selection walks the client's list, §2.5).
     pub fn codecs(mut self, codecs: CodecRegistry) -> Self {
         self.cfg.codecs = codecs;
+        self
+    }
+
+    /// Supports one more codec (the reference's `RegisterCodec`), e.g. a
+    /// user codec (`CodecKind::Custom`) such as `codec::postcard::POSTCARD`
+    /// (feature `postcard`). A client offering its id may then get it;
+    /// clients that do not offer it are unaffected. Adding an id already
+    /// supported changes nothing.
+    pub fn codec(mut self, codec: impl Into<CodecKind>) -> Self {
+        let _ = self.cfg.codecs.register(codec);
         self
     }
 

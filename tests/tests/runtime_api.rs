@@ -18,23 +18,7 @@ fn echo_round_trip_both_codecs() {
         for kind in [CodecKind::Compact, CodecKind::Map] {
             let conn = Client::builder().codecs([kind]).connect(&addr).await.unwrap();
             assert_eq!(conn.codec(), kind);
-            for i in 0..20 {
-                let rep: MessageReply = conn
-                    .send_recv(&MessageRequest {
-                        msg: format!("hi{i}"),
-                        num: i,
-                    })
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    rep,
-                    MessageReply {
-                        msg: format!("hi{i}!"),
-                        num: i + 1,
-                        signature: "yours echo.v1.0".into()
-                    }
-                );
-            }
+            echo_rounds(&conn, "hi").await;
             let d = conn.debug_state();
             assert_eq!(d.codec_name, kind.name());
             assert_eq!(d.counters.data_messages_sent, 20);

@@ -15,6 +15,9 @@ pub enum BodyKind {
     },
     /// Map codec: one MessagePack value (the `"data"` entry: a map, or an array).
     MapData,
+    /// A user codec's body ([`CodecImpl`](super::CodecImpl)): its layout is
+    /// that codec's business.
+    Custom,
 }
 
 /// A decoded envelope: routing information plus the undecoded body.

@@ -1,4 +1,6 @@
-//! Payload codecs (spec §4): MessagePack *compact* (id 1) and *map* (id 2).
+//! Payload codecs (spec §4): MessagePack *compact* (id 1) and *map* (id 2),
+//! plus user codecs registered by id ([`CodecImpl`], [`CodecRegistry::register`];
+//! with the `postcard` feature, adaptivemsg-rust's `postcard::POSTCARD`, id 64).
 //!
 //! How the codecs work:
 //! * encode writes the whole envelope straight into the outgoing frame buffer;
@@ -12,15 +14,19 @@
 #[path = "wire_const.rs"]
 pub mod __wire;
 pub mod attrs;
+mod custom;
 mod de;
 mod de_read;
 mod envelope;
 mod error;
 mod macros;
 mod message;
+#[cfg(feature = "postcard")]
+pub mod postcard;
 mod ser;
 
 pub use attrs::Timestamp;
+pub use custom::{BodySink, CodecImpl};
 pub use envelope::{BodyKind, Envelope};
 pub use error::{DecodeError, EncodeError};
 pub use message::{wire_name_for, AnyMessage, ErrorReply, Message, OkReply, Reply};
@@ -45,17 +51,23 @@ pub enum Profile {
     Exact,
 }
 
-/// The two built-in codecs, dispatched without dynamic calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A negotiated codec: the two built-ins, dispatched without dynamic calls,
+/// or a user codec behind a trait object.
+///
+/// Two kinds are equal (and hash alike) when their handshake ids are.
+#[derive(Clone, Copy)]
 pub enum CodecKind {
     /// MessagePack compact (id 1).
     Compact,
     /// MessagePack map (id 2).
     Map,
+    /// A user codec ([`CodecImpl`]), e.g. `postcard::POSTCARD` (feature `postcard`).
+    Custom(&'static dyn CodecImpl),
 }
 
 impl CodecKind {
-    /// Looks up a built-in codec by its handshake id.
+    /// Looks up a built-in codec by its handshake id (user codecs are found
+    /// through [`CodecRegistry::get`]).
     pub const fn from_id(id: CodecId) -> Option<CodecKind> {
         match id {
             COMPACT_ID => Some(CodecKind::Compact),
@@ -64,19 +76,58 @@ impl CodecKind {
         }
     }
 
+    /// A user codec owned by value, leaked to get the `'static` reference
+    /// [`CodecKind::Custom`] holds (do it once per codec, at start-up).
+    pub fn leak(codec: impl CodecImpl) -> CodecKind {
+        CodecKind::Custom(Box::leak(Box::new(codec)))
+    }
+
     /// The handshake id.
-    pub const fn id(self) -> CodecId {
+    #[inline]
+    pub fn id(self) -> CodecId {
         match self {
             CodecKind::Compact => COMPACT_ID,
             CodecKind::Map => MAP_ID,
+            CodecKind::Custom(c) => c.id(),
         }
     }
 
-    /// The debug-state name (`compact` / `map`).
-    pub const fn name(self) -> &'static str {
+    /// The debug-state name (`compact` / `map` / the user codec's).
+    pub fn name(self) -> &'static str {
         match self {
             CodecKind::Compact => "compact",
             CodecKind::Map => "map",
+            CodecKind::Custom(c) => c.name(),
+        }
+    }
+}
+
+impl From<&'static dyn CodecImpl> for CodecKind {
+    fn from(codec: &'static dyn CodecImpl) -> CodecKind {
+        CodecKind::Custom(codec)
+    }
+}
+
+impl PartialEq for CodecKind {
+    fn eq(&self, other: &CodecKind) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for CodecKind {}
+
+impl std::hash::Hash for CodecKind {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state);
+    }
+}
+
+impl std::fmt::Debug for CodecKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecKind::Compact => f.write_str("Compact"),
+            CodecKind::Map => f.write_str("Map"),
+            CodecKind::Custom(c) => write!(f, "Custom({}, id {})", c.name(), c.id()),
         }
     }
 }
@@ -152,6 +203,7 @@ impl CodecKind {
         match self {
             CodecKind::Compact => Compact.encode(msg, profile, out),
             CodecKind::Map => Map.encode(msg, profile, out),
+            CodecKind::Custom(c) => c.encode(M::WIRE_NAME, &custom::AsSized(msg), profile, out),
         }
     }
 
@@ -161,6 +213,7 @@ impl CodecKind {
         match self {
             CodecKind::Compact => Compact.decode_envelope(payload),
             CodecKind::Map => Map.decode_envelope(payload),
+            CodecKind::Custom(c) => c.decode_envelope(payload),
         }
     }
 
@@ -170,8 +223,34 @@ impl CodecKind {
         match self {
             CodecKind::Compact => Compact.decode_body(env),
             CodecKind::Map => Map.decode_body(env),
+            CodecKind::Custom(c) => decode_custom(c, env),
         }
     }
+}
+
+/// [`CodecKind::decode_body`] through a user codec: `T` is deserialized from
+/// the codec's erased deserializer.
+#[inline(never)]
+fn decode_custom<'de, T: Deserialize<'de>>(codec: &dyn CodecImpl, env: &Envelope<'de>) -> Result<T, DecodeError> {
+    let mut out: Option<T> = None;
+    codec.decode_body(env, &mut |de| {
+        out = Some(erased_serde::deserialize::<T>(de)?);
+        Ok(())
+    })?;
+    out.ok_or_else(|| DecodeError::Codec(format!("codec {} decoded no body", codec.name())))
+}
+
+/// Why [`CodecRegistry::register`] refused a codec (the reference's
+/// `RegisterCodec` errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// Id 0 is invalid in the handshake.
+    #[error("codec ID must be non-zero")]
+    ZeroId,
+    /// Another codec of this registry already has the id.
+    #[error("codec ID {0} already registered")]
+    Duplicate(CodecId),
 }
 
 /// The codecs a peer supports, in its order of preference (spec §2.5).
@@ -190,15 +269,53 @@ impl Default for CodecRegistry {
 }
 
 impl CodecRegistry {
-    /// A registry of the given codecs in preference order (duplicates removed).
+    /// A registry of the given codecs in preference order (duplicate ids and
+    /// id 0 removed).
     pub fn new(kinds: impl IntoIterator<Item = CodecKind>) -> CodecRegistry {
         let mut v: Vec<CodecKind> = Vec::new();
         for k in kinds {
-            if !v.contains(&k) {
+            if k.id() != 0 && !v.contains(&k) {
                 v.push(k);
             }
         }
         CodecRegistry { kinds: v }
+    }
+
+    /// Adds a codec, last in preference order (the reference's
+    /// `RegisterCodec`): a user codec (`CodecKind::Custom`, or a
+    /// `&'static dyn CodecImpl`) or a built-in left out of [`CodecRegistry::new`].
+    /// A peer that does not know the id simply never selects it (§2.5).
+    pub fn register(&mut self, codec: impl Into<CodecKind>) -> Result<(), RegisterError> {
+        let codec = codec.into();
+        match codec.id() {
+            0 => Err(RegisterError::ZeroId),
+            id if self.supports(id) => Err(RegisterError::Duplicate(id)),
+            _ => {
+                self.kinds.push(codec);
+                Ok(())
+            }
+        }
+    }
+
+    /// [`CodecRegistry::register`] by value, for chaining; panics on the
+    /// errors (the reference's `MustRegisterCodec`).
+    ///
+    /// # Panics
+    /// When `codec`'s id is 0 or already registered.
+    #[must_use]
+    pub fn with(mut self, codec: impl Into<CodecKind>) -> CodecRegistry {
+        if let Err(e) = self.register(codec) {
+            panic!("CodecRegistry::with: {e}");
+        }
+        self
+    }
+
+    /// The registered codec of handshake id `id`.
+    pub fn get(&self, id: CodecId) -> Option<CodecKind> {
+        if id == 0 {
+            return None;
+        }
+        self.kinds.iter().copied().find(|k| k.id() == id)
     }
 
     /// The codecs in preference order.
@@ -208,16 +325,13 @@ impl CodecRegistry {
 
     /// True when `id` is supported here.
     pub fn supports(&self, id: CodecId) -> bool {
-        CodecKind::from_id(id).is_some_and(|k| self.kinds.contains(&k))
+        self.get(id).is_some()
     }
 
     /// Server-side selection (spec §2.5): the first id of the *client's* list
     /// that is supported here; unknown ids, 0 and duplicates are skipped.
     pub fn select(&self, client_ids: &[CodecId]) -> Option<CodecKind> {
-        client_ids
-            .iter()
-            .find(|&&id| self.supports(id))
-            .and_then(|&id| CodecKind::from_id(id))
+        client_ids.iter().find_map(|&id| self.get(id))
     }
 }
 
@@ -235,5 +349,17 @@ mod registry_tests {
         let map_only = CodecRegistry::new([CodecKind::Map]);
         assert_eq!(map_only.select(&[1, 2]), Some(CodecKind::Map));
         assert_eq!(map_only.select(&[1]), None);
+    }
+
+    #[test]
+    fn registration_rules() {
+        let mut reg = CodecRegistry::new([CodecKind::Map]);
+        assert_eq!(reg.register(CodecKind::Map), Err(RegisterError::Duplicate(2)));
+        reg.register(CodecKind::Compact).unwrap();
+        assert_eq!(reg.kinds(), &[CodecKind::Map, CodecKind::Compact]);
+        assert_eq!(reg.get(0), None);
+        assert_eq!(reg.get(1), Some(CodecKind::Compact));
+        assert_eq!(CodecKind::Compact.id(), 1);
+        assert_eq!(format!("{:?}", CodecKind::Map), "Map");
     }
 }

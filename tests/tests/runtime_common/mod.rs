@@ -70,6 +70,28 @@ pub async fn echo(req: MessageRequest) -> Result<MessageReply, String> {
 
 /// A server builder with two unpinned shards, small io_memory and the echo
 /// and slow handlers.
+/// Twenty checked echo round trips of [`MessageRequest`] on `conn`, with
+/// texts `<tag><i>` (non-ASCII tags exercise string encoding).
+pub async fn echo_rounds(conn: &amring::Connection, tag: &str) {
+    for i in 0..20 {
+        let rep: MessageReply = conn
+            .send_recv(&MessageRequest {
+                msg: format!("{tag}{i}"),
+                num: i,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rep,
+            MessageReply {
+                msg: format!("{tag}{i}!"),
+                num: i + 1,
+                signature: "yours echo.v1.0".into()
+            }
+        );
+    }
+}
+
 pub fn server() -> ServerBuilder {
     Server::builder()
         .shards(Shards::Unpinned(2))

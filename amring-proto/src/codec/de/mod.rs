@@ -100,6 +100,7 @@ fn decode_with<'de, T: Deserialize<'de>>(rd: &mut Reader<'de>, env: &Envelope<'d
             depth: 0,
             map_value: false,
         }),
+        BodyKind::Custom => Err(DecodeError::Codec("not a MessagePack body".into())),
     }
 }
 
