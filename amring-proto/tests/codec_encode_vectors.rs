@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use capmsg::*;
 use serde::Serialize;
 use serde_json::Value;
-use vectors::{load_vectors, unhex};
+use vectors::{f32v, f64v, field, int, load_vectors, opt, s, unhex};
 
 /// Divergences from the reference that are expected and documented
 /// (`<case id>/<codec>`, reason).
@@ -26,62 +26,10 @@ const EXPECTED_SKIPS: &[(&str, &str)] = &[];
 
 // ---------------------------------------------------------------- JSON → Rust
 
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v.get(name).unwrap_or_else(|| panic!("missing field {name} in {v}"))
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_owned()
-}
-
-fn int<T: TryFrom<i64> + TryFrom<u64>>(v: &Value) -> T {
-    if let Some(i) = v.as_i64() {
-        T::try_from(i).unwrap_or_else(|_| panic!("out of range: {v}"))
-    } else if let Some(u) = v.as_u64() {
-        T::try_from(u).unwrap_or_else(|_| panic!("out of range: {v}"))
-    } else {
-        panic!("not an integer: {v}")
-    }
-}
-
-/// Go's `math.NaN()` bits.
-const GO_NAN64: u64 = 0x7ff8_0000_0000_0001;
-
-/// JSON floats: numbers, `"NaN"`, `"+Inf"`, `"-Inf"`. The vectors print `-0`
-/// as `0` (the sign is lost in the JSON), so `neg` comes from the case id.
-fn f64v(v: &Value, neg: bool) -> f64 {
-    let x = match v {
-        Value::String(t) if t == "NaN" => f64::from_bits(GO_NAN64),
-        Value::String(t) if t == "+Inf" => f64::INFINITY,
-        Value::String(t) if t == "-Inf" => f64::NEG_INFINITY,
-        _ => v.as_f64().unwrap_or_else(|| panic!("not a float: {v}")),
-    };
-    if neg && x == 0.0 {
-        -0.0
-    } else {
-        x
-    }
-}
-
-fn f32v(v: &Value, neg: bool) -> f32 {
-    match v {
-        Value::String(t) if t == "NaN" => f32::NAN, // Go float32(NaN) = 7fc00000
-        _ => f64v(v, neg) as f32,
-    }
-}
-
 fn bytes_opt(v: &Value) -> Option<Vec<u8>> {
     match v {
         Value::Null => None,
         _ => Some(unhex(v.as_str().unwrap_or_else(|| panic!("bytes not hex: {v}")))),
-    }
-}
-
-fn opt<T>(v: &Value, f: impl Fn(&Value) -> T) -> Option<T> {
-    if v.is_null() {
-        None
-    } else {
-        Some(f(v))
     }
 }
 

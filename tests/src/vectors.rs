@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+use serde_json::Value;
+
 /// Directory holding the golden vectors captured from the Go reference.
 ///
 /// `AMRING_VECTORS` overrides the default, the workspace's `tests/vectors` (a verbatim copy of `../shared/vectors`, see `scripts/sync-vectors.sh`).
@@ -24,4 +26,60 @@ pub fn load_vectors(name: &str) -> serde_json::Value {
 /// Decodes a lowercase hex string from the vectors.
 pub fn unhex(s: &str) -> Vec<u8> {
     hex::decode(s).unwrap_or_else(|e| panic!("bad hex in vectors: {e}: {s}"))
+}
+
+// JSON values of `codec.json` → Rust values (shared by the encode-vector
+// tests of amring-proto and the amgen tests).
+
+/// Field `name` of a JSON object (panics when missing).
+pub fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v.get(name).unwrap_or_else(|| panic!("missing field {name} in {v}"))
+}
+
+/// A JSON string.
+pub fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_owned()
+}
+
+/// A JSON integer as `T` (panics when out of range).
+pub fn int<T: TryFrom<i64> + TryFrom<u64>>(v: &Value) -> T {
+    if let Some(i) = v.as_i64() {
+        T::try_from(i).unwrap_or_else(|_| panic!("out of range: {v}"))
+    } else if let Some(u) = v.as_u64() {
+        T::try_from(u).unwrap_or_else(|_| panic!("out of range: {v}"))
+    } else {
+        panic!("not an integer: {v}")
+    }
+}
+
+/// Go's `math.NaN()` bits.
+pub const GO_NAN64: u64 = 0x7ff8_0000_0000_0001;
+
+/// JSON floats: numbers, `"NaN"`, `"+Inf"`, `"-Inf"`. The vectors print `-0`
+/// as `0` (the sign is lost in the JSON), so `neg` comes from the case id.
+pub fn f64v(v: &Value, neg: bool) -> f64 {
+    let x = match v {
+        Value::String(t) if t == "NaN" => f64::from_bits(GO_NAN64),
+        Value::String(t) if t == "+Inf" => f64::INFINITY,
+        Value::String(t) if t == "-Inf" => f64::NEG_INFINITY,
+        _ => v.as_f64().unwrap_or_else(|| panic!("not a float: {v}")),
+    };
+    if neg && x == 0.0 {
+        -0.0
+    } else {
+        x
+    }
+}
+
+/// A JSON float as `f32` (Go `float32(NaN)` is `7fc00000`).
+pub fn f32v(v: &Value, neg: bool) -> f32 {
+    match v {
+        Value::String(t) if t == "NaN" => f32::NAN,
+        _ => f64v(v, neg) as f32,
+    }
+}
+
+/// `null` → `None`, anything else through `f`.
+pub fn opt<T>(v: &Value, f: impl Fn(&Value) -> T) -> Option<T> {
+    (!v.is_null()).then(|| f(v))
 }

@@ -29,7 +29,7 @@ use std::fmt::Debug;
 use amgen_fixture::api::capmsg::*;
 use amgen_fixture::api::hello::{HelloInternal, HelloReply, HelloRequest};
 use amring::codec::{wire_name_for, CodecKind, Message, Profile};
-use amring_tests::vectors::{load_vectors, unhex};
+use amring_tests::vectors::{f32v, f64v, field, int, load_vectors, opt, s, unhex};
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -223,60 +223,12 @@ fn same(a: &Tree, b: &Tree, int_width: bool, nil_empty: bool) -> bool {
 
 // ---------------------------------------------------------------- JSON → Rust
 
-fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
-    v.get(name).unwrap_or_else(|| panic!("missing field {name} in {v}"))
-}
-
-fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_owned()
-}
-
-fn int<T: TryFrom<i64> + TryFrom<u64>>(v: &Value) -> T {
-    if let Some(i) = v.as_i64() {
-        T::try_from(i).unwrap_or_else(|_| panic!("out of range: {v}"))
-    } else if let Some(u) = v.as_u64() {
-        T::try_from(u).unwrap_or_else(|_| panic!("out of range: {v}"))
-    } else {
-        panic!("not an integer: {v}")
-    }
-}
-
-/// Go's `math.NaN()` bits.
-const GO_NAN64: u64 = 0x7ff8_0000_0000_0001;
-
-/// `"NaN"`, `"+Inf"`, `"-Inf"` or a number; `-0` comes from the case id (JSON
-/// prints it as `0`).
-fn f64v(v: &Value, neg: bool) -> f64 {
-    let x = match v {
-        Value::String(t) if t == "NaN" => f64::from_bits(GO_NAN64),
-        Value::String(t) if t == "+Inf" => f64::INFINITY,
-        Value::String(t) if t == "-Inf" => f64::NEG_INFINITY,
-        _ => v.as_f64().unwrap_or_else(|| panic!("not a float: {v}")),
-    };
-    if neg && x == 0.0 {
-        -0.0
-    } else {
-        x
-    }
-}
-
-fn f32v(v: &Value, neg: bool) -> f32 {
-    match v {
-        Value::String(t) if t == "NaN" => f32::NAN,
-        _ => f64v(v, neg) as f32,
-    }
-}
-
 /// Go `[]byte` (hex, or nil → empty: the generated `Vec<u8>` has no nil).
 fn bytes_of(v: &Value) -> Vec<u8> {
     match v {
         Value::Null => Vec::new(),
         _ => unhex(v.as_str().unwrap_or_else(|| panic!("bytes not hex: {v}"))),
     }
-}
-
-fn opt<T>(v: &Value, f: impl Fn(&Value) -> T) -> Option<T> {
-    (!v.is_null()).then(|| f(v))
 }
 
 /// Go slice (nil → empty).
