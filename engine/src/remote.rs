@@ -23,8 +23,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,11 +31,9 @@ use serde::de::DeserializeOwned;
 
 use crate::client::{ClientBuilder, Connection};
 use crate::codec::Message;
+use crate::conn::post::{call, run_jobs, Job};
 use crate::conn::stream::Stream;
 use crate::error::Error;
-
-/// A unit of work run on the client thread.
-type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
 /// A connection on the client thread, with its idle streams.
 struct Entry {
@@ -78,9 +74,7 @@ impl ClientThread {
             .name("amring-client")
             .io_memory(crate::exec::IO_MEMORY)
             .spawn(move || async move {
-                while let Ok(job) = rx.recv_async().await {
-                    crate::exec::spawn(job());
-                }
+                run_jobs(rx).await;
                 CONNS.with(|m| m.borrow_mut().clear());
             })
             .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
@@ -90,28 +84,11 @@ impl ClientThread {
         })
     }
 
-    /// Runs `f` on the client thread and returns its output.
-    async fn run<T, F, Fut>(tx: &flume::Sender<Job>, f: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, Error>> + 'static,
-    {
-        let (rtx, rrx) = flume::bounded(1);
-        let job: Job = Box::new(move || {
-            Box::pin(async move {
-                let _ = rtx.send(f().await);
-            })
-        });
-        tx.send(job).map_err(|_| Error::Closed)?;
-        rrx.recv_async().await.map_err(|_| Error::Closed)?
-    }
-
     /// Dials `addr` with `builder`'s settings on the client thread.
     pub async fn connect(&self, builder: ClientBuilder, addr: &str) -> Result<SharedConnection, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let addr = addr.to_owned();
-        Self::run(&self.tx, move || async move {
+        call(&self.tx, move || async move {
             let conn = builder.connect(&addr).await?;
             let e = Rc::new(Entry {
                 conn: Rc::new(conn),
@@ -182,7 +159,7 @@ impl SharedConnection {
         Rep: Message + DeserializeOwned + Send + 'static,
     {
         let id = self.inner.id;
-        ClientThread::run(&self.inner.tx, move || async move {
+        call(&self.inner.tx, move || async move {
             let e = entry(id)?;
             let pooled = e.idle.borrow_mut().pop();
             let s = match pooled {
@@ -213,12 +190,12 @@ impl SharedConnection {
     /// `Stream::send`.
     pub async fn send<Req: Message + Send + 'static>(&self, req: Req) -> Result<(), Error> {
         let id = self.inner.id;
-        ClientThread::run(&self.inner.tx, move || async move { entry(id)?.conn.send(&req).await }).await
+        call(&self.inner.tx, move || async move { entry(id)?.conn.send(&req).await }).await
     }
 
     /// The connection's debug state (a snapshot taken on the client thread).
     pub async fn debug_state(&self) -> Result<crate::conn::info::ConnDebugState, Error> {
         let id = self.inner.id;
-        ClientThread::run(&self.inner.tx, move || async move { Ok(entry(id)?.conn.debug_state()) }).await
+        call(&self.inner.tx, move || async move { Ok(entry(id)?.conn.debug_state()) }).await
     }
 }

@@ -15,8 +15,35 @@ use crate::conn::send::send_waiting;
 use crate::conn::state::{ConnRef, ConnState};
 use crate::error::Error;
 
-/// Work posted to a shard.
+/// Work posted to an executor thread from another thread (a shard's post
+/// channel, the `ClientThread`): built anywhere, run on the receiving core.
 pub(crate) type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
+
+/// Runs `f` on the thread that drains `tx`'s channel (see [`run_jobs`]) and
+/// returns its output; `Closed` when that thread is gone.
+pub(crate) async fn call<T, F, Fut>(tx: &flume::Sender<Job>, f: F) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, Error>> + 'static,
+{
+    let (rtx, rrx) = flume::bounded(1);
+    let job: Job = Box::new(move || {
+        Box::pin(async move {
+            let _ = rtx.send(f().await);
+        })
+    });
+    tx.send(job).map_err(|_| Error::Closed)?;
+    rrx.recv_async().await.map_err(|_| Error::Closed)?
+}
+
+/// Runs every job received on `rx` as a task of this core, until every
+/// sender is gone.
+pub(crate) async fn run_jobs(rx: flume::Receiver<Job>) {
+    while let Ok(job) = rx.recv_async().await {
+        crate::exec::spawn(job());
+    }
+}
 
 thread_local! {
     /// This shard's post channel (set on server shard threads only).
@@ -86,20 +113,15 @@ impl RemoteStream {
     /// Queues `msg` on the stream from any thread, waiting for room; `Closed`
     /// once the connection (or its shard) is gone.
     pub async fn send<M: Message + Send + 'static>(&self, msg: M) -> Result<(), Error> {
-        let (rtx, rrx) = flume::bounded(1);
         let (conn, stream) = (self.conn, self.stream);
-        let job: Job = Box::new(move || {
-            Box::pin(async move {
-                let c = CONNS.with(|m| m.borrow().get(&conn).and_then(Weak::upgrade));
-                let r = match c {
-                    Some(c) => send_waiting(&c, stream, &msg).await,
-                    None => Err(Error::Closed),
-                };
-                let _ = rtx.send(r);
-            })
-        });
-        self.tx.send(job).map_err(|_| Error::Closed)?;
-        rrx.recv_async().await.map_err(|_| Error::Closed)?
+        call(&self.tx, move || async move {
+            let c = CONNS.with(|m| m.borrow().get(&conn).and_then(Weak::upgrade));
+            match c {
+                Some(c) => send_waiting(&c, stream, &msg).await,
+                None => Err(Error::Closed),
+            }
+        })
+        .await
     }
 
     /// [`RemoteStream::send`] for callers that may block (plain threads).

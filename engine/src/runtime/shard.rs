@@ -234,12 +234,7 @@ async fn shard_main(
     let _ = ready.send(Ok(()));
     drop(ready);
     // Work other threads post to this shard (`RemoteStream` sends).
-    let post = crate::conn::post::open_post();
-    crate::exec::spawn(async move {
-        while let Ok(job) = post.recv_async().await {
-            crate::exec::spawn(job());
-        }
-    });
+    crate::exec::spawn(crate::conn::post::run_jobs(crate::conn::post::open_post()));
     let live: Live = Rc::new(RefCell::new(Vec::new()));
     // This shard's share of the server-wide byte budget.
     let budget = SharedBudget::new(cfg.max_held_bytes / shared.shards.len().max(1));
