@@ -335,6 +335,19 @@ impl Stream {
         }
     }
 
+    /// The peer's `ErrorReply` to a `send_recv`: counted, as [`Error::Remote`].
+    fn remote_error(&self, er: ErrorReply) -> Error {
+        let mut st = self.conn.borrow_mut();
+        st.counters.remote_errors += 1;
+        if let Some(s) = st.streams.get_mut(&self.id) {
+            s.counters.remote_errors += 1;
+        }
+        Error::Remote {
+            code: er.code,
+            message: er.message,
+        }
+    }
+
     /// A receive-path failure: count, answer with an `ErrorReply`, discard the stream (§5.5).
     fn protocol_failure(&self, code: &str, message: String, decode_text: String) {
         let mut st = self.conn.borrow_mut();
@@ -353,16 +366,7 @@ impl Stream {
             }
         };
         if remote && env.wire == ErrorReply::WIRE_NAME && T::WIRE_NAME != ErrorReply::WIRE_NAME {
-            let er: ErrorReply = codec.decode_body(&env).unwrap_or_default();
-            let mut st = self.conn.borrow_mut();
-            st.counters.remote_errors += 1;
-            if let Some(s) = st.streams.get_mut(&self.id) {
-                s.counters.remote_errors += 1;
-            }
-            return Err(Error::Remote {
-                code: er.code,
-                message: er.message,
-            });
+            return Err(self.remote_error(codec.decode_body(&env).unwrap_or_default()));
         }
         if env.wire != T::WIRE_NAME {
             let err = Error::TypeMismatch {
@@ -418,16 +422,7 @@ impl Stream {
         self.send(req).await?;
         let raw = self.recv_any().await?;
         if raw.wire() == ErrorReply::WIRE_NAME && !types.contains(ErrorReply::WIRE_NAME) {
-            let er: ErrorReply = raw.decode()?;
-            let mut st = self.conn.borrow_mut();
-            st.counters.remote_errors += 1;
-            if let Some(s) = st.streams.get_mut(&self.id) {
-                s.counters.remote_errors += 1;
-            }
-            return Err(Error::Remote {
-                code: er.code,
-                message: er.message,
-            });
+            return Err(self.remote_error(raw.decode()?));
         }
         self.decode_dynamic(types, &raw)
     }
