@@ -191,15 +191,12 @@ impl Schedule {
     /// stream (round robin over the streams), recording in `ctx`'s stats how
     /// late the generator is (`now` − intended: the generator's slip).
     pub(crate) fn pump(&mut self, now: Instant, streams: &mut [StreamState], ctx: &ConnCtx) {
-        if self.next <= now {
-            let mut st = ctx.stats.borrow_mut();
-            let mut t = self.next;
-            while t <= now {
-                st.slip.saturating_record(now.duration_since(t).as_nanos() as u64);
-                t += self.interval;
-            }
+        if self.next > now {
+            return;
         }
+        let mut st = ctx.stats.borrow_mut();
         while self.next <= now {
+            st.slip.saturating_record(now.duration_since(self.next).as_nanos() as u64);
             let s = (self.k % streams.len() as u64) as usize;
             streams[s].backlog.push_back(self.next);
             self.k += 1;
