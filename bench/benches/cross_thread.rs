@@ -15,18 +15,12 @@
 
 use std::time::{Duration, Instant};
 
-use amring::{Client, ClientThread, Server, Shards, StreamContext};
-use amring_bench::{client_loop, server_spin, Echo};
+use amring::{Client, ClientThread};
+use amring_bench::{client_loop, echo_server, Echo};
 use criterion::{criterion_main, Criterion, Throughput};
 
 fn bench(c: &mut Criterion) {
-    let handle = Server::builder()
-        .shards(Shards::Cores(vec![0]))
-        .io_memory(512 * 1024)
-        .spin_before_park(server_spin())
-        .handler(|_ctx: StreamContext, e: Echo| async move { Ok::<_, String>(Echo { n: e.n + 1 }) })
-        .serve("127.0.0.1:0")
-        .unwrap();
+    let handle = echo_server();
     let addr = handle.dial_addr();
     let a2 = addr.clone();
     let (tx, rx) = client_loop(move |irx, dtx| async move {

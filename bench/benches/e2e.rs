@@ -15,8 +15,8 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use amring::{Client, Server, Shards, StreamContext};
-use amring_bench::{client_loop, server_spin, Echo};
+use amring::Client;
+use amring_bench::{client_loop, echo_server, server_spin, Echo};
 use criterion::{criterion_main, Criterion, Throughput};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -57,13 +57,7 @@ fn floor_server() -> std::net::SocketAddr {
 }
 
 fn bench(c: &mut Criterion) {
-    let handle = Server::builder()
-        .shards(Shards::Cores(vec![0]))
-        .io_memory(512 * 1024)
-        .spin_before_park(server_spin())
-        .handler(|_ctx: StreamContext, e: Echo| async move { Ok::<_, String>(Echo { n: e.n + 1 }) })
-        .serve("127.0.0.1:0")
-        .unwrap();
+    let handle = echo_server();
     let am_addr = handle.dial_addr();
     let floor_addr = floor_server();
 

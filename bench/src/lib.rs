@@ -29,6 +29,19 @@ pub fn server_spin() -> Duration {
     Duration::from_micros(us.unwrap_or(50))
 }
 
+/// The echo server of the end-to-end benches: one shard pinned on core 0,
+/// busy-polling [`server_spin`] before it parks, answering [`Echo`] with
+/// `n + 1`.
+pub fn echo_server() -> amring::ServerHandle {
+    amring::Server::builder()
+        .shards(amring::Shards::Cores(vec![0]))
+        .io_memory(512 * 1024)
+        .spin_before_park(server_spin())
+        .handler(|_ctx: amring::StreamContext, e: Echo| async move { Ok::<_, String>(Echo { n: e.n + 1 }) })
+        .serve("127.0.0.1:0")
+        .expect("bench echo server")
+}
+
 /// Core of the client executors (the server side runs on core 0).
 pub const CLIENT_CORE: usize = 1;
 

@@ -196,7 +196,8 @@ impl Schedule {
         }
         let mut st = ctx.stats.borrow_mut();
         while self.next <= now {
-            st.slip.saturating_record(now.duration_since(self.next).as_nanos() as u64);
+            st.slip
+                .saturating_record(now.duration_since(self.next).as_nanos() as u64);
             let s = (self.k % streams.len() as u64) as usize;
             streams[s].backlog.push_back(self.next);
             self.k += 1;
