@@ -10,9 +10,20 @@
 # amgen-go rewrites lib.rs for the one package it generates; tests/amgen/lib.rs
 # holds both packages in the same layout and is not regenerated.
 #
+# `--check` writes nothing: it generates into a temporary folder and fails
+# (exit 1, with the diff) when a committed message.rs differs from what
+# amgen-go emits today. tests/tests/amgen.rs runs it in `cargo test`.
+#
 # Needs Go (PATH or /usr/local/go/bin). Modules come from GOPROXY; by default
 # ../shared/goproxy (file://) when it exists, then the public proxy.
 set -euo pipefail
+
+check=0
+case "${1:-}" in
+    --check) check=1 ;;
+    "") ;;
+    *) echo "usage: amgen-regen.sh [--check]" >&2; exit 2 ;;
+esac
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fixtures="$root/tests/amgen"
@@ -47,12 +58,34 @@ cp "$peer/go.sum" "$mod/go.sum"
 # A Cargo.toml of our own so amgen-go does not write its (adaptivemsg-rust) one.
 printf '[package]\nname = "amgenfix"\nversion = "0.0.0"\n' >"$mod/Cargo.toml"
 
+# api/hello/message.go is the reference's examples/hello/message.go, unchanged.
+refdir="$(cd "$mod" && go mod download github.com/adaptivemsg/adaptivemsg-go && go list -m -f '{{.Dir}}' github.com/adaptivemsg/adaptivemsg-go)"
+if ! cmp -s "$refdir/examples/hello/message.go" "$fixtures/api/hello/message.go"; then
+    if ((check)); then
+        diff -u "$fixtures/api/hello/message.go" "$refdir/examples/hello/message.go" || true
+        echo "amgen-regen: tests/amgen/api/hello/message.go is not the reference's examples/hello/message.go" >&2
+        stale=1
+    else
+        cp "$refdir/examples/hello/message.go" "$fixtures/api/hello/message.go"
+    fi
+fi
+
 for src in "$fixtures"/api/*/message.go; do
     pkg="$(basename "$(dirname "$src")")"
     mkdir -p "$mod/api/$pkg"
     cp "$src" "$mod/api/$pkg/message.go"
     (cd "$mod/api/$pkg" && go generate ./...)
+    if ((check)); then
+        if ! diff -u "$fixtures/api/$pkg/message.rs" "$mod/api/$pkg/message.rs"; then
+            echo "amgen-regen: tests/amgen/api/$pkg/message.rs is not amgen-go's output (run scripts/amgen-regen.sh)" >&2
+            stale=1
+        else
+            echo "amgen-regen: api/$pkg/message.rs is amgen-go's output"
+        fi
+        continue
+    fi
     cp "$mod/api/$pkg/message.rs" "$fixtures/api/$pkg/message.rs"
     echo "amgen-regen: api/$pkg/message.rs ($(wc -l <"$fixtures/api/$pkg/message.rs") lines); amgen-go's lib.rs:"
     sed 's/^/    /' "$mod/lib.rs"
 done
+exit "${stale:-0}"

@@ -8,3 +8,8 @@ require (
 	github.com/vmihailenco/msgpack/v5 v5.4.1 // indirect
 	github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect
 )
+
+// The Go source of the amgen-go fixture (tests/amgen), for cmd/amgen-echo.
+require amring.test/amgen v0.0.0-00010101000000-000000000000
+
+replace amring.test/amgen => ../amgen

@@ -93,11 +93,12 @@ fn locate() -> Result<PathBuf, String> {
     go_build("go-peer", &[], ".")
 }
 
-/// The reference's own example programs [`go_example`] builds, unchanged, from the
-/// module: (name, `go build` flags, package). Servers need `-tags server` (their
-/// handlers live in `//go:build server` files); clients are built without it, so no
-/// handler is registered on the client side.
-const EXAMPLES: [(&str, &[&str], &str); 4] = [
+/// The programs [`go_example`] builds: (name, `go build` flags, package). The
+/// reference's own example programs, unchanged, from the module: servers need
+/// `-tags server` (their handlers live in `//go:build server` files); clients are
+/// built without it, so no handler is registered on the client side. Last, our
+/// `cmd/amgen-echo` (the amgen-go fixture's types, echoed by the reference).
+const EXAMPLES: [(&str, &[&str], &str); 5] = [
     (
         "echo-server",
         &["-tags", "server"],
@@ -118,10 +119,13 @@ const EXAMPLES: [(&str, &[&str], &str); 4] = [
         &[],
         "github.com/adaptivemsg/adaptivemsg-go/examples/hello/cmd/client",
     ),
+    ("amgen-echo", &[], "./cmd/amgen-echo"),
 ];
 
 /// Path of one of the Go reference's example programs — `"echo-server"`,
-/// `"echo-client"`, `"hello-server"` or `"hello-client"` — built once per process
+/// `"echo-client"`, `"hello-server"` or `"hello-client"` — or of go-peer's
+/// `"amgen-echo"` (a server of the amgen-go fixture's types, each echoed back as the
+/// reference decoded it) built once per process
 /// into `<target>/go-peer/<name>` from the module required by `tests/go-peer`.
 /// They take `-addr tcp://127.0.0.1:PORT` and log to stderr; run the servers with
 /// [`GoServer::start_example`].

@@ -1,6 +1,6 @@
 //! The Rust code that the reference's generator (`cmd/amgen-go`) emits,
 //! compiled unchanged against amring, checked against the golden bytes of
-//! `vectors/codec.json`.
+//! `vectors/codec.json` and against the live Go reference.
 //!
 //! `tests/amgen` is the crate a user of amgen-go has: `lib.rs` in amgen-go's
 //! layout (`pub mod api { #[path = "hello/message.rs"] pub mod hello; .. }`),
@@ -20,6 +20,13 @@
 //! * decoding: Go's golden bytes (both codecs) decode into the generated types
 //!   and re-encode like the value built from the case; our own bytes decode
 //!   back (round trip);
+//! * amgen-go itself: `scripts/amgen-regen.sh --check` runs it from the
+//!   reference module through `go generate` and compares with the committed
+//!   files;
+//! * live: every generated value (both codecs) goes to the Go reference
+//!   serving the fixture's own Go types (go-peer's `cmd/amgen-echo`) and comes
+//!   back as Go decoded it; the generated hello types talk to the reference's
+//!   unchanged hello example server;
 //! * `#[amring::message]` written by hand in this crate (amring under its
 //!   own name): `package`, `wire`, `serde(rename)`, a user `with` left alone.
 
@@ -29,6 +36,9 @@ use std::fmt::Debug;
 use amgen_fixture::api::capmsg::*;
 use amgen_fixture::api::hello::{HelloInternal, HelloReply, HelloRequest};
 use amring::codec::{wire_name_for, CodecKind, Message, Profile};
+use amring::codec::EncodeError;
+use amring::{Client, ClientThread, Error, SharedConnection};
+use amring_tests::gopeer::{self, GoServer};
 use amring_tests::vectors::{f32v, f64v, field, int, load_vectors, opt, s, unhex};
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
@@ -286,7 +296,6 @@ fn decode<M: DeserializeOwned>(kind: CodecKind, bytes: &[u8], wire: &str) -> M {
 /// else the (leniencies) under which they are equal.
 #[derive(Debug, Default)]
 struct Outcome {
-    ran: bool,
     diffs: Vec<(&'static str, Option<Kind>)>,
 }
 
@@ -294,10 +303,7 @@ struct Outcome {
 fn check<M: Message + DeserializeOwned + Debug>(case: &Value, m: M) -> Outcome {
     let id = case["id"].as_str().expect("id");
     assert_eq!(M::WIRE_NAME, case["wire"].as_str().expect("wire"), "{id}: wire name");
-    let mut out = Outcome {
-        ran: true,
-        ..Outcome::default()
-    };
+    let mut out = Outcome::default();
     for (codec, kind, key) in [
         ("compact", CodecKind::Compact, "compact_hex"),
         ("map", CodecKind::Map, "map_hex"),
@@ -344,55 +350,71 @@ fn check<M: Message + DeserializeOwned + Debug>(case: &Value, m: M) -> Outcome {
     out
 }
 
-/// Builds the generated type of a case; `None` when amgen-go cannot express it.
-fn run_case(case: &Value) -> Outcome {
+/// What is done with the generated value of each case ([`run_case`]).
+trait Visit {
+    fn visit<M: Message + DeserializeOwned + Debug + Send + 'static>(&mut self, case: &Value, m: M);
+}
+
+/// [`check`] for each case.
+#[derive(Default)]
+struct Check(Outcome);
+
+impl Visit for Check {
+    fn visit<M: Message + DeserializeOwned + Debug + Send + 'static>(&mut self, case: &Value, m: M) {
+        self.0 = check(case, m);
+    }
+}
+
+/// Builds the generated type of a case and hands it to `to`; `false` when
+/// amgen-go cannot express the case's type.
+fn run_case(case: &Value, to: &mut impl Visit) -> bool {
     let id = case["id"].as_str().expect("id");
     let v = &case["value"];
     let fv = |name: &str| field(v, name);
     let neg = id.ends_with("neg0");
     match case["type"].as_str().expect("type") {
-        "StrMsg" => check(case, StrMsg { v: s(fv("V")) }),
-        "BytesMsg" => check(case, BytesMsg { v: bytes_of(fv("V")) }),
-        "BoolMsg" => check(
+        "StrMsg" => to.visit(case, StrMsg { v: s(fv("V")) }),
+        "BytesMsg" => to.visit(case, BytesMsg { v: bytes_of(fv("V")) }),
+        "BoolMsg" => to.visit(
             case,
             BoolMsg {
                 v: fv("V").as_bool().expect("bool"),
             },
         ),
-        "IntMsg" => check(case, IntMsg { v: int(fv("V")) }),
-        "UintMsg" => check(case, UintMsg { v: int(fv("V")) }),
-        "I8Msg" => check(case, I8Msg { v: int(fv("V")) }),
-        "I16Msg" => check(case, I16Msg { v: int(fv("V")) }),
-        "I32Msg" => check(case, I32Msg { v: int(fv("V")) }),
-        "I64Msg" => check(case, I64Msg { v: int(fv("V")) }),
-        "U8Msg" => check(case, U8Msg { v: int(fv("V")) }),
-        "U16Msg" => check(case, U16Msg { v: int(fv("V")) }),
-        "U32Msg" => check(case, U32Msg { v: int(fv("V")) }),
-        "U64Msg" => check(case, U64Msg { v: int(fv("V")) }),
-        "F32Msg" => check(case, F32Msg { v: f32v(fv("V"), neg) }),
-        "F64Msg" => check(case, F64Msg { v: f64v(fv("V"), neg) }),
-        "OptStrMsg" => check(case, OptStrMsg { v: opt(fv("V"), s) }),
-        "OptI64Msg" => check(case, OptI64Msg { v: opt(fv("V"), int) }),
-        "ListStrMsg" => check(case, ListStrMsg { v: list(fv("V"), s) }),
-        "ListI32Msg" => check(case, ListI32Msg { v: list(fv("V"), int) }),
-        "ListIntMsg" => check(case, ListIntMsg { v: list(fv("V"), int) }),
-        "MapStrI64Msg" => check(case, MapStrI64Msg { v: map(fv("V"), int) }),
-        "MapStrStrMsg" => check(case, MapStrStrMsg { v: map(fv("V"), s) }),
-        "ByteArrMsg" => check(
+        "IntMsg" => to.visit(case, IntMsg { v: int(fv("V")) }),
+        "UintMsg" => to.visit(case, UintMsg { v: int(fv("V")) }),
+        "I8Msg" => to.visit(case, I8Msg { v: int(fv("V")) }),
+        "I16Msg" => to.visit(case, I16Msg { v: int(fv("V")) }),
+        "I32Msg" => to.visit(case, I32Msg { v: int(fv("V")) }),
+        "I64Msg" => to.visit(case, I64Msg { v: int(fv("V")) }),
+        "U8Msg" => to.visit(case, U8Msg { v: int(fv("V")) }),
+        "U16Msg" => to.visit(case, U16Msg { v: int(fv("V")) }),
+        "U32Msg" => to.visit(case, U32Msg { v: int(fv("V")) }),
+        "U64Msg" => to.visit(case, U64Msg { v: int(fv("V")) }),
+        "F32Msg" => to.visit(case, F32Msg { v: f32v(fv("V"), neg) }),
+        "F64Msg" => to.visit(case, F64Msg { v: f64v(fv("V"), neg) }),
+        "OptStrMsg" => to.visit(case, OptStrMsg { v: opt(fv("V"), s) }),
+        "OptI64Msg" => to.visit(case, OptI64Msg { v: opt(fv("V"), int) }),
+        "ListStrMsg" => to.visit(case, ListStrMsg { v: list(fv("V"), s) }),
+        "ListI32Msg" => to.visit(case, ListI32Msg { v: list(fv("V"), int) }),
+        "ListIntMsg" => to.visit(case, ListIntMsg { v: list(fv("V"), int) }),
+        "MapStrI64Msg" => to.visit(case, MapStrI64Msg { v: map(fv("V"), int) }),
+        "MapStrStrMsg" => to.visit(case, MapStrStrMsg { v: map(fv("V"), s) }),
+        "ByteArrMsg" => to.visit(
             case,
             ByteArrMsg {
                 v: list(fv("V"), int::<u8>).try_into().expect("4 bytes"),
             },
         ),
-        "I32ArrMsg" => check(
+        "I32ArrMsg" => to.visit(
             case,
             I32ArrMsg {
                 v: list(fv("V"), int::<i32>).try_into().expect("3 ints"),
             },
         ),
-        "EchoRequest" => check(case, EchoRequest { text: s(fv("Text")) }),
-        "Empty" => check(case, Empty {}),
-        "Scalars" => check(
+        "EchoRequest" => to.visit(case, EchoRequest { text: s(fv("Text")) }),
+        "Empty" => to.visit(case, Empty {}),
+        "Scalars" => to.visit(
             case,
             Scalars {
                 s: s(fv("S")),
@@ -412,7 +434,7 @@ fn run_case(case: &Value) -> Outcome {
                 raw: bytes_of(fv("Raw")),
             },
         ),
-        "Nested" => check(
+        "Nested" => to.visit(
             case,
             Nested {
                 id: int(fv("ID")),
@@ -422,14 +444,14 @@ fn run_case(case: &Value) -> Outcome {
                 by_key: map(fv("ByKey"), inner),
             },
         ),
-        "HelloRequest" => check(
+        "HelloRequest" => to.visit(
             case,
             HelloRequest {
                 who: s(fv("Who")),
                 question: s(fv("Question")),
             },
         ),
-        "HelloReply" => check(
+        "HelloReply" => to.visit(
             case,
             HelloReply {
                 answer: s(fv("Answer")),
@@ -438,8 +460,9 @@ fn run_case(case: &Value) -> Outcome {
                 },
             },
         ),
-        _ => Outcome::default(),
+        _ => return false,
     }
+    true
 }
 
 // ---------------------------------------------------------------- tests
@@ -506,10 +529,11 @@ fn generated_types_encode_like_go() {
     let mut diverged: Vec<(String, Kind)> = Vec::new();
     for case in cases {
         let id = case["id"].as_str().expect("id");
-        let outcome = run_case(case);
-        if !outcome.ran {
+        let mut to = Check::default();
+        if !run_case(case, &mut to) {
             continue;
         }
+        let outcome = to.0;
         ran += 1;
         if outcome.diffs.is_empty() {
             exact += 1;
@@ -536,6 +560,138 @@ fn generated_types_encode_like_go() {
     // built-ins ok_reply, error_reply, error_reply_empty are amring's own.
     assert_eq!(ran, 120, "cases run");
     assert_eq!(exact, ran - DIVERGENCES.len());
+}
+
+// ---------------------------------------------------------------- live Go
+
+/// amgen-go itself, from the reference module, through `go generate`
+/// (`scripts/amgen-regen.sh --check`): the committed `api/*/message.rs` are
+/// exactly its output for the committed Go sources, and `api/hello/message.go`
+/// is the reference's `examples/hello/message.go`.
+#[test]
+fn committed_fixtures_are_amgen_go_output() {
+    // Go is there (or the loud skip / the AMRING_REQUIRE_GO panic happened).
+    if gopeer::go_example("amgen-echo").is_none() {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(root.join("scripts/amgen-regen.sh")).arg("--check");
+    gopeer::go_env(&mut cmd);
+    let out = gopeer::run_with_timeout(cmd, std::time::Duration::from_secs(300)).expect("run amgen-regen.sh");
+    assert!(out.success(), "amgen-regen.sh --check: {out}");
+    assert_eq!(
+        out.stdout.matches("is amgen-go's output").count(),
+        2,
+        "both packages generated and compared: {out}"
+    );
+}
+
+/// Sends each generated value to the reference and checks the echo:
+/// go-peer's `amgen-echo` serves the fixture's own Go types, each handler
+/// sending back what Go decoded, so the echo is Go's re-encoding of our bytes.
+///
+/// A nil field (`None`) cannot go Go's way in compact: the reference's compact
+/// decoder fails on nil in a field position (spec §9 note 1), so amring refuses
+/// to send it with a typed `Error::Encode(NilInCompact)`; those cases are
+/// collected in `refused`.
+struct Live {
+    conn: SharedConnection,
+    kind: CodecKind,
+    sent: usize,
+    refused: Vec<String>,
+}
+
+impl Visit for Live {
+    fn visit<M: Message + DeserializeOwned + Debug + Send + 'static>(&mut self, case: &Value, m: M) {
+        let id = case["id"].as_str().expect("id");
+        // Compared by our own encoding: NaN safe, and blind to the integer
+        // width Go chose for its `int` fields.
+        let want = encode(self.kind, &m);
+        let back: M = match self.conn.send_recv_blocking(m) {
+            Ok(back) => back,
+            Err(Error::Encode(EncodeError::NilInCompact)) if self.kind == CodecKind::Compact => {
+                self.refused.push(id.to_owned());
+                return;
+            }
+            Err(e) => panic!("{id}/{:?}: echo from Go failed: {e}", self.kind),
+        };
+        assert_eq!(
+            hex::encode(encode(self.kind, &back)),
+            hex::encode(&want),
+            "{id}/{:?}: Go echoed {back:?}",
+            self.kind
+        );
+        self.sent += 1;
+    }
+}
+
+#[test]
+fn generated_values_round_trip_with_the_go_reference() {
+    let Some(bin) = gopeer::go_example("amgen-echo") else {
+        return;
+    };
+    let mut server = GoServer::start_example(&bin, &[]).unwrap_or_else(|e| panic!("amgen-echo: {e}"));
+    let vectors = load_vectors("codec.json");
+    let cases = vectors["encode_cases"].as_array().expect("encode_cases");
+    let client = ClientThread::start().expect("client thread");
+    for kind in [CodecKind::Compact, CodecKind::Map] {
+        let conn = client
+            .connect_blocking(Client::builder().codecs([kind]), &server.dial_addr())
+            .unwrap_or_else(|e| panic!("connect {kind:?}: {e}"));
+        let mut live = Live {
+            conn,
+            kind,
+            sent: 0,
+            refused: Vec::new(),
+        };
+        for case in cases {
+            run_case(case, &mut live);
+        }
+        // Every case the golden-byte test runs (generated_types_encode_like_go):
+        // all with map; with compact all but those holding a `None`.
+        let refused: &[&str] = match kind {
+            CodecKind::Compact => &["optstr_nil", "opti64_nil", "nested_min"],
+            _ => &[],
+        };
+        assert_eq!(live.refused, refused, "{kind:?}: refused as nil in compact");
+        assert_eq!(live.sent + refused.len(), 120, "{kind:?}: values echoed");
+    }
+    server.check_alive().expect("amgen-echo alive");
+}
+
+/// The generated hello types against the reference's own hello example server
+/// (built unchanged, `-tags server`): the request it decodes and the reply it
+/// builds.
+#[test]
+fn generated_hello_types_talk_to_the_reference_hello_server() {
+    let Some(bin) = gopeer::go_example("hello-server") else {
+        return;
+    };
+    let mut server = GoServer::start_example(&bin, &[]).unwrap_or_else(|e| panic!("hello-server: {e}"));
+    let client = ClientThread::start().expect("client thread");
+    for kind in [CodecKind::Compact, CodecKind::Map] {
+        let conn = client
+            .connect_blocking(Client::builder().codecs([kind]), &server.dial_addr())
+            .unwrap_or_else(|e| panic!("connect {kind:?}: {e}"));
+        let reply: HelloReply = conn
+            .send_recv_blocking(HelloRequest {
+                who: "Ferris".into(),
+                question: "Who are you?".into(),
+            })
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert_eq!(reply.answer, "I am hello server, Ferris", "{kind:?}");
+        assert_eq!(reply.internal.trace_id, "trace-Ferris", "{kind:?}");
+        // The handler's error path: an ErrorReply, typed.
+        let err = conn
+            .send_recv_blocking::<_, HelloReply>(HelloRequest {
+                who: "Ferris".into(),
+                question: "an error please".into(),
+            })
+            .expect_err("the hello handler fails on \"error\"");
+        assert!(err.to_string().contains("bad request: an error please"), "{kind:?}: {err}");
+    }
+    server.check_alive().expect("hello-server alive");
 }
 
 // ---------------------------------------------------------------- hand-written

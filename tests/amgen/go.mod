@@ -1,0 +1,3 @@
+module amring.test/amgen
+
+go 1.22
