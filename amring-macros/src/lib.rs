@@ -416,6 +416,104 @@ fn expand(opts: Options, mut input: DeriveInput) -> syn::Result<TokenStream2> {
     })
 }
 
+/// adaptivemsg-rust's `#[adaptivemsg::message_handler]` on `impl
+/// MessageHandler for Request { async fn handle(self: Box<Self>, ctx:
+/// StreamContext) -> Result<Option<Box<dyn Message>>> { .. } }`: keeps the
+/// impl, writes each `dyn Message` in it as `dyn <amring>::codec::AnyMessage`
+/// (amring's `Message` is not object safe), and registers the handler at link
+/// time (`inventory`), so every server and client builder dispatches the type
+/// to it. Argument (optional): `crate = "path::to::amring"`.
+#[proc_macro_attribute]
+pub fn message_handler(args: TokenStream, input: TokenStream) -> TokenStream {
+    let mut krate: Option<LitStr> = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") && krate.is_none() {
+            krate = Some(meta.value()?.parse()?);
+            Ok(())
+        } else {
+            Err(meta.error("expected `crate = \"..\"` (once)"))
+        }
+    });
+    parse_macro_input!(args with parser);
+    let item = parse_macro_input!(input as syn::ItemImpl);
+    expand_handler(krate, item)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn expand_handler(krate: Option<LitStr>, mut item: syn::ItemImpl) -> syn::Result<TokenStream2> {
+    let is_handler = item
+        .trait_
+        .as_ref()
+        .and_then(|(bang, path, _)| if bang.is_some() { None } else { path.segments.last() })
+        .is_some_and(|s| s.ident == "MessageHandler");
+    if !is_handler {
+        return Err(syn::Error::new_spanned(
+            &item.self_ty,
+            "#[message_handler] goes on `impl MessageHandler for YourRequest { .. }`",
+        ));
+    }
+    if !item.generics.params.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &item.generics,
+            "#[message_handler] registers one concrete request type: no generics",
+        ));
+    }
+    let krate = amring_path(&Options {
+        krate,
+        ..Options::default()
+    })?;
+    let mut rewrite = DynMessage {
+        any: syn::parse_quote!(#krate::codec::AnyMessage),
+        seen: Vec::new(),
+    };
+    syn::visit_mut::VisitMut::visit_item_impl_mut(&mut rewrite, &mut item);
+    // Keep the user's `use am::Message` import used after the rewrite.
+    let uses = rewrite.seen.iter().enumerate().map(|(i, p)| {
+        let f = syn::Ident::new(&format!("__amring_uses_{i}"), Span::call_site());
+        quote!(fn #f<T: ?::core::marker::Sized + #p>() {})
+    });
+    let self_ty = &item.self_ty;
+    Ok(quote! {
+        #item
+        #[allow(non_local_definitions)]
+        const _: () = {
+            #(#uses)*
+        };
+        #krate::__private::inventory::submit! {
+            #krate::__private::HandlerRegistration::new::<#self_ty>()
+        }
+    })
+}
+
+/// Rewrites `dyn Message` (any path ending in `Message`, no generics) to
+/// `dyn <amring>::codec::AnyMessage`, remembering the paths it replaced.
+struct DynMessage {
+    any: Path,
+    seen: Vec<Path>,
+}
+
+impl syn::visit_mut::VisitMut for DynMessage {
+    fn visit_type_trait_object_mut(&mut self, t: &mut syn::TypeTraitObject) {
+        for bound in &mut t.bounds {
+            if let syn::TypeParamBound::Trait(tb) = bound {
+                let is_message = tb
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "Message" && s.arguments.is_none());
+                if is_message {
+                    let old = std::mem::replace(&mut tb.path, self.any.clone());
+                    if !self.seen.contains(&old) {
+                        self.seen.push(old);
+                    }
+                }
+            }
+        }
+        syn::visit_mut::visit_type_trait_object_mut(self, t);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +524,55 @@ mod tests {
         syn::parse::Parser::parse2(parser, args).unwrap();
         let input: DeriveInput = syn::parse2(item).unwrap();
         expand(opts, input).unwrap().to_string()
+    }
+
+    fn handler_str(item: TokenStream2) -> syn::Result<String> {
+        let lit: LitStr = syn::parse_quote!("::am");
+        expand_handler(Some(lit), syn::parse2(item).unwrap()).map(|t| t.to_string())
+    }
+
+    #[test]
+    fn handler_rewrites_dyn_message_and_registers() {
+        let out = handler_str(quote! {
+            impl MessageHandler for Req {
+                async fn handle(self: Box<Self>, ctx: StreamContext) -> Result<Option<Box<dyn Message>>> {
+                    let r: Box<dyn am::Message> = Box::new(Rep {});
+                    Ok(Some(r))
+                }
+            }
+        })
+        .unwrap();
+        assert!(
+            !out.contains("dyn Message") && !out.contains("dyn am :: Message"),
+            "{out}"
+        );
+        assert_eq!(out.matches("dyn :: am :: codec :: AnyMessage").count(), 2, "{out}");
+        // Both spellings of the import stay used.
+        assert!(
+            out.contains("fn __amring_uses_0 < T : ? :: core :: marker :: Sized + Message >"),
+            "{out}"
+        );
+        assert!(
+            out.contains("fn __amring_uses_1 < T : ? :: core :: marker :: Sized + am :: Message >"),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: am :: __private :: inventory :: submit ! { :: am :: __private :: HandlerRegistration :: new :: < Req > () }"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn handler_needs_a_concrete_message_handler_impl() {
+        let e = handler_str(quote!(impl Other for Req {})).unwrap_err();
+        assert!(e.to_string().contains("impl MessageHandler for YourRequest"), "{e}");
+        let e = handler_str(quote!(impl Req {})).unwrap_err();
+        assert!(e.to_string().contains("impl MessageHandler for YourRequest"), "{e}");
+        let e = handler_str(quote!(
+            impl<T> MessageHandler for Req<T> {}
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("no generics"), "{e}");
     }
 
     #[test]

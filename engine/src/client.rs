@@ -76,7 +76,7 @@ impl Client {
             limits: Limits::default(),
             recovery: None,
             stream_credit: false,
-            table: HandlerTable::default(),
+            table: HandlerTable::registered(),
         }
     }
 }

@@ -74,6 +74,14 @@ mod server;
 /// assert_eq!(CodecKind::Map.decode_body::<HelloRequest>(&env).unwrap(), req);
 /// ```
 pub use amring_macros::message;
+/// The `#[amring::message_handler]` attribute: adaptivemsg-rust's spelling
+/// of a handler, `impl MessageHandler for Request { async fn handle(..) }`,
+/// registered at link time for every builder (see [`MessageHandler`]).
+///
+/// Writes `Box<dyn Message>` in the impl as `Box<dyn
+/// amring::codec::AnyMessage>`; `crate = "path"` names amring when
+/// `Cargo.toml` cannot tell.
+pub use amring_macros::message_handler;
 /// The sans-IO core, under its path inside the engine.
 pub(crate) use amring_proto as proto;
 /// The codecs and the [`codec::Message`] trait (from [`amring_proto`]).
@@ -83,7 +91,8 @@ pub use amring_proto::codec;
 /// `message!`, re-exported under this name because `amring::message` is the
 /// attribute).
 pub use amring_proto::message as impl_message;
-pub use codec::Reply;
+pub use codec::{Message, Reply};
+pub use conn::registered::{MessageHandler, Result};
 
 pub use addr::{Addr, BoundAddr};
 pub use client::{once, once_with_timeout, Client, ClientBuilder, ClientRecoveryOptions, Connection};
@@ -103,6 +112,8 @@ pub use server::{Server, ServerBuilder, ServerHandle};
 /// What the `#[amring::message]` expansion names: not an API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::conn::registered::HandlerRegistration;
+    pub use inventory;
     pub use serde;
     pub use serde_bytes;
 }

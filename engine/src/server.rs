@@ -80,7 +80,7 @@ impl Server {
                 table: Arc::new(HandlerTable::default()),
                 hooks: Arc::new(Hooks::default()),
             },
-            table: HandlerTable::default(),
+            table: HandlerTable::registered(),
             hooks: Hooks::default(),
         }
     }

@@ -255,6 +255,23 @@ fn go_build(name: &str, flags: &[&str], package: &str) -> Result<PathBuf, String
     Ok(out)
 }
 
+/// Checks the log of the reference hello client (`go_example("hello-client")`,
+/// which logs to stderr and exits 0 either way) against a server with the
+/// reference hello handler: its three concurrent streams, one ErrorReply.
+///
+/// # Panics
+/// When the client failed or a line is missing.
+pub fn check_go_hello_log(out: &RunOutput) {
+    assert!(out.success(), "{out}");
+    for line in [
+        "default stream: I am hello server, John (trace trace-John)",
+        "stream A: I am good, Alice (trace trace-Alice)",
+        "stream B expected error: handler_error: bad request: error please",
+    ] {
+        assert!(out.stderr.contains(line), "missing {line:?}: {out}");
+    }
+}
+
 /// Output of a finished (or killed) child process.
 #[derive(Debug)]
 pub struct RunOutput {

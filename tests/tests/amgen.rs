@@ -35,8 +35,8 @@ use std::fmt::Debug;
 
 use amgen_fixture::api::capmsg::*;
 use amgen_fixture::api::hello::{HelloInternal, HelloReply, HelloRequest};
-use amring::codec::{wire_name_for, CodecKind, Message, Profile};
 use amring::codec::EncodeError;
+use amring::codec::{wire_name_for, CodecKind, Message, Profile};
 use amring::{Client, ClientThread, Error, SharedConnection};
 use amring_tests::gopeer::{self, GoServer};
 use amring_tests::vectors::{f32v, f64v, field, int, load_vectors, opt, s, unhex};
@@ -689,7 +689,10 @@ fn generated_hello_types_talk_to_the_reference_hello_server() {
                 question: "an error please".into(),
             })
             .expect_err("the hello handler fails on \"error\"");
-        assert!(err.to_string().contains("bad request: an error please"), "{kind:?}: {err}");
+        assert!(
+            err.to_string().contains("bad request: an error please"),
+            "{kind:?}: {err}"
+        );
     }
     server.check_alive().expect("hello-server alive");
 }

@@ -155,18 +155,6 @@ fn check_hello(out: &hello_client::HelloOutcomes) {
     }
 }
 
-/// Checks the log of the reference hello client (it logs and exits 0 either way).
-fn check_go_hello_log(out: &RunOutput) {
-    assert!(out.success(), "{out}");
-    for line in [
-        "default stream: I am hello server, John (trace trace-John)",
-        "stream A: I am good, Alice (trace trace-Alice)",
-        "stream B expected error: handler_error: bad request: error please",
-    ] {
-        assert!(out.stderr.contains(line), "missing {line:?}: {out}");
-    }
-}
-
 /// Opens `n` amring connections to `addr` one after another; each stays
 /// `hold` and is then closed ("other clients come and go").
 async fn come_and_go(addr: &str, n: usize, hold: Duration) {
@@ -258,7 +246,7 @@ fn go_echo_whoelse_sub_demo_against_amring_echo_server() {
 fn go_hello_client_against_amring_hello_server() {
     let Some(bin) = go_example("hello-client") else { return };
     let h = hello_server::serve("tcp://127.0.0.1:0", Shards::Unpinned(2)).unwrap();
-    check_go_hello_log(&run_go(&bin, &["-addr", &tcp_addr(&h)]));
+    gopeer::check_go_hello_log(&run_go(&bin, &["-addr", &tcp_addr(&h)]));
     stop(h);
 }
 
@@ -270,7 +258,7 @@ fn go_hello_client_against_amring_hello_server_over_uds() {
     let _ = std::fs::remove_file(&path);
     let addr = format!("uds://{}", path.display());
     let h = hello_server::serve(&addr, Shards::Unpinned(2)).unwrap();
-    check_go_hello_log(&run_go(&bin, &["-addr", &addr]));
+    gopeer::check_go_hello_log(&run_go(&bin, &["-addr", &addr]));
     stop(h);
     assert!(!path.exists(), "the socket file is removed when the server stops");
 }

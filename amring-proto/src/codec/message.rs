@@ -150,6 +150,18 @@ impl Reply for Box<dyn AnyMessage> {
     }
 }
 
+/// adaptivemsg-rust's handler result (`Option<Box<dyn Message>>`): `None`
+/// sends `OkReply`.
+impl Reply for Option<Box<dyn AnyMessage>> {
+    type Msg = dyn AnyMessage;
+    fn message(&self) -> &(dyn AnyMessage + 'static) {
+        match self {
+            Some(m) => &**m,
+            None => &OkReply {},
+        }
+    }
+}
+
 impl Reply for Box<dyn AnyMessage + Send> {
     type Msg = dyn AnyMessage;
     fn message(&self) -> &(dyn AnyMessage + 'static) {

@@ -17,6 +17,7 @@ mod holdings;
 pub(crate) mod info;
 pub(crate) mod limits;
 pub(crate) mod post;
+pub(crate) mod registered;
 pub(crate) mod send;
 pub(crate) mod state;
 pub(crate) mod stream;
