@@ -154,6 +154,19 @@ pub async fn remove<P: AsRef<Path>>(path: P) -> Result<()> {
     Ok(())
 }
 
+/// Waits until `fd` is readable: one `IORING_OP_POLL_ADD` (`POLLIN`) on this
+/// executor's ring, cancelled if the future is dropped first. For
+/// descriptors glommio does not wrap, e.g. an eventfd or the descriptor of
+/// a second io_uring that the application drives itself. The descriptor
+/// must stay open while the future is alive.
+///
+/// (amring patch, see `AMRING-PATCH.md`.)
+pub async fn wait_readable(fd: std::os::unix::io::RawFd) -> Result<()> {
+    let source = crate::executor().reactor().poll_read_ready(fd);
+    source.collect_rw().await?;
+    Ok(())
+}
+
 pub(crate) use self::sched::{FileScheduler, IoScheduler, ScheduledSource};
 pub use self::{
     buffered_file::BufferedFile,

@@ -45,11 +45,13 @@ pub(crate) trait HandlerRunner {
     fn reset(self: Pin<&mut Self>);
 }
 
-/// A pinned, boxed [`HandlerRunner`] borrowing its handler from the table.
-pub(crate) type BoxedRunner<'a> = Pin<Box<dyn HandlerRunner + 'a>>;
+/// A pinned, boxed [`HandlerRunner`] holding its handler (an `Arc` of the
+/// table's entry), so a call in progress can move between tasks (from the
+/// connection driver, which runs a handler inline, to a stream worker).
+pub(crate) type BoxedRunner = Pin<Box<dyn HandlerRunner>>;
 
 trait ErasedHandler: Send + Sync {
-    fn runner(&self) -> BoxedRunner<'_>;
+    fn runner(self: Arc<Self>) -> BoxedRunner;
 }
 
 struct TypedHandler<Req, F> {
@@ -61,8 +63,8 @@ struct TypedHandler<Req, F> {
 type RoomWait = Pin<Box<dyn Future<Output = bool>>>;
 
 pin_project_lite::pin_project! {
-    struct Runner<'a, Req, F, Fut, R> {
-        f: &'a F,
+    struct Runner<Req, F, Fut, R> {
+        h: Arc<TypedHandler<Req, F>>,
         #[pin]
         call: Option<Fut>,
         // A reply refused with `ReplayBufferFull`, retried once room frees.
@@ -72,7 +74,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<Req, F, Fut, R, E> HandlerRunner for Runner<'_, Req, F, Fut, R>
+impl<Req, F, Fut, R, E> HandlerRunner for Runner<Req, F, Fut, R>
 where
     Req: Message + DeserializeOwned + 'static,
     F: Fn(StreamContext, Req) -> Fut,
@@ -90,7 +92,7 @@ where
             .decode_envelope(&payload)
             .and_then(|env| codec.decode_body::<Req>(&env))?;
         drop(payload);
-        this.call.set(Some((this.f)(ctx.clone(), req)));
+        this.call.set(Some((this.h.f)(ctx.clone(), req)));
         Ok(())
     }
 
@@ -159,9 +161,9 @@ where
     R: Reply + 'static,
     E: Display + 'static,
 {
-    fn runner(&self) -> BoxedRunner<'_> {
+    fn runner(self: Arc<Self>) -> BoxedRunner {
         Box::pin(Runner::<Req, F, Fut, R> {
-            f: &self.f,
+            h: self,
             call: None,
             reply: None,
             wait: None,
@@ -224,8 +226,8 @@ impl HandlerTable {
     }
 
     /// A fresh call slot for handler `idx` (panics are caught by the caller).
-    pub(crate) fn runner(&self, idx: usize) -> BoxedRunner<'_> {
-        self.entries[idx].runner()
+    pub(crate) fn runner(&self, idx: usize) -> BoxedRunner {
+        self.entries[idx].clone().runner()
     }
 }
 

@@ -32,9 +32,12 @@ use crate::proto::{self, Version};
 
 /// Handler indices by wire name (a snapshot taken by `serve`, §5.3): what
 /// routing needs of the handler table.
+///
+/// Fx-hashed: looked up once per inbound message, and the peer chooses only
+/// the key looked up, never what the map holds (no flooding possible).
 #[derive(Clone, Default, Debug)]
 pub(crate) struct Routes {
-    pub(super) by_name: HashMap<&'static str, usize>,
+    pub(super) by_name: HashMap<&'static str, usize, rustc_hash::FxBuildHasher>,
 }
 
 impl Routes {

@@ -24,7 +24,7 @@ use crate::codec::ErrorReply;
 use crate::conn::context::StreamContext;
 use crate::conn::handler::{BoxedRunner, HandlerOutcome, HandlerTable, Hooks};
 use crate::conn::info::ConnInfo;
-use crate::conn::state::{ConnRef, Routed};
+use crate::conn::state::{ConnRef, ConnState, Routed};
 use crate::debug::FailureCode;
 
 /// Lifecycle callbacks of a server connection.
@@ -117,6 +117,9 @@ struct Driver<'a> {
     read_room: ReadRoom,
     /// Whole frames wait in `rbuf`, left there at the inbound limit.
     input_held: bool,
+    /// Call slots of the handlers the driver runs inline, by handler index
+    /// (allocated on first use; one moves to a worker when its call waits).
+    inline: Vec<Option<BoxedRunner>>,
 }
 
 impl Driver<'_> {
@@ -125,7 +128,7 @@ impl Driver<'_> {
     /// Stops early, leaving whole frames in the read buffer, once the inbound
     /// holdings reach `in_limit` (`input_held` is set): what the connection
     /// holds never passes its limit by more than one message.
-    fn process_input(&mut self, in_limit: usize) -> Result<(), crate::proto::ConnError> {
+    fn process_input(&mut self, in_limit: usize, cx: &mut Context<'_>) -> Result<(), crate::proto::ConnError> {
         let now = Instant::now();
         self.input_held = false;
         loop {
@@ -148,18 +151,81 @@ impl Driver<'_> {
                 h.fire(self.conn);
             }
             if let Routed::Handler { spawn: true } = routed {
-                self.spawn_worker(d.stream_id);
+                self.run_inline(d.stream_id, cx);
             }
         }
     }
 
-    fn spawn_worker(&self, id: u32) {
-        let Some(h) = self.hooks else { return };
-        let gen = match self.conn.borrow().streams.get(&id) {
-            Some(s) => s.gen,
-            None => return,
+    /// Runs the request just queued on stream `id`, whose handlers were idle,
+    /// right here in the driver instead of waking a worker task for it: a
+    /// handler whose future completes at once (an echo) costs no task, no
+    /// wake and no second pass over the connection state, and its reply
+    /// leaves in this wake's write. A call that has to wait moves, in
+    /// progress, to a new stream worker, which also serves what arrives
+    /// behind it; so requests of one stream still run one at a time, in
+    /// order (§5.4).
+    fn run_inline(&mut self, id: u32, cx: &mut Context<'_>) {
+        let Some(hooks) = self.hooks else { return };
+        let (p, gen) = {
+            let mut st = self.conn.borrow_mut();
+            let Some(gen) = st.streams.get(&id).map(|s| s.gen) else {
+                return;
+            };
+            match take_request(&mut st, id, gen) {
+                Ok(Some(p)) => (p, gen),
+                _ => return,
+            }
         };
-        crate::exec::spawn(stream_worker(self.conn.clone(), id, gen, h.clone()));
+        if self.inline.len() < hooks.table.len() {
+            self.inline.resize_with(hooks.table.len(), || None);
+        }
+        let Some(slot) = self.inline.get_mut(p.handler) else {
+            return;
+        };
+        let runner = slot.get_or_insert_with(|| hooks.table.runner(p.handler));
+        let ctx = StreamContext {
+            conn: self.conn.clone(),
+            id,
+            info: hooks.info.clone(),
+        };
+        // The driver writes after this anyway: a reply queued inline must not
+        // wake it for another pass.
+        let waker = self.conn.borrow_mut().driver_waker.take();
+        let polled = match start_call(runner, &ctx, p.payload, self.conn, id) {
+            Some(o) => Poll::Ready(o),
+            None => poll_call(runner, cx, &ctx, self.conn, id),
+        };
+        {
+            let mut st = self.conn.borrow_mut();
+            if st.driver_waker.is_none() {
+                st.driver_waker = waker;
+            }
+        }
+        match polled {
+            Poll::Ready(outcome) => {
+                if settle(self.conn, id, gen, outcome, hooks) == Next::Continue {
+                    // Nothing can have queued behind it meanwhile (only this
+                    // driver routes), but stay correct if something did.
+                    let mut st = self.conn.borrow_mut();
+                    if let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) {
+                        if s.handler_q.is_empty() {
+                            s.worker_alive = false;
+                        } else {
+                            drop(st);
+                            crate::exec::spawn(stream_worker(self.conn.clone(), id, gen, hooks.clone(), None));
+                        }
+                    }
+                }
+            }
+            Poll::Pending => {
+                let Some(runner) = slot.take() else { return };
+                let first = Started {
+                    handler: p.handler,
+                    runner,
+                };
+                crate::exec::spawn(stream_worker(self.conn.clone(), id, gen, hooks.clone(), Some(first)));
+            }
+        }
     }
 
     fn is_v3(&self) -> bool {
@@ -284,7 +350,7 @@ impl Driver<'_> {
             }
             // Frames read earlier and left at the inbound limit go first.
             if !closing && self.input_held && self.conn.borrow().inbound_held() < in_limit {
-                if let Err(e) = self.process_input(in_limit) {
+                if let Err(e) = self.process_input(in_limit, cx) {
                     return Poll::Ready(self.proto_error(e));
                 }
                 progress = true;
@@ -322,7 +388,7 @@ impl Driver<'_> {
                             st.read_buffer = self.rbuf.capacity();
                             st.counters.socket_reads += 1;
                         }
-                        if let Err(e) = self.process_input(in_limit) {
+                        if let Err(e) = self.process_input(in_limit, cx) {
                             return Poll::Ready(self.proto_error(e));
                         }
                         progress = true;
@@ -505,18 +571,20 @@ pub(crate) async fn run_transport(
         epoch,
         read_room: ReadRoom::default(),
         input_held: false,
+        inline: Vec::new(),
     };
-    // Frames pipelined behind the handshake.
-    let in_limit = conn.borrow().route_limit();
-    let early = if d.rbuf.is_empty() {
-        Ok(())
-    } else {
-        d.process_input(in_limit)
-    };
-    match early {
-        Ok(()) => future::poll_fn(|cx| d.poll(cx)).await,
-        Err(e) => d.proto_error(e),
-    }
+    // Frames pipelined behind the handshake go first.
+    let mut early = !d.rbuf.is_empty();
+    future::poll_fn(|cx| {
+        if std::mem::take(&mut early) {
+            let in_limit = d.conn.borrow().route_limit();
+            if let Err(e) = d.process_input(in_limit, cx) {
+                return Poll::Ready(d.proto_error(e));
+            }
+        }
+        d.poll(cx)
+    })
+    .await
 }
 
 /// The logical connection is over: marks the state closed and fires close
@@ -560,34 +628,172 @@ fn panic_outcome(conn: &ConnRef, id: u32, text: String) -> HandlerOutcome {
     HandlerOutcome::Failed(text)
 }
 
+/// Takes the next queued request of stream `id` (generation `gen`) for the
+/// one running its handlers: `Ok(None)` when the queue is empty, `Err(())`
+/// when the stream state is gone (or the connection closed with nothing
+/// queued).
+#[allow(clippy::result_unit_err)]
+fn take_request(st: &mut ConnState, id: u32, gen: u64) -> Result<Option<crate::conn::state::Pending>, ()> {
+    let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) else {
+        return Err(());
+    };
+    match s.handler_q.pop_front() {
+        Some(p) => {
+            s.handler_busy = true;
+            s.counters.handler_calls += 1;
+            st.counters.handler_calls += 1;
+            st.took_request(id, crate::conn::limits::held_cost(&p.payload));
+            Ok(Some(p))
+        }
+        None if st.closed => Err(()),
+        None => Ok(None),
+    }
+}
+
+/// Decodes the request into `runner` and starts its call; a decode failure
+/// or a panic is the outcome at once.
+fn start_call(
+    runner: &mut BoxedRunner,
+    ctx: &StreamContext,
+    payload: bytes::Bytes,
+    conn: &ConnRef,
+    id: u32,
+) -> Option<HandlerOutcome> {
+    match crate::panic::contain(|| runner.as_mut().start(ctx, payload)) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(HandlerOutcome::Decode(e)),
+        Err(text) => {
+            runner.as_mut().reset();
+            Some(panic_outcome(conn, id, text))
+        }
+    }
+}
+
+/// Polls a started call once (a panic is its outcome).
+fn poll_call(
+    runner: &mut BoxedRunner,
+    cx: &mut Context<'_>,
+    ctx: &StreamContext,
+    conn: &ConnRef,
+    id: u32,
+) -> Poll<HandlerOutcome> {
+    match crate::panic::contain(|| runner.as_mut().poll_run(cx, ctx)) {
+        Ok(p) => p,
+        Err(text) => {
+            runner.as_mut().reset();
+            Poll::Ready(panic_outcome(conn, id, text))
+        }
+    }
+}
+
+/// After one handler call: what its runner does next.
+#[derive(PartialEq, Eq)]
+enum Next {
+    /// Take the stream's next request.
+    Continue,
+    /// Stop: the stream state was replaced (a decode failure resets it and
+    /// a new worker, if any, serves what was queued behind).
+    Exit,
+}
+
+/// Finishes one handler call of stream `id`: the error reply of a failed
+/// call, the §5.4 stream reset of a decode failure, the stream's
+/// `handler_busy` flag and `new_task` gate.
+fn settle(conn: &ConnRef, id: u32, gen: u64, outcome: HandlerOutcome, hooks: &ConnHooks) -> Next {
+    let mut st = conn.borrow_mut();
+    match outcome {
+        HandlerOutcome::Replied | HandlerOutcome::SendFailed => {}
+        HandlerOutcome::Failed(text) => {
+            st.counters.handler_errors += 1;
+            if let Some(s) = st.streams.get_mut(&id) {
+                s.counters.handler_errors += 1;
+            }
+            st.fail(Some(id), FailureCode::HandlerError, format!("handler error: {text}"));
+            let reply = ErrorReply {
+                code: ErrorReply::HANDLER_ERROR.to_owned(),
+                message: text,
+            };
+            let _ = st.send_msg(id, &reply);
+        }
+        HandlerOutcome::Decode(e) => {
+            // §5.4 step 2: codec_error reply, then a fresh stream state;
+            // requests queued behind it run on the fresh state.
+            st.count_decode_error(id, e.to_string());
+            st.protocol_reply(id, ErrorReply::CODEC_ERROR, e.to_string());
+            let rest = st
+                .streams
+                .get_mut(&id)
+                .map(|s| std::mem::take(&mut s.handler_q))
+                .unwrap_or_default();
+            let rest_bytes: usize = rest.iter().map(|p| crate::conn::limits::held_cost(&p.payload)).sum();
+            st.pending_requests -= rest.len();
+            st.pending_bytes -= rest_bytes;
+            st.discard(id);
+            if !rest.is_empty() {
+                let n = rest.len();
+                if let Some((s, _)) = st.slot_or_create(id, Instant::now()) {
+                    s.handler_q = rest;
+                    s.worker_alive = true;
+                    let g = s.gen;
+                    st.pending_requests += n;
+                    st.pending_bytes += rest_bytes;
+                    drop(st);
+                    hooks.fire(conn);
+                    crate::exec::spawn(stream_worker(conn.clone(), id, g, hooks.clone(), None));
+                    return Next::Exit;
+                }
+            }
+            drop(st);
+            hooks.fire(conn);
+            return Next::Exit;
+        }
+    }
+    if let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) {
+        s.handler_busy = false;
+        if let Some(w) = s.task_gate.take() {
+            w.wake();
+        }
+    }
+    st.wake_driver();
+    Next::Continue
+}
+
+/// A handler call the connection driver started inline and that did not
+/// finish at once: the worker continues it first.
+struct Started {
+    handler: usize,
+    runner: BoxedRunner,
+}
+
 /// One stream's handler worker: runs queued requests sequentially in arrival
-/// order (§5.4 step 2) and exits when the stream state goes away.
-async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
+/// order (§5.4 step 2) and exits when the stream state goes away. `first` is
+/// a call the driver started inline (see `Driver::run_inline`).
+async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks, first: Option<Started>) {
     let table = hooks.table.clone();
     let ctx = StreamContext {
         conn: conn.clone(),
         id,
         info: hooks.info.clone(),
     };
-    let mut runners: Vec<Option<BoxedRunner<'_>>> = (0..table.len()).map(|_| None).collect();
+    let mut runners: Vec<Option<BoxedRunner>> = (0..table.len()).map(|_| None).collect();
+    if let Some(Started { handler, runner }) = first {
+        let Some(slot) = runners.get_mut(handler) else { return };
+        let runner = slot.insert(runner);
+        let outcome = future::poll_fn(|cx| poll_call(runner, cx, &ctx, &conn, id)).await;
+        if settle(&conn, id, gen, outcome, &hooks) == Next::Exit {
+            return;
+        }
+    }
     loop {
         let next = future::poll_fn(|cx| {
             let mut st = conn.borrow_mut();
-            let st = &mut *st;
-            let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) else {
-                return Poll::Ready(None);
-            };
-            match s.handler_q.pop_front() {
-                Some(p) => {
-                    s.handler_busy = true;
-                    s.counters.handler_calls += 1;
-                    st.counters.handler_calls += 1;
-                    st.took_request(id, crate::conn::limits::held_cost(&p.payload));
-                    Poll::Ready(Some(p))
-                }
-                None if st.closed => Poll::Ready(None),
-                None => {
-                    s.worker_waker = Some(cx.waker().clone());
+            match take_request(&mut st, id, gen) {
+                Ok(Some(p)) => Poll::Ready(Some(p)),
+                Err(()) => Poll::Ready(None),
+                Ok(None) => {
+                    if let Some(s) = st.streams.get_mut(&id) {
+                        s.worker_waker = Some(cx.waker().clone());
+                    }
                     Poll::Pending
                 }
             }
@@ -600,81 +806,13 @@ async fn stream_worker(conn: ConnRef, id: u32, gen: u64, hooks: ConnHooks) {
             break;
         };
         let runner = runner.get_or_insert_with(|| table.runner(p.handler));
-        let started = crate::panic::contain(|| runner.as_mut().start(&ctx, p.payload));
-        let outcome = match started {
-            Ok(Err(e)) => HandlerOutcome::Decode(e),
-            Ok(Ok(())) => {
-                future::poll_fn(
-                    |cx| match crate::panic::contain(|| runner.as_mut().poll_run(cx, &ctx)) {
-                        Ok(p) => p,
-                        Err(text) => {
-                            runner.as_mut().reset();
-                            Poll::Ready(panic_outcome(&conn, id, text))
-                        }
-                    },
-                )
-                .await
-            }
-            Err(text) => {
-                runner.as_mut().reset();
-                panic_outcome(&conn, id, text)
-            }
+        let outcome = match start_call(runner, &ctx, p.payload, &conn, id) {
+            Some(o) => o,
+            None => future::poll_fn(|cx| poll_call(runner, cx, &ctx, &conn, id)).await,
         };
-        let mut st = conn.borrow_mut();
-        match outcome {
-            HandlerOutcome::Replied | HandlerOutcome::SendFailed => {}
-            HandlerOutcome::Failed(text) => {
-                st.counters.handler_errors += 1;
-                if let Some(s) = st.streams.get_mut(&id) {
-                    s.counters.handler_errors += 1;
-                }
-                st.fail(Some(id), FailureCode::HandlerError, format!("handler error: {text}"));
-                let reply = ErrorReply {
-                    code: ErrorReply::HANDLER_ERROR.to_owned(),
-                    message: text,
-                };
-                let _ = st.send_msg(id, &reply);
-            }
-            HandlerOutcome::Decode(e) => {
-                // §5.4 step 2: codec_error reply, then a fresh stream state;
-                // requests queued behind it run on the fresh state.
-                st.count_decode_error(id, e.to_string());
-                st.protocol_reply(id, ErrorReply::CODEC_ERROR, e.to_string());
-                let rest = st
-                    .streams
-                    .get_mut(&id)
-                    .map(|s| std::mem::take(&mut s.handler_q))
-                    .unwrap_or_default();
-                let rest_bytes: usize = rest.iter().map(|p| crate::conn::limits::held_cost(&p.payload)).sum();
-                st.pending_requests -= rest.len();
-                st.pending_bytes -= rest_bytes;
-                st.discard(id);
-                if !rest.is_empty() {
-                    let n = rest.len();
-                    if let Some((s, _)) = st.slot_or_create(id, Instant::now()) {
-                        s.handler_q = rest;
-                        s.worker_alive = true;
-                        let g = s.gen;
-                        st.pending_requests += n;
-                        st.pending_bytes += rest_bytes;
-                        drop(st);
-                        hooks.fire(&conn);
-                        crate::exec::spawn(stream_worker(conn.clone(), id, g, hooks.clone()));
-                        return;
-                    }
-                }
-                drop(st);
-                hooks.fire(&conn);
-                return;
-            }
+        if settle(&conn, id, gen, outcome, &hooks) == Next::Exit {
+            return;
         }
-        if let Some(s) = st.streams.get_mut(&id).filter(|s| s.gen == gen) {
-            s.handler_busy = false;
-            if let Some(w) = s.task_gate.take() {
-                w.wake();
-            }
-        }
-        st.wake_driver();
     }
     if let Some(s) = conn.borrow_mut().streams.get_mut(&id).filter(|s| s.gen == gen) {
         s.worker_alive = false;
