@@ -77,6 +77,7 @@ impl Server {
                 max_held_bytes: DEFAULT_MAX_HELD_BYTES,
                 io_memory: crate::exec::IO_MEMORY,
                 spin_before_park: None,
+                uring_io: crate::runtime::config::default_uring_io(),
                 table: Arc::new(HandlerTable::default()),
                 hooks: Arc::new(Hooks::default()),
             },
@@ -225,6 +226,18 @@ impl ServerBuilder {
     /// nothing under load. Default: off (park at once). Typical: 50–200 µs.
     pub fn spin_before_park(mut self, spin: Duration) -> Self {
         self.cfg.spin_before_park = (!spin.is_zero()).then_some(spin);
+        self
+    }
+
+    /// Drives TCP connections with amring's own io_uring per shard instead of
+    /// glommio's sockets: multishot receive into a shared provided-buffer
+    /// ring, sends as SQEs, every connection's submissions in one
+    /// `io_uring_enter` per pass (see the README's "I/O" section). Unix
+    /// sockets always use glommio's. Falls back to glommio's sockets when
+    /// the ring cannot be set up. The environment variable `AMRING_IO`
+    /// (`uring` or `glommio`) sets the default.
+    pub fn uring_io(mut self, on: bool) -> Self {
+        self.cfg.uring_io = on;
         self
     }
 

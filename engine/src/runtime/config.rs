@@ -79,6 +79,22 @@ pub(crate) struct ServerConfig {
     pub(crate) max_held_bytes: usize,
     pub(crate) io_memory: usize,
     pub(crate) spin_before_park: Option<Duration>,
+    /// TCP connections on the shard's own io_uring (`runtime::uring`).
+    pub(crate) uring_io: bool,
     pub(crate) table: Arc<HandlerTable>,
     pub(crate) hooks: Arc<Hooks>,
 }
+
+/// Whether TCP server connections use amring's own io_uring by default:
+/// `AMRING_IO=glommio` or `AMRING_IO=uring` in the environment decide (for
+/// A/B measurements), else [`DEFAULT_URING_IO`].
+pub(crate) fn default_uring_io() -> bool {
+    match std::env::var("AMRING_IO").as_deref() {
+        Ok("glommio") => false,
+        Ok("uring") => true,
+        _ => DEFAULT_URING_IO,
+    }
+}
+
+/// The built-in default of `ServerBuilder::uring_io`.
+pub(crate) const DEFAULT_URING_IO: bool = true;

@@ -10,6 +10,8 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpStream, UnixStream};
 
+use super::uring::{adopt_tcp, Reactor, UringStream};
+
 /// Free space offered to one read of an idle or lightly loaded connection.
 /// Small, so that 10k idle connections cost little memory (the read buffer
 /// of a connection is its biggest per-connection allocation).
@@ -22,10 +24,7 @@ const ROOM_MIN: usize = 1024;
 /// fresh buffer (needed while such slices are alive) rare.
 pub(crate) const ROOM_MAX: usize = 64 * 1024;
 
-/// A drained, empty read or write buffer larger than this is released instead
-/// of kept while the connection waits (a burst does not pin its buffers on an
-/// idle connection).
-pub(crate) const RELEASE_ABOVE: usize = 16 * 1024;
+pub(crate) use super::uring::RELEASE_ABOVE;
 
 /// Per-connection read sizing (see [`ROOM_MIN`], [`ROOM_MAX`]).
 #[derive(Debug)]
@@ -101,9 +100,29 @@ pub(crate) enum Transport {
     Tcp(TcpStream),
     /// Unix stream socket (path or abstract).
     Unix(UnixStream),
+    /// TCP driven by the shard's own ring (`super::uring`).
+    Uring(UringStream),
 }
 
 impl Transport {
+    /// A TCP stream moved onto the shard's own ring (io_uring-native I/O);
+    /// anything else, or when the ring is unavailable, unchanged.
+    pub(crate) fn native(self) -> Transport {
+        let Transport::Tcp(s) = self else { return self };
+        let r = match Reactor::get() {
+            Ok(r) => r,
+            Err(_) => return Transport::Tcp(s),
+        };
+        match adopt_tcp(&r, s) {
+            Ok(u) => Transport::Uring(u),
+            Err(b) => {
+                let (e, s) = *b;
+                tracing::debug!(target: "amring", "io_uring adoption failed ({e}); glommio socket I/O for this connection");
+                Transport::Tcp(s)
+            }
+        }
+    }
+
     /// Reads once, appending to `buf`; `Ok(0)` is EOF.
     pub(crate) fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         self.poll_read_sized(cx, buf, &mut ReadRoom::default())
@@ -140,6 +159,13 @@ impl Transport {
         let s = match self {
             Transport::Tcp(s) => s,
             Transport::Unix(s) => return poll_read_zeroed(Pin::new(s), cx, buf, rr.room),
+            Transport::Uring(u) => {
+                let r = u.poll_read(cx, buf);
+                if r.is_pending() && buf.is_empty() && buf.capacity() > RELEASE_ABOVE {
+                    *buf = BytesMut::new();
+                }
+                return r;
+            }
         };
         let room = rr.room;
         let r = PROBE_BUF.with(|p| {
@@ -168,6 +194,7 @@ impl Transport {
         match self {
             Transport::Tcp(s) => Pin::new(s).poll_write(cx, data),
             Transport::Unix(s) => Pin::new(s).poll_write(cx, data),
+            Transport::Uring(u) => u.poll_write(cx, data),
         }
     }
 
@@ -197,6 +224,7 @@ impl Transport {
             Transport::Unix(s) => {
                 let _ = s.shutdown(std::net::Shutdown::Both).await;
             }
+            Transport::Uring(u) => u.close().await,
         }
     }
 }

@@ -12,3 +12,4 @@ pub(crate) mod recovery;
 pub(crate) mod shard;
 pub(crate) mod shared;
 pub(crate) mod socket;
+pub(crate) mod uring;

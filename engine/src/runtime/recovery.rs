@@ -455,22 +455,37 @@ impl ShardRecovery {
         peer: &str,
     ) {
         let sender = self.peers.borrow().get(owner).cloned().flatten();
-        let (Some(sender), Transport::Tcp(s)) = (sender, &io) else {
+        let Some(sender) = sender else {
             return self.reject(io).await;
         };
-        // SAFETY: dup of an open socket fd we hold; the duplicate is owned by `OwnedFd`.
-        let fd = unsafe { libc::dup(s.as_raw_fd()) };
-        if fd < 0 {
-            return self.reject(io).await;
-        }
-        // SAFETY: `fd` was just returned by dup and is owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // Drop our copy without shutdown: the socket lives on in `fd`.
-        drop(io);
+        let (fd, rest) = match io {
+            Transport::Tcp(s) => {
+                // SAFETY: dup of an open socket fd we hold; the duplicate is owned by `OwnedFd`.
+                let fd = unsafe { libc::dup(s.as_raw_fd()) };
+                if fd < 0 {
+                    return self.reject(Transport::Tcp(s)).await;
+                }
+                // SAFETY: `fd` was just returned by dup and is owned by nobody else.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                // Drop our copy without shutdown: the socket lives on in `fd`.
+                drop(s);
+                (fd, rbuf.to_vec())
+            }
+            // The ring's receive stops first; what it had read goes along.
+            Transport::Uring(u) => match u.into_fd().await {
+                Ok((fd, extra)) => {
+                    let mut rest = rbuf.to_vec();
+                    rest.extend_from_slice(&extra);
+                    (fd, rest)
+                }
+                Err(_) => return,
+            },
+            other => return self.reject(other).await,
+        };
         let h = Handoff {
             fd,
             req,
-            rest: rbuf.to_vec(),
+            rest,
             codec,
             max_frame,
             peer: peer.to_owned(),
@@ -491,7 +506,15 @@ impl ShardRecovery {
         self.counters().active.fetch_add(1, Ordering::Relaxed);
         self.shared.active.fetch_add(1, Ordering::AcqRel);
         let rbuf = BytesMut::from(&h.rest[..]);
-        self.resume(Transport::Tcp(s), rbuf, h.req, h.codec).await;
+        let io = if self.cfg.uring_io {
+            Transport::Tcp(s).native()
+        } else {
+            Transport::Tcp(s)
+        };
+        if matches!(io, Transport::Uring(_)) {
+            self.counters().uring_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        self.resume(io, rbuf, h.req, h.codec).await;
         self.counters().active.fetch_sub(1, Ordering::Relaxed);
         self.shared.active.fetch_sub(1, Ordering::AcqRel);
     }

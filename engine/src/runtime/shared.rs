@@ -32,6 +32,7 @@ pub(crate) struct ShardCounters {
     pub(crate) detached_evictions: AtomicU64,
     pub(crate) hook_panics: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
+    pub(crate) uring_connections: AtomicU64,
     /// The shard's last failure outside any connection (`handshake.timeout`,
     /// `handshake.rejected`, `limit.connections`).
     pub(crate) failure: Mutex<crate::debug::LastFailure>,
@@ -75,6 +76,10 @@ pub struct ShardStats {
     /// Failed accepts (out of descriptors or memory: the shard backs off
     /// and retries; the listener keeps its backlog meanwhile).
     pub accept_errors: u64,
+    /// TCP connections (and v3 resumes) driven by the shard's own io_uring
+    /// ([`ServerBuilder::uring_io`](crate::ServerBuilder::uring_io)); the
+    /// others use glommio's sockets.
+    pub uring_connections: u64,
     /// The shard's most recent failure outside any connection, with the
     /// shared failure codes: `handshake.timeout`, `handshake.rejected` (a
     /// hello refused or malformed) or `limit.connections` (closed on accept
@@ -117,6 +122,7 @@ impl ServerShared {
                 detached_evictions: c.detached_evictions.load(Ordering::Relaxed),
                 hook_panics: c.hook_panics.load(Ordering::Relaxed),
                 accept_errors: c.accept_errors.load(Ordering::Relaxed),
+                uring_connections: c.uring_connections.load(Ordering::Relaxed),
                 last_failure: lock(&c.failure).get().cloned(),
             })
             .collect()
