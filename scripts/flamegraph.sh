@@ -14,6 +14,9 @@
 # "cN-sM" = N connections × M streams, one request in flight per stream):
 #   server-c4-s16-v2    --conns 4 --streams 16              (the issue's 4×16 echo, v2)
 #   server-c4-s16-v3    --conns 4 --streams 16 --recovery   (the same over v3)
+#   server-c16-s16-v2   --conns 16 --streams 16             (issue 15's many-stream case, v2)
+#   server-c16-s16-v3   --conns 16 --streams 16 --recovery  (the same over v3)
+#   server-c10k-s1-v2   --conns 10k                         (10k connections, one request each)
 #   loadgen-c4-s16      --conns 4 --streams 16, profiling the loadgen process
 #   echo-c64-p16        --conns 64 --pipeline 16            (the reference scenario)
 #   echo-c1-p1          --conns 1 --pipeline 1              (latency path)
@@ -53,6 +56,9 @@ profile=server
 case "$scenario" in
     server-c4-s16-v2) wl=(--conns 4 --streams 16 --payload 32) ;;
     server-c4-s16-v3) wl=(--conns 4 --streams 16 --payload 32 --recovery) ;;
+    server-c16-s16-v2) wl=(--conns 16 --streams 16 --payload 32) ;;
+    server-c16-s16-v3) wl=(--conns 16 --streams 16 --payload 32 --recovery) ;;
+    server-c10k-s1-v2) wl=(--conns 10k --streams 1 --payload 32) ;;
     loadgen-c4-s16) wl=(--conns 4 --streams 16 --payload 32); profile=loadgen ;;
     echo-c64-p16) wl=(--conns 64 --pipeline 16 --payload 32) ;;
     echo-c1-p1) wl=(--conns 1 --pipeline 1 --payload 32) ;;

@@ -315,3 +315,45 @@ fn per_stream_credit_an_unread_stream_never_stalls_the_others() {
         stop(h);
     }
 }
+
+/// Both ends' output full at once must not stall: a client with small limits
+/// pipelines 40 MiB of 4 KiB echo requests on one stream while another task
+/// reads the replies. The server's output fills (the client reads slowly),
+/// then the client's (the server stops taking requests whose replies it
+/// cannot write). A connection whose own output is full still reads, within
+/// its inbound limit, so the replies drain and both sides go on. (Found under
+/// abuse: the client used to stop reading while its requests waited, and the
+/// two waited for each other forever.)
+#[test]
+fn both_outputs_full_at_once_do_not_stall() {
+    const N: i32 = 10_000;
+    let limits = Limits {
+        max_inbound_bytes: 64 * 1024,
+        max_outbound_bytes: 64 * 1024,
+        ..Limits::default()
+    };
+    let h = server().limits(limits.clone()).serve("127.0.0.1:0").unwrap();
+    let addr = h.dial_addr();
+    client(move || async move {
+        let conn = Client::builder().limits(limits).connect(&addr).await.unwrap();
+        let s = Rc::new(conn.new_stream().unwrap());
+        let sender = {
+            let s = s.clone();
+            glommio::spawn_local(async move {
+                let body = "x".repeat(4096);
+                for num in 0..N {
+                    s.send(&MessageRequest { msg: body.clone(), num }).await.unwrap();
+                }
+            })
+        };
+        for num in 0..N {
+            let r: MessageReply = s.recv().await.unwrap();
+            assert_eq!(r.num, num + 1, "in order, exactly once");
+            let held = conn.debug_state().held_inbound;
+            assert!(held <= 64 * 1024 + 8 * 1024, "client holds {held} bytes");
+        }
+        sender.await;
+        conn.close();
+    });
+    stop(h);
+}

@@ -44,9 +44,12 @@ impl ConnState {
         self.outbound_held() >= self.limits.max_outbound_bytes || self.budget_spent()
     }
 
-    /// Whether the driver must stop reading: inbound holdings or pending
-    /// output at their limits, or the shard's budget spent while this
-    /// connection holds something.
+    /// Whether the driver must stop reading: inbound holdings at their
+    /// limit, or the shard's budget spent while this connection holds
+    /// something. Full output does not stop reading: the peer may be
+    /// waiting for its own output to be read (two ends that stop reading
+    /// while their output is full wait for each other forever), and what is
+    /// read stays bounded by the inbound limit.
     ///
     /// With per-stream credit the peer sends at most this end's window
     /// (`max_inbound_bytes` rounded down to a power of two) ahead of what was
@@ -60,7 +63,7 @@ impl ConnState {
         } else {
             self.inbound_held() >= self.limits.max_inbound_bytes
         };
-        inbound || (self.outbound_held() >= self.limits.max_outbound_bytes) || self.budget_spent()
+        inbound || self.budget_spent()
     }
 
     /// Inbound holdings at which the driver stops routing frames it has read
