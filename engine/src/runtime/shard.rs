@@ -328,6 +328,7 @@ async fn shard_main(
         crate::exec::sleep(Duration::from_millis(5)).await;
     }
     crate::conn::post::close_post();
+    super::uring::Reactor::shutdown_shard();
 }
 
 async fn serve_conn(

@@ -209,6 +209,8 @@ pub(crate) struct Reactor {
     /// the inbox drained below the stop mark).
     rearm: RefCell<Vec<(u32, u32)>>,
     waker: RefCell<Option<Waker>>,
+    /// The shard is stopping: the reactor task ends.
+    stopped: Cell<bool>,
     /// Scratch for one pass's completions.
     cqes: RefCell<Vec<(u64, i32, u32)>>,
     stats: Cell<ReactorStats>,
@@ -252,6 +254,17 @@ impl Reactor {
         })
     }
 
+    /// The shard is done: its reactor task ends and the shard lets go of
+    /// the ring, which is torn down (see `Drop`) once the last stream
+    /// handle is gone too.
+    pub(crate) fn shutdown_shard() {
+        let r = REACTOR.with(|r| r.borrow_mut().take());
+        if let Some(Ok(r)) = r {
+            r.stopped.set(true);
+            r.kick();
+        }
+    }
+
     fn new() -> io::Result<Reactor> {
         let ring: IoUring = IoUring::builder()
             .setup_single_issuer()
@@ -277,6 +290,7 @@ impl Reactor {
             overflow: RefCell::new(VecDeque::new()),
             rearm: RefCell::new(Vec::new()),
             waker: RefCell::new(None),
+            stopped: Cell::new(false),
             cqes: RefCell::new(Vec::new()),
             stats: Cell::new(ReactorStats::default()),
         })
@@ -609,7 +623,7 @@ impl Drop for Reactor {
 /// is none. The futures live in the task itself (no allocation per sleep).
 async fn run(r: Rc<Reactor>) {
     let efd = r.efd.as_raw_fd();
-    loop {
+    while !r.stopped.get() {
         r.waker.borrow_mut().take();
         if r.pass() > 0 {
             // More may follow at once: let the woken drivers run first.
@@ -628,7 +642,7 @@ async fn run(r: Rc<Reactor>) {
         }
         let kicked = futures_lite::future::poll_fn(|cx| {
             let mut w = r.waker.borrow_mut();
-            if w.is_none() && kicked_since(&r) {
+            if w.is_none() && (r.stopped.get() || kicked_since(&r)) {
                 return Poll::Ready(());
             }
             *w = Some(cx.waker().clone());
