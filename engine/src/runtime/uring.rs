@@ -478,9 +478,9 @@ impl Reactor {
                     if let Some(bid) = cqueue::buffer_select(flags) {
                         let bufs = &mut *self.bufs.borrow_mut();
                         let data = bufs.data(bid, res as usize);
-                        if s.inbox.is_empty() && s.inbox.capacity() < data.len() {
-                            s.inbox.reserve(data.len().max(2048));
-                        }
+                        // Grown by what arrives, no more: an idle connection
+                        // keeps an inbox the size of its last arrival (its
+                        // hello, a request), not a fixed block.
                         s.inbox.extend_from_slice(data);
                         bufs.give(bid);
                     }
