@@ -3,9 +3,11 @@
 //!
 //! * **Receive:** one multishot `RECV` per connection, into a provided-buffer
 //!   ring shared by the shard's connections. A completion's bytes are copied
-//!   once into the connection's inbox and the buffer goes straight back to
-//!   the ring; the driver takes the inbox whole when its read buffer is empty
-//!   (no second copy). A connection that does not read (intake paused) stops
+//!   once into the connection's inbox (grown by what arrives) and the buffer
+//!   goes straight back to the ring; the driver takes an inbox above
+//!   [`SWAP_ABOVE`] whole when its read buffer is empty (no second copy) and
+//!   copies a smaller one (the inbox keeps its allocation, so a small request
+//!   allocates nothing). A connection that does not read (intake paused) stops
 //!   its receive at [`INBOX_STOP`] bytes, so TCP pushes back on the peer.
 //! * **Send:** a write copies the bytes into the connection's send buffer
 //!   and queues one `SEND` SQE; the write counts as done and the next one
@@ -679,8 +681,8 @@ impl UringStream {
         self.with(|s| s.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd))
     }
 
-    /// Moves what arrived into `buf` (taking the inbox whole when `buf` is
-    /// empty); `Ok(0)` is EOF.
+    /// Moves what arrived into `buf` (taking an inbox above [`SWAP_ABOVE`]
+    /// whole when `buf` is empty, copying otherwise); `Ok(0)` is EOF.
     pub(crate) fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
         let (r, rearm) = self.with(|s| {
             if !s.inbox.is_empty() {
