@@ -7,6 +7,9 @@
 #[path = "../../tests/src/capmsg.rs"]
 #[allow(unreachable_pub, dead_code)]
 mod capmsg;
+#[path = "../../tests/src/msgtree.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod msgtree;
 #[path = "../../tests/src/vectors.rs"]
 #[allow(unreachable_pub, dead_code)]
 mod vectors;
@@ -16,6 +19,7 @@ use std::collections::HashMap;
 use amring_proto::codec::{attrs, CodecKind, EncodeError, Message, Profile};
 use bytes::BytesMut;
 use capmsg::*;
+use msgtree::{tree, Tree};
 use serde::Serialize;
 use serde_json::Value;
 use vectors::{f32v, f64v, field, int, load_vectors, opt, s, unhex};
@@ -225,96 +229,11 @@ fn encode_case(id: &str, ty: &str, v: &Value) -> Option<Encoded> {
 
 // ---------------------------------------------------------------- generic msgpack tree
 
-/// A MessagePack value: scalars keep their exact bytes (so widths are compared
-/// too); map entries are sorted so their order does not matter.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone)]
-enum Tree {
-    Nil,
-    Scalar(Vec<u8>),
-    Array(Vec<Tree>),
-    Map(Vec<(Tree, Tree)>),
-}
-
-fn take<'a>(b: &mut &'a [u8], n: usize) -> &'a [u8] {
-    assert!(b.len() >= n, "truncated msgpack");
-    let (h, t) = b.split_at(n);
-    *b = t;
-    h
-}
-
-fn be(b: &[u8]) -> usize {
-    b.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x))
-}
-
-fn parse(b: &mut &[u8]) -> Tree {
-    let start = *b;
-    let tag = take(b, 1)[0];
-    let scalar = |b: &mut &[u8], extra: usize| -> Tree {
-        take(b, extra);
-        Tree::Scalar(start[..start.len() - b.len()].to_vec())
-    };
-    match tag {
-        0xc0 => Tree::Nil,
-        0x00..=0x7f | 0xe0..=0xff | 0xc2 | 0xc3 => scalar(b, 0),
-        0xcc | 0xd0 => scalar(b, 1),
-        0xcd | 0xd1 | 0xd4 => scalar(b, 2),
-        0xd5 => scalar(b, 3),
-        0xce | 0xd2 | 0xca => scalar(b, 4),
-        0xd6 => scalar(b, 5),
-        0xcf | 0xd3 | 0xcb => scalar(b, 8),
-        0xd7 => scalar(b, 9),
-        0xd8 => scalar(b, 17),
-        0xa0..=0xbf => scalar(b, usize::from(tag & 0x1f)),
-        0xd9 | 0xc4 => {
-            let n = be(take(b, 1));
-            scalar(b, n)
-        }
-        0xda | 0xc5 => {
-            let n = be(take(b, 2));
-            scalar(b, n)
-        }
-        0xdb | 0xc6 => {
-            let n = be(take(b, 4));
-            scalar(b, n)
-        }
-        0xc7 => {
-            let n = be(take(b, 1));
-            scalar(b, n + 1)
-        }
-        0x90..=0x9f | 0xdc | 0xdd => {
-            let n = match tag {
-                0xdc => be(take(b, 2)),
-                0xdd => be(take(b, 4)),
-                _ => usize::from(tag & 0x0f),
-            };
-            Tree::Array((0..n).map(|_| parse(b)).collect())
-        }
-        0x80..=0x8f | 0xde | 0xdf => {
-            let n = match tag {
-                0xde => be(take(b, 2)),
-                0xdf => be(take(b, 4)),
-                _ => usize::from(tag & 0x0f),
-            };
-            let mut m: Vec<(Tree, Tree)> = (0..n).map(|_| (parse(b), parse(b))).collect();
-            m.sort();
-            Tree::Map(m)
-        }
-        _ => panic!("unsupported msgpack tag {tag:#x}"),
-    }
-}
-
-fn tree(bytes: &[u8]) -> Tree {
-    let mut b = bytes;
-    let t = parse(&mut b);
-    assert!(b.is_empty(), "trailing bytes after msgpack value");
-    t
-}
-
 /// True when a nil sits where Go's compact decoder rejects it: any array
 /// element (struct field or list element); map values may be nil.
 fn nil_at_array_position(t: &Tree) -> bool {
     match t {
-        Tree::Nil | Tree::Scalar(_) => false,
+        Tree::Nil | Tree::Int(..) | Tree::Bin(..) | Tree::Scalar(_) => false,
         Tree::Array(items) => items.iter().any(|x| *x == Tree::Nil || nil_at_array_position(x)),
         Tree::Map(entries) => entries.iter().any(|(_, v)| nil_at_array_position(v)),
     }

@@ -6,6 +6,7 @@ pub mod bpmsg;
 pub mod capmsg;
 pub mod faultproxy;
 pub mod gopeer;
+pub mod msgtree;
 pub mod peermsg;
 pub mod vectors;
 

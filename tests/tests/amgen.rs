@@ -39,6 +39,7 @@ use amring::codec::EncodeError;
 use amring::codec::{wire_name_for, CodecKind, Message, Profile};
 use amring::{Client, ClientThread, Error, SharedConnection};
 use amring_tests::gopeer::{self, GoServer};
+use amring_tests::msgtree::{same, tree};
 use amring_tests::vectors::{f32v, f64v, field, int, load_vectors, opt, s, unhex};
 use bytes::BytesMut;
 use serde::de::DeserializeOwned;
@@ -97,139 +98,6 @@ enum Kind {
 }
 
 // ---------------------------------------------------------------- msgpack tree
-
-/// A MessagePack value keeping each scalar's exact bytes (and an integer's
-/// value), with map entries sorted so that their order does not matter.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Tree {
-    Nil,
-    Int(Vec<u8>, i128),
-    Bin(Vec<u8>),
-    Scalar(Vec<u8>),
-    Array(Vec<Tree>),
-    Map(Vec<(Tree, Tree)>),
-}
-
-fn take<'a>(b: &mut &'a [u8], n: usize) -> &'a [u8] {
-    assert!(b.len() >= n, "truncated msgpack");
-    let (h, t) = b.split_at(n);
-    *b = t;
-    h
-}
-
-fn be(b: &[u8]) -> u128 {
-    b.iter().fold(0u128, |a, &x| (a << 8) | u128::from(x))
-}
-
-fn parse(b: &mut &[u8]) -> Tree {
-    let start = *b;
-    let tag = take(b, 1)[0];
-    let raw = |b: &[u8]| start[..start.len() - b.len()].to_vec();
-    let int = |b: &mut &[u8], n: usize, signed: bool| -> Tree {
-        let v = be(take(b, n));
-        let v = if signed && n > 0 && v >> (8 * n - 1) == 1 {
-            v as i128 - (1i128 << (8 * n))
-        } else {
-            v as i128
-        };
-        Tree::Int(raw(b), v)
-    };
-    match tag {
-        0xc0 => Tree::Nil,
-        0x00..=0x7f => Tree::Int(vec![tag], i128::from(tag)),
-        0xe0..=0xff => Tree::Int(vec![tag], i128::from(tag as i8)),
-        0xcc => int(b, 1, false),
-        0xcd => int(b, 2, false),
-        0xce => int(b, 4, false),
-        0xcf => int(b, 8, false),
-        0xd0 => int(b, 1, true),
-        0xd1 => int(b, 2, true),
-        0xd2 => int(b, 4, true),
-        0xd3 => int(b, 8, true),
-        0xc2 | 0xc3 => Tree::Scalar(vec![tag]),
-        0xca => {
-            take(b, 4);
-            Tree::Scalar(raw(b))
-        }
-        0xcb => {
-            take(b, 8);
-            Tree::Scalar(raw(b))
-        }
-        0xa0..=0xbf => {
-            take(b, usize::from(tag & 0x1f));
-            Tree::Scalar(raw(b))
-        }
-        0xd9..=0xdb | 0xc4..=0xc6 => {
-            let n = match tag {
-                0xd9 | 0xc4 => 1,
-                0xda | 0xc5 => 2,
-                _ => 4,
-            };
-            let len = be(take(b, n)) as usize;
-            let body = take(b, len).to_vec();
-            if tag >= 0xd9 {
-                Tree::Scalar(raw(b))
-            } else {
-                Tree::Bin(body)
-            }
-        }
-        0x90..=0x9f | 0xdc | 0xdd => {
-            let n = match tag {
-                0xdc => be(take(b, 2)) as usize,
-                0xdd => be(take(b, 4)) as usize,
-                _ => usize::from(tag & 0x0f),
-            };
-            Tree::Array((0..n).map(|_| parse(b)).collect())
-        }
-        0x80..=0x8f | 0xde | 0xdf => {
-            let n = match tag {
-                0xde => be(take(b, 2)) as usize,
-                0xdf => be(take(b, 4)) as usize,
-                _ => usize::from(tag & 0x0f),
-            };
-            let mut m: Vec<(Tree, Tree)> = (0..n).map(|_| (parse(b), parse(b))).collect();
-            m.sort();
-            Tree::Map(m)
-        }
-        _ => panic!("unsupported msgpack tag {tag:#x}"),
-    }
-}
-
-fn tree(bytes: &[u8]) -> Tree {
-    let mut b = bytes;
-    let t = parse(&mut b);
-    assert!(b.is_empty(), "trailing bytes after msgpack value");
-    t
-}
-
-/// Go's value equality under the given leniencies.
-fn same(a: &Tree, b: &Tree, int_width: bool, nil_empty: bool) -> bool {
-    let empty = |t: &Tree| {
-        matches!(t, Tree::Array(v) if v.is_empty())
-            || matches!(t, Tree::Map(v) if v.is_empty())
-            || matches!(t, Tree::Bin(v) if v.is_empty())
-    };
-    match (a, b) {
-        (Tree::Nil, x) | (x, Tree::Nil) if nil_empty && (empty(x) || *x == Tree::Nil) => true,
-        (Tree::Int(ra, va), Tree::Int(rb, vb)) => {
-            if int_width {
-                va == vb
-            } else {
-                ra == rb
-            }
-        }
-        (Tree::Array(x), Tree::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q, int_width, nil_empty))
-        }
-        (Tree::Map(x), Tree::Map(y)) => {
-            x.len() == y.len()
-                && x.iter().zip(y).all(|((ka, va), (kb, vb))| {
-                    same(ka, kb, int_width, nil_empty) && same(va, vb, int_width, nil_empty)
-                })
-        }
-        _ => a == b,
-    }
-}
 
 // ---------------------------------------------------------------- JSON → Rust
 
