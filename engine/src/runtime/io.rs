@@ -105,16 +105,23 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// A TCP stream moved onto the shard's own ring (io_uring-native I/O);
-    /// anything else, or when the ring is unavailable, unchanged.
-    pub(crate) fn native(self) -> Transport {
+    /// With `on`, a TCP stream moved onto the shard's own ring (io_uring-
+    /// native I/O), counted in `adopted`; anything else, or when the ring is
+    /// unavailable, unchanged.
+    pub(crate) fn native(self, on: bool, adopted: &std::sync::atomic::AtomicU64) -> Transport {
         let Transport::Tcp(s) = self else { return self };
+        if !on {
+            return Transport::Tcp(s);
+        }
         let r = match Reactor::get() {
             Ok(r) => r,
             Err(_) => return Transport::Tcp(s),
         };
         match adopt_tcp(&r, s) {
-            Ok(u) => Transport::Uring(u),
+            Ok(u) => {
+                adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Transport::Uring(u)
+            }
             Err(b) => {
                 let (e, s) = *b;
                 tracing::debug!(target: "amring", "io_uring adoption failed ({e}); glommio socket I/O for this connection");

@@ -506,14 +506,7 @@ impl ShardRecovery {
         self.counters().active.fetch_add(1, Ordering::Relaxed);
         self.shared.active.fetch_add(1, Ordering::AcqRel);
         let rbuf = BytesMut::from(&h.rest[..]);
-        let io = if self.cfg.uring_io {
-            Transport::Tcp(s).native()
-        } else {
-            Transport::Tcp(s)
-        };
-        if matches!(io, Transport::Uring(_)) {
-            self.counters().uring_connections.fetch_add(1, Ordering::Relaxed);
-        }
+        let io = Transport::Tcp(s).native(self.cfg.uring_io, &self.counters().uring_connections);
         self.resume(io, rbuf, h.req, h.codec).await;
         self.counters().active.fetch_sub(1, Ordering::Relaxed);
         self.shared.active.fetch_sub(1, Ordering::AcqRel);

@@ -280,10 +280,7 @@ async fn shard_main(
                 continue;
             }
             counters.active.fetch_add(1, Ordering::Relaxed);
-            let io = if cfg.uring_io { io.native() } else { io };
-            if matches!(io, Transport::Uring(_)) {
-                counters.uring_connections.fetch_add(1, Ordering::Relaxed);
-            }
+            let io = io.native(cfg.uring_io, &counters.uring_connections);
             let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
             let info = Rc::new(ConnInfo { id, shard: idx, peer });
             crate::exec::spawn(serve_conn(

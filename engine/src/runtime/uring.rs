@@ -327,6 +327,19 @@ impl Reactor {
         }
     }
 
+    /// Empties slot `idx` (closing its socket) for reuse; its generation
+    /// stays, so a stale completion cannot match the next socket.
+    fn release(&self, idx: u32) {
+        let mut slots = self.slots.borrow_mut();
+        let s = &mut slots[idx as usize];
+        *s = Slot {
+            gen: s.gen,
+            ..Slot::default()
+        };
+        drop(slots);
+        self.free.borrow_mut().push(idx);
+    }
+
     fn push(&self, e: squeue::Entry) {
         let mut ring = self.ring.borrow_mut();
         let mut overflow = self.overflow.borrow_mut();
@@ -555,11 +568,8 @@ impl Reactor {
             _ => s.ops -= 1, // OP_CANCEL
         }
         if s.orphan && s.ops == 0 {
-            *s = Slot {
-                gen: s.gen,
-                ..Slot::default()
-            };
-            self.free.borrow_mut().push(idx);
+            drop(slots);
+            self.release(idx);
         }
     }
 }
@@ -807,14 +817,7 @@ impl Drop for UringStream {
             (s.ops == 0, s.recv_armed)
         });
         if free {
-            let mut slots = self.r.slots.borrow_mut();
-            let s = &mut slots[idx as usize];
-            *s = Slot {
-                gen: s.gen,
-                ..Slot::default()
-            };
-            drop(slots);
-            self.r.free.borrow_mut().push(idx);
+            self.r.release(idx);
         } else if cancel {
             self.r.cancel_recv(idx, gen);
         }
