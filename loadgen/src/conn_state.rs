@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use amring::codec::CodecKind;
 
-use crate::msg::Templates;
 use crate::opts::{Options, Target};
 use crate::stats::{ErrorKind, WorkerStats};
+use crate::workload::{Verdict, Workload};
 
 /// Live counters of one worker, read by the progress line.
 #[derive(Debug, Default)]
@@ -43,6 +43,8 @@ pub struct Shared {
     pub opts: Options,
     /// Where to connect.
     pub target: Target,
+    /// The workload compiled for the offered codec (`--workload`).
+    pub workload: Workload,
     /// One entry per worker.
     pub live: Vec<WorkerLive>,
     /// Workers that finished their connect phase.
@@ -57,10 +59,11 @@ pub struct Shared {
 
 impl Shared {
     /// Shared state for `workers` workers.
-    pub fn new(opts: Options, target: Target, workers: usize) -> Shared {
+    pub fn new(opts: Options, target: Target, workload: Workload, workers: usize) -> Shared {
         Shared {
             opts,
             target,
+            workload,
             live: (0..workers).map(|_| WorkerLive::default()).collect(),
             connected_workers: AtomicUsize::new(0),
             finished_workers: AtomicUsize::new(0),
@@ -81,7 +84,7 @@ pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) stats: Rc<RefCell<WorkerStats>>,
     pub(crate) idx: usize,
-    pub(crate) templates: Templates,
+    pub(crate) workload: Workload,
 }
 
 /// What became of one reply frame (see [`ConnCtx::complete_reply`]).
@@ -116,7 +119,14 @@ impl ConnCtx {
             live.errors.fetch_add(1, Ordering::Relaxed);
             return ReplyOutcome::Unmatched;
         };
-        if self.templates.check_reply(req.id, payload) {
+        let verdict = self.workload.check_reply(codec, req.id, payload);
+        let kind = stats.kind(self.workload.kind_of(req.id));
+        match verdict {
+            Verdict::Good => kind.ok += 1,
+            Verdict::Remote => kind.remote += 1,
+            Verdict::Mismatch => kind.mismatch += 1,
+        }
+        if verdict == Verdict::Good {
             let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
             if in_warmup {
                 stats.record_warmup(ns);
@@ -132,7 +142,7 @@ impl ConnCtx {
             }
             ReplyOutcome::Good
         } else {
-            let kind = if crate::msg::is_error_reply(codec, payload) {
+            let kind = if verdict == Verdict::Remote {
                 ErrorKind::Remote
             } else {
                 ErrorKind::Mismatch

@@ -134,7 +134,7 @@ impl Conn {
             return Err(ErrorKind::Closed);
         }
         self.tail += n as usize;
-        let tpl = &ctx.templates;
+        let tpl = &ctx.workload;
         let live = &ctx.shared.live[ctx.idx];
         let mut done = 0u64;
         let mut stats = ctx.stats.borrow_mut();
@@ -205,7 +205,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, warm_end: Instant, end: In
         return;
     }
     let window = opts.streams * opts.pipeline;
-    let tpl = &ctx.templates;
+    let tpl = &ctx.workload;
     let now = Instant::now();
     let mut conns: Vec<Conn> = Vec::with_capacity(readies.len());
     for r in readies {

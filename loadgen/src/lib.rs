@@ -25,6 +25,7 @@ pub mod intervals;
 pub mod msg;
 pub mod null_server;
 pub mod opts;
+pub mod plot;
 pub mod report;
 pub mod stats;
 pub mod sys;
@@ -32,6 +33,7 @@ pub mod transport;
 mod v2_drive;
 mod v3_drive;
 pub mod worker;
+pub mod workload;
 
 use std::io::Write as _;
 use std::sync::atomic::Ordering;
@@ -81,6 +83,16 @@ pub fn generator_cores(n: usize) -> Vec<usize> {
 /// Runs one load test as configured; the embedded server (if any) is launched as `launch` says.
 pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     opts.validate().map_err(RunError::Options)?;
+    let file = workload::WorkloadFile::load(&opts.workload).map_err(|e| RunError::Options(e.to_string()))?;
+    if opts.target.is_none() && !file.is_builtin_echo() {
+        return Err(RunError::Options(format!(
+            "--workload {}: the embedded server answers the echo workload only; give --target",
+            opts.workload
+        )));
+    }
+    let workload = file
+        .compile(opts.codec.kind(), opts.payload)
+        .map_err(|e| RunError::Options(e.to_string()))?;
     sys::raise_nofile_limit();
 
     let server = match &opts.target {
@@ -116,7 +128,7 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     };
     let rss_before = rss_of(&server);
 
-    let shared = Arc::new(Shared::new(opts.clone(), target.clone(), opts.cores));
+    let shared = Arc::new(Shared::new(opts.clone(), target.clone(), workload, opts.cores));
     let connect_start = Instant::now();
     let mut handles = Vec::new();
     for (i, core) in generator_cores(opts.cores).into_iter().enumerate() {
@@ -221,6 +233,7 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
             warmup_s: opts.warmup.as_secs_f64(),
             payload: opts.payload,
             codec: opts.codec.kind().name(),
+            workload: file.source.clone(),
             recovery: opts.recovery,
             cores: opts.cores,
             server_cores: if opts.target.is_some() { 0 } else { opts.server_cores },
@@ -243,6 +256,21 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
         latency_us: Latency::from_ns(&total.hist),
         errors: total.errors,
         errors_total: total.errors.total(),
+        kinds: file
+            .kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let c = total.kinds.get(i).copied().unwrap_or_default();
+                report::KindReport {
+                    name: k.name.clone(),
+                    wire: k.wire.clone(),
+                    ok: c.ok,
+                    remote: c.remote,
+                    mismatch: c.mismatch,
+                }
+            })
+            .collect(),
         generator: GeneratorInfo {
             cores: opts.cores,
             cpu_s: total.cpu_s,

@@ -178,6 +178,13 @@ pub struct Options {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub warmup: Duration,
 
+    /// What to send and how to check the replies: `echo` (the built-in
+    /// default, `loadgen/workloads/echo.toml`) or the path of a workload file
+    /// (TOML: request kinds with weights, bodies as JSON with placeholders,
+    /// reply checks; see `loadgen/README.md`).
+    #[arg(long, default_value = "echo")]
+    pub workload: String,
+
     /// Bytes of text per request (the first 16 are a unique request id).
     #[arg(long, default_value = "64", value_parser = parse_count_usize)]
     pub payload: usize,

@@ -36,6 +36,9 @@ pub struct Report {
     pub errors: ErrorCounts,
     /// Sum of `errors`.
     pub errors_total: u64,
+    /// Replies by request kind of the workload (all phases); connection-level
+    /// errors (timeouts, closes, I/O) are counted in `errors` only.
+    pub kinds: Vec<KindReport>,
     /// Generator resource use.
     pub generator: GeneratorInfo,
     /// The server, when embedded (`kind = "external"` otherwise).
@@ -66,6 +69,8 @@ pub struct ConfigEcho {
     pub payload: usize,
     /// `compact` or `map`.
     pub codec: &'static str,
+    /// The workload (`builtin:echo` or the file's path).
+    pub workload: String,
     /// Protocol v3 requested.
     pub recovery: bool,
     /// Generator cores.
@@ -77,6 +82,21 @@ pub struct ConfigEcho {
     pub server_spin_us: f64,
     /// Connect ramp (connects/s).
     pub connect_rate: u64,
+}
+
+/// Replies of one request kind of the workload.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindReport {
+    /// The kind's name in the workload file.
+    pub name: String,
+    /// Its request's wire name.
+    pub wire: String,
+    /// Correct replies.
+    pub ok: u64,
+    /// `ErrorReply`s where none was expected.
+    pub remote: u64,
+    /// Other wrong replies.
+    pub mismatch: u64,
 }
 
 /// Connection set-up figures.
@@ -328,6 +348,16 @@ impl Report {
             "latency µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1})",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         );
+        if !(self.kinds.len() == 1 && self.kinds[0].remote == 0 && self.kinds[0].mismatch == 0) {
+            let _ = writeln!(s, "workload:   {}", c.workload);
+            for k in &self.kinds {
+                let _ = writeln!(
+                    s,
+                    "  {:<20} {:>10} ok  {:>8} error-replies  {:>8} mismatches  ({})",
+                    k.name, k.ok, k.remote, k.mismatch, k.wire
+                );
+            }
+        }
         let errs = self.errors.nonzero();
         if errs.is_empty() {
             let _ = writeln!(s, "errors:     none");

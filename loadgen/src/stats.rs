@@ -21,7 +21,7 @@ pub enum ErrorKind {
     Handshake,
     /// A request had no reply within `--timeout`.
     Timeout,
-    /// A reply did not echo its request (wrong text or wrong wire name).
+    /// A reply failed its request kind's check (echo: wrong text or wire name).
     Mismatch,
     /// The server answered with `am.message.ErrorReply`.
     Remote,
@@ -115,6 +115,17 @@ impl ErrorCounts {
     }
 }
 
+/// Replies of one request kind of the workload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    /// Correct replies (all phases).
+    pub ok: u64,
+    /// `ErrorReply`s where none was expected.
+    pub remote: u64,
+    /// Other wrong replies (wrong type, wrong field, undecodable).
+    pub mismatch: u64,
+}
+
 /// Everything one worker measured.
 #[derive(Clone, Debug)]
 pub struct WorkerStats {
@@ -137,6 +148,8 @@ pub struct WorkerStats {
     /// With `--intervals`: the measured latencies per second of the
     /// measured phase (`None`: not collected).
     pub intervals: Option<Vec<Histogram<u64>>>,
+    /// Replies by request kind (index = the workload's kind).
+    pub kinds: Vec<KindCounts>,
 }
 
 impl Default for WorkerStats {
@@ -150,6 +163,7 @@ impl Default for WorkerStats {
             cpu_s: 0.0,
             slip: new_histogram(),
             intervals: None,
+            kinds: Vec::new(),
         }
     }
 }
@@ -169,6 +183,15 @@ impl WorkerStats {
         self.warmup_hist.saturating_record(ns.max(1));
     }
 
+    /// The counters of request kind `k`.
+    #[inline]
+    pub fn kind(&mut self, k: usize) -> &mut KindCounts {
+        if self.kinds.len() <= k {
+            self.kinds.resize(k + 1, KindCounts::default());
+        }
+        &mut self.kinds[k]
+    }
+
     /// Merges another worker's measurements into `self`.
     pub fn merge(&mut self, other: &WorkerStats) {
         // Both histograms share bounds, so `add` cannot fail.
@@ -179,6 +202,12 @@ impl WorkerStats {
         self.connected += other.connected;
         self.cpu_s += other.cpu_s;
         let _ = self.slip.add(&other.slip);
+        for (k, c) in other.kinds.iter().enumerate() {
+            let mine = self.kind(k);
+            mine.ok += c.ok;
+            mine.remote += c.remote;
+            mine.mismatch += c.mismatch;
+        }
         if let Some(theirs) = &other.intervals {
             let mine = self.intervals.get_or_insert_with(Vec::new);
             while mine.len() < theirs.len() {

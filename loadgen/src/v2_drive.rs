@@ -116,7 +116,7 @@ pub(crate) async fn drive_v2(
 ) {
     let opts = &ctx.shared.opts;
     let live = &ctx.shared.live[ctx.idx];
-    let tpl = &ctx.templates;
+    let tpl = &ctx.workload;
     let Ready {
         gidx,
         transport: mut t,

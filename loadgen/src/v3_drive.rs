@@ -44,7 +44,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
     let nstreams = opts.streams;
     let mut streams: Vec<StreamState> = (0..nstreams).map(|_| StreamState::default()).collect();
     let mut next_id: u64 = (gidx as u64) << 32;
-    let req_len = ctx.templates.request_len() + 18;
+    let req_len = ctx.workload.request_len() + 18;
     let mut wbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).min(1 << 20));
     let mut rbuf = BytesMut::with_capacity((req_len * nstreams * opts.pipeline).clamp(4096, 256 << 10));
     rbuf.extend_from_slice(&rest);
@@ -56,7 +56,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
     // Queues one request through the sans-IO connection (v3: seq + replay ring).
     let send = |conn: &mut Connection, now: Instant, s: usize, id: u64| -> Result<(), ErrorKind> {
         conn.send(now, s as u32, |b| {
-            ctx.templates.write_request(id, b);
+            ctx.workload.write_request(id, b);
             Ok::<(), std::convert::Infallible>(())
         })
         .map_err(|_| ErrorKind::Protocol)

@@ -37,7 +37,6 @@ pub use crate::conn_state::{Shared, WorkerLive};
 
 use crate::conn_state::ConnCtx;
 use crate::connect::connect_all;
-use crate::msg::Templates;
 use crate::stats::WorkerStats;
 use crate::v2_drive::{drive_v2, watchdog, Watch};
 use crate::v3_drive::drive;
@@ -70,7 +69,7 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
             ..WorkerStats::default()
         })),
         idx,
-        templates: Templates::new(opts.codec.kind(), opts.payload),
+        workload: shared.workload.clone(),
     });
 
     // Phase 1: connect, paced and bounded.
