@@ -28,6 +28,7 @@ pub mod opts;
 pub mod plot;
 pub mod report;
 pub mod stats;
+pub mod sweep;
 pub mod sys;
 pub mod transport;
 mod v2_drive;
@@ -82,6 +83,36 @@ pub fn generator_cores(n: usize) -> Vec<usize> {
 
 /// Runs one load test as configured; the embedded server (if any) is launched as `launch` says.
 pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
+    prepare(opts)?;
+    let mut server = match &opts.target {
+        Some(_) => None,
+        None => Some(start_embedded(opts, launch)?),
+    };
+    let report = run_with(opts, server.as_mut());
+    if let Some(s) = server {
+        s.shutdown();
+    }
+    report
+}
+
+/// Starts the embedded server `opts` describes (`--server`, `--server-cores`,
+/// `--recovery`, `--server-spin`), for [`run_with`] (e.g. once for all steps of a sweep).
+pub fn start_embedded(opts: &Options, launch: &Launch) -> Result<embedded::EmbeddedServer, RunError> {
+    sys::raise_nofile_limit();
+    embedded::start(
+        embedded::ServerSpec {
+            kind: opts.server,
+            cores: opts.server_cores,
+            recovery: opts.recovery,
+            spin: opts.server_spin,
+        },
+        launch,
+    )
+    .map_err(RunError::Server)
+}
+
+/// Checks the options and loads the workload (the file as parsed, and compiled for the codec).
+fn prepare(opts: &Options) -> Result<(workload::WorkloadFile, workload::Workload), RunError> {
     opts.validate().map_err(RunError::Options)?;
     let file = workload::WorkloadFile::load(&opts.workload).map_err(|e| RunError::Options(e.to_string()))?;
     if opts.target.is_none() && !file.is_builtin_echo() {
@@ -93,40 +124,30 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     let workload = file
         .compile(opts.codec.kind(), opts.payload)
         .map_err(|e| RunError::Options(e.to_string()))?;
-    sys::raise_nofile_limit();
+    Ok((file, workload))
+}
 
-    let server = match &opts.target {
-        Some(_) => None,
-        None => Some(
-            embedded::start(
-                embedded::ServerSpec {
-                    kind: opts.server,
-                    cores: opts.server_cores,
-                    recovery: opts.recovery,
-                    spin: opts.server_spin,
-                },
-                launch,
-            )
-            .map_err(RunError::Server)?,
-        ),
-    };
+/// Runs one load test against `opts.target`, or (without one) against
+/// `server`, an embedded server started by [`start_embedded`] and left running.
+pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer>) -> Result<Report, RunError> {
+    let (file, workload) = prepare(opts)?;
+    sys::raise_nofile_limit();
     let target = match (&opts.target, &server) {
         (Some(t), _) => t.clone(),
         (None, Some(s)) => opts::Target::Tcp(s.addr()),
-        (None, None) => unreachable!("a server exists when no target is given"),
+        (None, None) => return Err(RunError::Options("no --target and no embedded server".into())),
     };
-    let mut server = server;
     // An external server can still be measured when its pid is given.
     let ext_pid = opts.target.as_ref().and(opts.server_pid);
-    let rss_of = |server: &Option<embedded::EmbeddedServer>| match server {
+    let rss_of = |server: Option<&embedded::EmbeddedServer>| match server {
         Some(s) => Some(s.rss()),
         None => ext_pid.map(sys::rss_bytes),
     };
-    let cpu_of = |server: &Option<embedded::EmbeddedServer>| match server {
+    let cpu_of = |server: Option<&embedded::EmbeddedServer>| match server {
         Some(s) => Some(s.cpu_time()),
         None => ext_pid.map(sys::process_cpu_time),
     };
-    let rss_before = rss_of(&server);
+    let rss_before = rss_of(server.as_deref());
 
     let shared = Arc::new(Shared::new(opts.clone(), target.clone(), workload, opts.cores));
     let connect_start = Instant::now();
@@ -159,9 +180,9 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
         }
     }
     let connect_time = connect_start.elapsed();
-    let rss_connected = rss_of(&server);
-    let server_conns = server.as_mut().and_then(|s| s.conn_stats());
-    let server_cpu_before = cpu_of(&server);
+    let rss_connected = rss_of(server.as_deref());
+    let server_conns = server.as_deref_mut().and_then(|s| s.conn_stats());
+    let server_cpu_before = cpu_of(server.as_deref());
     let t0 = Instant::now();
     let _ = shared.t0.set(t0);
 
@@ -185,7 +206,7 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
     if progress {
         eprint!("\r\x1b[2K");
     }
-    let server_cpu = match (cpu_of(&server), server_cpu_before) {
+    let server_cpu = match (cpu_of(server.as_deref()), server_cpu_before) {
         (Some(a), Some(b)) => Some(a.saturating_sub(b).as_secs_f64()),
         _ => None,
     };
@@ -217,10 +238,6 @@ pub fn run(opts: &Options, launch: &Launch) -> Result<Report, RunError> {
         accounted_per_conn_bytes: None,
         active_conns: server_conns.map(|(active, _)| active),
     };
-    if let Some(s) = server {
-        s.shutdown();
-    }
-
     let report = Report {
         schema: report::SCHEMA_ID,
         target: target.to_string(),

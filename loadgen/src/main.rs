@@ -31,8 +31,57 @@ fn logs(cmd: &str, files: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `loadgen sweep ...`: the steps, the table and the knee.
+fn sweep(args: &[String]) -> i32 {
+    use loadgen::sweep::{self, SweepOptions};
+    let mut argv = vec!["loadgen sweep".to_string()];
+    argv.extend_from_slice(args);
+    let o = SweepOptions::parse_from(argv);
+    let launch = match std::env::current_exe() {
+        Ok(exe) if !o.run.server_in_process => Launch::ChildProcess(exe),
+        _ => Launch::InProcess,
+    };
+    match sweep::run(&o, &launch) {
+        Ok(s) => {
+            print!("{}", loadgen::plot::table(&s));
+            0
+        }
+        Err(e) => {
+            eprintln!("loadgen sweep: {e}");
+            2
+        }
+    }
+}
+
+/// `loadgen plot FILE... --svg OUT`: sweeps on one plot, and their tables.
+fn plot(args: &[String]) -> i32 {
+    use loadgen::sweep::{plot_files, PlotOptions};
+    let mut argv = vec!["loadgen plot".to_string()];
+    argv.extend_from_slice(args);
+    let o = PlotOptions::parse_from(argv);
+    match plot_files(&o) {
+        Ok(sweeps) => {
+            for s in &sweeps {
+                println!("{}:", s.label);
+                print!("{}", loadgen::plot::table(s));
+            }
+            println!("wrote {}", o.svg.display());
+            0
+        }
+        Err(e) => {
+            eprintln!("loadgen plot: {e}");
+            2
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("sweep") => std::process::exit(sweep(&args[2..])),
+        Some("plot") => std::process::exit(plot(&args[2..])),
+        _ => {}
+    }
     if let Some(cmd @ ("merge" | "report")) = args.get(1).map(String::as_str) {
         if let Err(e) = logs(cmd, &args[2..]) {
             eprintln!("loadgen: {e}");
