@@ -1,6 +1,6 @@
-//! The closed-loop v2 data phase on plain non-blocking sockets and one epoll
-//! instance per worker, instead of one glommio task and io_uring poll per
-//! connection.
+//! The data phase of TCP connections (`--io auto`) on plain non-blocking
+//! sockets and one epoll instance per worker, instead of one glommio task
+//! (and, in open loop, one timer) per connection: the batched scheme.
 //!
 //! Why: on this kind of host the dominant cost of a loopback request is not
 //! user space but cross-CPU signalling. An io_uring poll armed on a socket
@@ -8,39 +8,80 @@
 //! `send` queue task work on the reader and kick it with an IPI while it
 //! runs; an epoll interest only wakes a thread that sleeps in `epoll_wait`.
 //! A busy generator is rarely asleep, so it takes (and causes) far fewer
-//! interrupts. Everything else is the direct v2 path of `v2_drive::drive_v2`:
-//! pre-encoded frames patched in place, replies compared byte for byte, all
-//! pending requests of a connection in one `send`, one clock read per wake.
+//! interrupts. And one loop per worker serves every connection: no task
+//! wake, no timer per connection.
+//!
+//! * **Closed loop**: a new request as soon as a reply arrives.
+//! * **Open loop**: one schedule per worker ([`WorkerSchedule`]): request `k`
+//!   is due at `start + k / rate` and goes to connection `k mod n` (round
+//!   robin, like the per-connection schedules it replaces, staggered), so
+//!   one wake sends every request due by then, whatever their connections;
+//!   the loop sleeps in `epoll_pwait2` until the next one (ns timeout).
+//! * **v2**: pre-encoded frames patched in place, parsed directly.
+//! * **v3**: through amring's sans-IO `proto::Connection` (seq, replay ring,
+//!   ACKs, heartbeats); its timers are served by a sweep every
+//!   [`V3_TIMER_TICK`] and whenever the connection is touched.
+//!
+//! All pending bytes of a connection go out in one `send` per wake.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
+
 use amring_proto::frame::V2_HEADER_LEN;
-use amring_proto::{FrameHeader, Version};
+use amring_proto::{ConnError, Connection, FrameHeader, Version};
 
 use crate::conn_state::{ConnCtx, InFlight, ReplyOutcome, StreamState};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 use crate::transport::Transport;
 
-/// One connection of the epoll loop.
+/// How often v3 connections' protocol timers (ACK delay, PING, heartbeat)
+/// are checked when nothing else touches them.
+const V3_TIMER_TICK: Duration = Duration::from_millis(2);
+
+/// The protocol state of one connection.
+enum Proto {
+    /// v2: frames built and parsed directly.
+    V2 {
+        /// Pending request frames.
+        wbuf: Vec<u8>,
+        /// Received bytes `rbuf[head..tail]` not parsed yet.
+        rbuf: Vec<u8>,
+        head: usize,
+        tail: usize,
+        max_frame: u32,
+    },
+    /// v3 (or v2 through the sans-IO connection): `proto::Connection`.
+    Sans(Box<SansState>),
+}
+
+struct SansState {
+    conn: Connection,
+    rbuf: BytesMut,
+    /// Bytes for the wire (`poll_transmit`), `out[wpos..]` not sent yet.
+    out: BytesMut,
+}
+
+/// One connection of the loop.
 struct Conn {
     /// Kept so the socket stays open (closed on drop).
     _transport: Transport,
     fd: RawFd,
     streams: Vec<StreamState>,
+    /// Open loop: the next stream to give a request (round robin).
+    next_stream: usize,
     next_id: u64,
-    wbuf: Vec<u8>,
-    /// Bytes of `wbuf` already sent.
+    proto: Proto,
+    /// Bytes of the pending buffer already sent.
     wpos: usize,
-    rbuf: Vec<u8>,
-    head: usize,
-    tail: usize,
     codec: amring::codec::CodecKind,
-    max_frame: u32,
     /// `EPOLLOUT` is registered (a send was short).
     want_out: bool,
+    /// Something was queued since the last flush.
+    dirty: bool,
     alive: bool,
 }
 
@@ -62,11 +103,61 @@ fn ctl(epfd: RawFd, op: libc::c_int, fd: RawFd, events: u32, idx: usize) -> bool
     unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) == 0 }
 }
 
+fn conn_error_kind(e: &ConnError) -> ErrorKind {
+    match e {
+        ConnError::HeartbeatTimeout => ErrorKind::Timeout,
+        ConnError::PeerClosed => ErrorKind::Closed,
+        _ => ErrorKind::Protocol,
+    }
+}
+
 impl Conn {
-    /// Sends what is pending; `Err` on a broken connection.
-    fn flush(&mut self, epfd: RawFd, idx: usize) -> Result<(), ErrorKind> {
-        while self.wpos < self.wbuf.len() {
-            let rest = &self.wbuf[self.wpos..];
+    /// Queues request `id` on stream `s`, its latency measured from `t`.
+    fn queue(&mut self, ctx: &ConnCtx, now: Instant, s: usize, t: Instant) -> Result<(), ErrorKind> {
+        let id = self.next_id;
+        match &mut self.proto {
+            Proto::V2 { wbuf, .. } => ctx.workload.write_request_frame_v2(s as u32, id, wbuf),
+            Proto::Sans(st) => st
+                .conn
+                .send(now, s as u32, |b| {
+                    ctx.workload.write_request(id, b);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .map_err(|_| ErrorKind::Protocol)?,
+        }
+        self.streams[s].inflight.push_back(InFlight { id, t });
+        self.next_id += 1;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Open loop: sends the stream's backlog while its pipeline has room.
+    fn drain_backlog(&mut self, ctx: &ConnCtx, now: Instant, s: usize, pipeline: usize) -> Result<(), ErrorKind> {
+        while self.streams[s].inflight.len() < pipeline {
+            let Some(intended) = self.streams[s].backlog.pop_front() else {
+                break;
+            };
+            self.queue(ctx, now, s, intended)?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is pending (v3: after `poll_transmit`); `Err` on a broken connection.
+    fn flush(&mut self, epfd: RawFd, idx: usize, now: Instant) -> Result<(), ErrorKind> {
+        self.dirty = false;
+        let buf: &[u8] = match &mut self.proto {
+            Proto::V2 { wbuf, .. } => wbuf,
+            Proto::Sans(st) => {
+                if st.out.len() == self.wpos {
+                    st.out.clear();
+                    self.wpos = 0;
+                }
+                st.conn.poll_transmit(now, &mut st.out);
+                &st.out
+            }
+        };
+        while self.wpos < buf.len() {
+            let rest = &buf[self.wpos..];
             // SAFETY: `rest` is a valid initialized buffer of `rest.len()` bytes.
             let n = unsafe {
                 libc::send(
@@ -98,7 +189,10 @@ impl Conn {
             }
             self.wpos += n as usize;
         }
-        self.wbuf.clear();
+        match &mut self.proto {
+            Proto::V2 { wbuf, .. } => wbuf.clear(),
+            Proto::Sans(st) => st.out.clear(),
+        }
         self.wpos = 0;
         if self.want_out {
             self.want_out = false;
@@ -107,77 +201,123 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads once (level-triggered: more data wakes again), handles every
-    /// complete frame and queues one new request per reply.
-    fn on_readable(&mut self, ctx: &ConnCtx, now: Instant, in_warmup: bool) -> Result<(), ErrorKind> {
-        if self.tail == self.rbuf.len() {
-            if self.head > 0 {
-                self.rbuf.copy_within(self.head..self.tail, 0);
-                self.tail -= self.head;
-                self.head = 0;
-            } else {
-                let n = self.rbuf.len();
-                self.rbuf.resize(n * 2, 0);
+    /// Reads once (level-triggered: more data wakes again) and handles every
+    /// complete frame: its reply is matched, and in closed loop a new request
+    /// is queued on its stream (open loop: the stream's backlog moves up).
+    fn on_readable(&mut self, ctx: &ConnCtx, now: Instant, in_warmup: bool, closed: bool) -> Result<(), ErrorKind> {
+        let opts = &ctx.shared.opts;
+        let n = match &mut self.proto {
+            Proto::V2 { rbuf, head, tail, .. } => {
+                if *tail == rbuf.len() {
+                    if *head > 0 {
+                        rbuf.copy_within(*head..*tail, 0);
+                        *tail -= *head;
+                        *head = 0;
+                    } else {
+                        let n = rbuf.len();
+                        rbuf.resize(n * 2, 0);
+                    }
+                }
+                let dst = &mut rbuf[*tail..];
+                recv(self.fd, dst)?
             }
-        }
-        let dst = &mut self.rbuf[self.tail..];
-        // SAFETY: `dst` is a valid writable buffer of `dst.len()` bytes.
-        let n = unsafe { libc::recv(self.fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(()),
-                _ => Err(ErrorKind::Io),
-            };
-        }
-        if n == 0 {
-            return Err(ErrorKind::Closed);
-        }
-        self.tail += n as usize;
-        let tpl = &ctx.workload;
+            Proto::Sans(st) => {
+                if st.rbuf.capacity() - st.rbuf.len() < 1024 {
+                    st.rbuf.reserve(st.rbuf.capacity().max(4096));
+                }
+                let spare = st.rbuf.spare_capacity_mut();
+                // SAFETY: `recv` writes at most `spare.len()` bytes into the
+                // spare capacity; only the bytes it reports are exposed below.
+                let dst = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+                recv(self.fd, dst)?
+            }
+        };
+        let Some(n) = n else { return Ok(()) };
         let live = &ctx.shared.live[ctx.idx];
         let mut done = 0u64;
         let mut stats = ctx.stats.borrow_mut();
-        loop {
-            let avail = &self.rbuf[self.head..self.tail];
-            let h = match FrameHeader::parse(avail, Version::V2, self.max_frame) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(_) => return Err(ErrorKind::Protocol),
-            };
-            let flen = h.frame_len();
-            if avail.len() < flen {
-                if flen > self.rbuf.len() {
-                    self.rbuf.resize(flen.next_power_of_two(), 0);
+        let mut replied: Vec<u32> = Vec::new();
+        match &mut self.proto {
+            Proto::V2 {
+                rbuf,
+                head,
+                tail,
+                max_frame,
+                ..
+            } => {
+                *tail += n;
+                loop {
+                    let avail = &rbuf[*head..*tail];
+                    let h = match FrameHeader::parse(avail, Version::V2, *max_frame) {
+                        Ok(Some(h)) => h,
+                        Ok(None) => break,
+                        Err(_) => return Err(ErrorKind::Protocol),
+                    };
+                    let flen = h.frame_len();
+                    if avail.len() < flen {
+                        if flen > rbuf.len() {
+                            rbuf.resize(flen.next_power_of_two(), 0);
+                        }
+                        break;
+                    }
+                    let payload = &avail[V2_HEADER_LEN..flen];
+                    *head += flen;
+                    match ctx.complete_reply(
+                        &mut self.streams,
+                        h.stream_id,
+                        payload,
+                        self.codec,
+                        now,
+                        in_warmup,
+                        &mut stats,
+                    ) {
+                        ReplyOutcome::Unmatched => continue,
+                        ReplyOutcome::Good => done += 1,
+                        ReplyOutcome::Bad => {}
+                    }
+                    replied.push(h.stream_id);
                 }
-                break;
+                if *head == *tail {
+                    *head = 0;
+                    *tail = 0;
+                }
             }
-            let payload = &avail[V2_HEADER_LEN..flen];
-            self.head += flen;
-            let s = h.stream_id as usize;
-            match ctx.complete_reply(
-                &mut self.streams,
-                h.stream_id,
-                payload,
-                self.codec,
-                now,
-                in_warmup,
-                &mut stats,
-            ) {
-                ReplyOutcome::Unmatched => continue,
-                ReplyOutcome::Good => done += 1,
-                ReplyOutcome::Bad => {}
+            Proto::Sans(st) => {
+                // SAFETY: `recv` initialized these `n` bytes of the spare capacity.
+                unsafe { st.rbuf.set_len(st.rbuf.len() + n) };
+                loop {
+                    let frame = match st.conn.handle_input(now, &mut st.rbuf) {
+                        Ok(Some(f)) => f,
+                        Ok(None) => break,
+                        Err(e) => return Err(conn_error_kind(&e)),
+                    };
+                    match ctx.complete_reply(
+                        &mut self.streams,
+                        frame.stream_id,
+                        &frame.payload,
+                        self.codec,
+                        now,
+                        in_warmup,
+                        &mut stats,
+                    ) {
+                        ReplyOutcome::Unmatched => continue,
+                        ReplyOutcome::Good => done += 1,
+                        ReplyOutcome::Bad => {}
+                    }
+                    replied.push(frame.stream_id);
+                }
+                // ACKs owed for what was read go out with the next flush.
+                self.dirty = true;
             }
-            tpl.write_request_frame_v2(s as u32, self.next_id, &mut self.wbuf);
-            self.streams[s].inflight.push_back(InFlight {
-                id: self.next_id,
-                t: now,
-            });
-            self.next_id += 1;
         }
-        if self.head == self.tail {
-            self.head = 0;
-            self.tail = 0;
+        drop(stats);
+        for s in replied {
+            let s = s as usize;
+            if closed {
+                self.queue(ctx, now, s, now)?;
+            } else {
+                self.drain_backlog(ctx, now, s, opts.pipeline)?;
+            }
         }
         if done > 0 {
             live.done.fetch_add(done, Ordering::Relaxed);
@@ -186,9 +326,101 @@ impl Conn {
     }
 }
 
-/// Runs the closed-loop data phase of `readies` (all v2) until `end`;
-/// errors are counted per connection (a failed connection stops, the others go on).
-pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, warm_end: Instant, end: Instant) {
+/// One non-blocking `recv`: `Ok(None)` when nothing is there.
+fn recv(fd: RawFd, dst: &mut [u8]) -> Result<Option<usize>, ErrorKind> {
+    // SAFETY: `dst` is a valid writable buffer of `dst.len()` bytes.
+    let n = unsafe { libc::recv(fd, dst.as_mut_ptr().cast(), dst.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(ErrorKind::Io),
+        };
+    }
+    if n == 0 {
+        return Err(ErrorKind::Closed);
+    }
+    Ok(Some(n as usize))
+}
+
+/// The open-loop schedule of one worker: its share of `--rate`, request `k`
+/// due at `start + k × interval` on connection `k mod n`.
+pub(crate) struct WorkerSchedule {
+    start: Instant,
+    /// Seconds between requests (not a `Duration`: ns truncation would drift).
+    interval_s: f64,
+    k: u64,
+    /// Intended time of request `k`.
+    next: Instant,
+}
+
+impl WorkerSchedule {
+    /// Worker `idx` of `cores` with `mine` of the run's `conns` connections,
+    /// sharing `rate` req/s from `t0`; the workers' schedules interleave.
+    pub(crate) fn new(rate: u64, conns: usize, mine: usize, idx: usize, cores: usize, t0: Instant) -> WorkerSchedule {
+        let share = rate as f64 * mine as f64 / conns.max(1) as f64;
+        let interval_s = 1.0 / share.max(1e-9);
+        let start = t0 + Duration::from_secs_f64(interval_s * idx as f64 / cores.max(1) as f64);
+        WorkerSchedule {
+            start,
+            interval_s,
+            k: 0,
+            next: start,
+        }
+    }
+
+    /// The next intended send time.
+    pub(crate) fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Takes the next due request (by `now`): its index `k` and intended time.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<(u64, Instant)> {
+        if self.next > now {
+            return None;
+        }
+        let item = (self.k, self.next);
+        self.k += 1;
+        // From the start, not by accumulation: no drift over millions of requests.
+        self.next = self.start + Duration::from_secs_f64(self.interval_s * self.k as f64);
+        Some(item)
+    }
+}
+
+/// `epoll_pwait2` (ns timeout) where the kernel has it (5.11+), else `epoll_wait` (ms).
+fn wait(epfd: RawFd, events: &mut [libc::epoll_event], timeout: Duration, pwait2: &mut bool) -> i32 {
+    if *pwait2 {
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `events` has room for `events.len()` entries; `ts` outlives the call; no sigmask.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_epoll_pwait2,
+                epfd,
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                &ts as *const libc::timespec,
+                std::ptr::null::<libc::sigset_t>(),
+                0usize,
+            )
+        } as i32;
+        if n >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return n;
+        }
+        *pwait2 = false;
+    }
+    let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+    // SAFETY: `events` has room for `events.len()` entries.
+    unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, ms) }
+}
+
+/// Runs the data phase of `readies` (TCP, v2 or v3, closed or open loop)
+/// until `end`; errors are counted per connection (a failed connection
+/// stops, the others go on). `t0` is the start of warm-up (the open-loop
+/// schedule's origin).
+pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Instant, end: Instant) {
     let opts = &ctx.shared.opts;
     let live = &ctx.shared.live[ctx.idx];
     let fail = |kind: ErrorKind| {
@@ -204,69 +436,128 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, warm_end: Instant, end: In
         }
         return;
     }
+    let closed = opts.rate.is_none();
     let window = opts.streams * opts.pipeline;
-    let tpl = &ctx.workload;
+    let wl = &ctx.workload;
     let now = Instant::now();
     let mut conns: Vec<Conn> = Vec::with_capacity(readies.len());
+    let mut any_v3 = false;
     for r in readies {
         let Some(fd) = raw_fd(&r.transport) else {
             fail(ErrorKind::Io);
             continue;
         };
-        let rcap = (2 * tpl.reply_frame_v2_len() * window).clamp(4096, 256 << 10);
-        let mut rbuf = vec![0; rcap.max(r.rest.len() + 1024)];
-        rbuf[..r.rest.len()].copy_from_slice(&r.rest);
-        let mut c = Conn {
+        let proto = if r.version == Version::V2 {
+            let rcap = (2 * wl.reply_frame_v2_len() * window).clamp(4096, 256 << 10);
+            let mut rbuf = vec![0; rcap.max(r.rest.len() + 1024)];
+            rbuf[..r.rest.len()].copy_from_slice(&r.rest);
+            Proto::V2 {
+                wbuf: Vec::with_capacity((wl.frame_v2_len() * window).min(1 << 20)),
+                tail: r.rest.len(),
+                rbuf,
+                head: 0,
+                max_frame: r.max_frame,
+            }
+        } else {
+            any_v3 = true;
+            let cap = ((wl.request_len() + 18) * window).clamp(2048, 256 << 10);
+            let mut rbuf = BytesMut::with_capacity(cap.max(r.rest.len() + 1024));
+            rbuf.extend_from_slice(&r.rest);
+            Proto::Sans(Box::new(SansState {
+                conn: r.conn,
+                rbuf,
+                out: BytesMut::with_capacity(cap),
+            }))
+        };
+        conns.push(Conn {
             fd,
             streams: (0..opts.streams).map(|_| StreamState::default()).collect(),
+            next_stream: 0,
             next_id: (r.gidx as u64) << 32,
-            wbuf: Vec::with_capacity((tpl.frame_v2_len() * window).min(1 << 20)),
+            proto,
             wpos: 0,
-            tail: r.rest.len(),
-            rbuf,
-            head: 0,
             codec: r.codec,
-            max_frame: r.max_frame,
             want_out: false,
+            dirty: false,
             alive: true,
             _transport: r.transport,
-        };
-        for (s, st) in c.streams.iter_mut().enumerate() {
-            for _ in 0..opts.pipeline {
-                tpl.write_request_frame_v2(s as u32, c.next_id, &mut c.wbuf);
-                st.inflight.push_back(InFlight { id: c.next_id, t: now });
-                c.next_id += 1;
-            }
-        }
-        conns.push(c);
+        });
     }
+    let mut alive = 0;
     for (i, c) in conns.iter_mut().enumerate() {
         if !ctl(epfd, libc::EPOLL_CTL_ADD, c.fd, libc::EPOLLIN as u32, i) {
             c.alive = false;
             fail(ErrorKind::Io);
             continue;
         }
-        if let Err(k) = c.flush(epfd, i) {
-            c.alive = false;
-            fail(k);
+        let mut r = Ok(());
+        if closed {
+            for s in 0..opts.streams {
+                for _ in 0..opts.pipeline {
+                    if r.is_ok() {
+                        r = c.queue(ctx, now, s, now);
+                    }
+                }
+            }
+        }
+        if r.is_ok() {
+            r = c.flush(epfd, i, now);
+        }
+        match r {
+            Ok(()) => alive += 1,
+            Err(k) => {
+                c.alive = false;
+                fail(k);
+            }
         }
     }
-    let mut alive = conns.iter().filter(|c| c.alive).count();
+    let mut sched = (!closed)
+        .then(|| WorkerSchedule::new(opts.rate.unwrap_or(1), opts.conns, conns.len(), ctx.idx, opts.cores, t0));
+    let mut touched: Vec<usize> = Vec::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; conns.len().clamp(1, 1024)];
     let tick = (opts.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut next_check = Instant::now() + tick;
+    let mut next_v3 = Instant::now() + V3_TIMER_TICK;
     let mut next_p99 = Instant::now() + Duration::from_millis(500);
+    let mut pwait2 = true;
+    let mut idle_spin = Duration::ZERO;
     let mut now = Instant::now();
+    let nconns = conns.len();
     while alive > 0 && now < end && !ctx.shared.abort.load(Ordering::Relaxed) {
-        let wait = end.min(next_check).saturating_duration_since(now);
-        let ms = wait.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-        // SAFETY: `events` has room for `events.len()` entries.
-        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, ms) };
+        let mut until = end.min(next_check);
+        if any_v3 {
+            until = until.min(next_v3);
+        }
+        // Open loop: busy-poll instead of sleeping when the next send is
+        // near (`--gen-spin`): a sleeping thread wakes late on many hosts.
+        let mut spinning = false;
+        if let Some(s) = &sched {
+            if s.next() <= until {
+                until = s.next();
+                spinning = until.saturating_duration_since(now) <= opts.gen_spin;
+            }
+        }
+        let timeout = if spinning {
+            Duration::ZERO
+        } else {
+            until.saturating_duration_since(now)
+        };
+        let n = wait(epfd, &mut events, timeout, &mut pwait2);
+        let before = now;
         now = Instant::now();
+        if spinning && n <= 0 {
+            idle_spin += now - before;
+        }
         if now >= end {
             break;
         }
         let in_warmup = now < warm_end;
+        let kill = |c: &mut Conn, i: usize, k: ErrorKind, alive: &mut usize| {
+            c.alive = false;
+            *alive -= 1;
+            ctl(epfd, libc::EPOLL_CTL_DEL, c.fd, 0, i);
+            fail(k);
+        };
         for ev in &events[..n.max(0) as usize] {
             let i = ev.u64 as usize;
             let Some(c) = conns.get_mut(i) else { continue };
@@ -276,16 +567,68 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, warm_end: Instant, end: In
             let bits = ev.events;
             let mut r = Ok(());
             if bits & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-                r = c.on_readable(ctx, now, in_warmup);
+                r = c.on_readable(ctx, now, in_warmup, closed);
             }
-            if r.is_ok() {
-                r = c.flush(epfd, i);
+            if r.is_ok() && (c.dirty || bits & libc::EPOLLOUT as u32 != 0) {
+                r = c.flush(epfd, i, now);
             }
             if let Err(k) = r {
-                c.alive = false;
-                alive -= 1;
-                ctl(epfd, libc::EPOLL_CTL_DEL, c.fd, 0, i);
-                fail(k);
+                kill(c, i, k, &mut alive);
+            }
+        }
+        // Open loop: every request due by now, to its connection's stream backlog.
+        if let Some(s) = sched.as_mut() {
+            let mut st = ctx.stats.borrow_mut();
+            while let Some((k, intended)) = s.take_due(now) {
+                st.slip
+                    .saturating_record(now.saturating_duration_since(intended).as_nanos() as u64);
+                let i = (k % nconns.max(1) as u64) as usize;
+                let c = &mut conns[i];
+                if !c.alive {
+                    continue; // its requests are not sent: the rate falls short, visibly
+                }
+                let stream = c.next_stream;
+                c.next_stream = (stream + 1) % opts.streams;
+                c.streams[stream].backlog.push_back(intended);
+                if c.streams[stream].inflight.len() < opts.pipeline {
+                    touched.push(i);
+                }
+            }
+            drop(st);
+            for i in touched.drain(..) {
+                let c = &mut conns[i];
+                if !c.alive {
+                    continue;
+                }
+                let mut r = Ok(());
+                for s in 0..opts.streams {
+                    if r.is_ok() {
+                        r = c.drain_backlog(ctx, now, s, opts.pipeline);
+                    }
+                }
+                if r.is_ok() && c.dirty {
+                    r = c.flush(epfd, i, now);
+                }
+                if let Err(k) = r {
+                    kill(c, i, k, &mut alive);
+                }
+            }
+        }
+        // v3 protocol timers: ACK delay, PING, heartbeat expiry.
+        if any_v3 && now >= next_v3 {
+            next_v3 = now + V3_TIMER_TICK;
+            for (i, c) in conns.iter_mut().enumerate() {
+                let Proto::Sans(st) = &mut c.proto else { continue };
+                if !c.alive || st.conn.poll_timeout().is_none_or(|t| t > now) {
+                    continue;
+                }
+                let r = match st.conn.handle_timeout(now) {
+                    Ok(()) => c.flush(epfd, i, now),
+                    Err(e) => Err(conn_error_kind(&e)),
+                };
+                if let Err(k) = r {
+                    kill(c, i, k, &mut alive);
+                }
             }
         }
         if now >= next_check {
@@ -298,10 +641,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, warm_end: Instant, end: In
                             .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
                     });
                 if expired {
-                    c.alive = false;
-                    alive -= 1;
-                    ctl(epfd, libc::EPOLL_CTL_DEL, c.fd, 0, i);
-                    fail(ErrorKind::Timeout);
+                    kill(c, i, ErrorKind::Timeout, &mut alive);
                 }
             }
             if now >= next_p99 {
@@ -316,7 +656,38 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, warm_end: Instant, end: In
             live.conns_up.fetch_sub(1, Ordering::Relaxed);
         }
     }
+    ctx.stats.borrow_mut().idle_spin_s += idle_spin.as_secs_f64();
     // SAFETY: `epfd` is ours and closed once.
     unsafe { libc::close(epfd) };
     drop(conns);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_schedule_is_exact_and_interleaved() {
+        let t0 = Instant::now();
+        // 1000 req/s over 4 conns, worker 1 of 2 holding 2 of them: 500/s, offset 1 ms.
+        let mut s = WorkerSchedule::new(1000, 4, 2, 1, 2, t0);
+        assert_eq!(s.next(), t0 + Duration::from_millis(1));
+        assert!(s.take_due(t0).is_none());
+        let due: Vec<_> = std::iter::from_fn(|| s.take_due(t0 + Duration::from_millis(10))).collect();
+        // Due at 1, 3, 5, 7, 9 ms.
+        assert_eq!(due.len(), 5);
+        for (i, (k, t)) in due.iter().enumerate() {
+            assert_eq!(*k, i as u64);
+            assert_eq!(*t, t0 + Duration::from_millis(1 + 2 * i as u64));
+        }
+        // No drift after a million requests.
+        let mut s = WorkerSchedule::new(3, 1, 1, 0, 1, t0);
+        for _ in 0..1_000_000 {
+            s.take_due(t0 + Duration::from_secs(1 << 20));
+        }
+        let want = t0 + Duration::from_secs_f64(1e6 / 3.0);
+        let got = s.next();
+        let diff = if got > want { got - want } else { want - got };
+        assert!(diff < Duration::from_micros(1), "{diff:?}");
+    }
 }

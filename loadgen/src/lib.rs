@@ -291,11 +291,12 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         generator: GeneratorInfo {
             cores: opts.cores,
             cpu_s: total.cpu_s,
+            idle_spin_s: total.idle_spin_s,
         },
         server: server_info,
         selfcheck: SelfCheck::new(
             // The workers ran for the connect phase, warm-up and the measured phase.
-            total.cpu_s
+            (total.cpu_s - total.idle_spin_s).max(0.0)
                 / (opts.cores.max(1) as f64 * (connect_time + opts.warmup + opts.duration).as_secs_f64().max(1e-9)),
             &total.slip,
             opts.max_slip.as_secs_f64() * 1e6,

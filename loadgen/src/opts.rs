@@ -241,6 +241,13 @@ pub struct Options {
     #[arg(long)]
     pub out: Option<PathBuf>,
 
+    /// Open loop: busy-poll instead of sleeping when the next send is due
+    /// within this (0 = always sleep). A sleeping thread can wake late (on a
+    /// VM, often by 0.1–2 ms), which delays sends against their schedule;
+    /// idle polling is left out of the self-check's CPU share.
+    #[arg(long, default_value = "1ms", value_parser = parse_duration)]
+    pub gen_spin: Duration,
+
     /// Self-check: flag the run when the generator's p99 send slip (how late
     /// it noticed intended send times, open loop) exceeds this.
     #[arg(long, default_value = "1ms", value_parser = parse_duration)]

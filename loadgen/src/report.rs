@@ -158,6 +158,9 @@ pub struct GeneratorInfo {
     pub cores: usize,
     /// CPU time of the worker threads (getrusage RUSAGE_THREAD, s).
     pub cpu_s: f64,
+    /// Part of `cpu_s` spent busy-polling with nothing to do (open loop,
+    /// `--gen-spin`); left out of the self-check's CPU share.
+    pub idle_spin_s: f64,
 }
 
 /// The generator's check of itself: a run it flags was limited (or may have
@@ -165,7 +168,8 @@ pub struct GeneratorInfo {
 #[derive(Clone, Debug, Serialize)]
 pub struct SelfCheck {
     /// Share of the generator cores' time its worker threads used (0..1),
-    /// over connect, warm-up and the measured phase.
+    /// over connect, warm-up and the measured phase, idle busy-polling
+    /// (`generator.idle_spin_s`) left out.
     pub generator_cpu_share: f64,
     /// Open loop: p99 / max of how late the generator noticed intended send
     /// times (µs); `null` in closed loop.

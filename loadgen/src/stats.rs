@@ -150,6 +150,9 @@ pub struct WorkerStats {
     pub intervals: Option<Vec<Histogram<u64>>>,
     /// Replies by request kind (index = the workload's kind).
     pub kinds: Vec<KindCounts>,
+    /// Time the worker busy-polled with nothing to do (`--gen-spin`, s):
+    /// CPU time that was idle, left out of the self-check's CPU share.
+    pub idle_spin_s: f64,
 }
 
 impl Default for WorkerStats {
@@ -164,6 +167,7 @@ impl Default for WorkerStats {
             slip: new_histogram(),
             intervals: None,
             kinds: Vec::new(),
+            idle_spin_s: 0.0,
         }
     }
 }
@@ -201,6 +205,7 @@ impl WorkerStats {
         self.errors.merge(&other.errors);
         self.connected += other.connected;
         self.cpu_s += other.cpu_s;
+        self.idle_spin_s += other.idle_spin_s;
         let _ = self.slip.add(&other.slip);
         for (k, c) in other.kinds.iter().enumerate() {
             let mine = self.kind(k);

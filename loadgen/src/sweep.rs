@@ -26,7 +26,11 @@ use crate::{Launch, Report, RunError};
 /// Options of `loadgen sweep`: every option of a run (`--rate` excepted),
 /// plus the steps and the objective.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "loadgen sweep", version, about = "Steps an open-loop rate and finds the knee")]
+#[command(
+    name = "loadgen sweep",
+    version,
+    about = "Steps an open-loop rate and finds the knee"
+)]
 pub struct SweepOptions {
     /// The run options of every step (`--duration` is each step's measured phase).
     #[command(flatten)]
@@ -225,7 +229,11 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), RunError> {
 
 /// Options of `loadgen plot`: sweeps written by `loadgen sweep --sweep-json`, on one plot.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "loadgen plot", version, about = "Plots sweeps (from loadgen sweep --sweep-json) together")]
+#[command(
+    name = "loadgen plot",
+    version,
+    about = "Plots sweeps (from loadgen sweep --sweep-json) together"
+)]
 pub struct PlotOptions {
     /// The sweep JSON files.
     #[arg(required = true)]
@@ -271,8 +279,14 @@ mod tests {
             parse(&["--from", "10k", "--to", "50k", "--steps", "5"]).rates(),
             Ok(vec![10_000, 20_000, 30_000, 40_000, 50_000])
         );
-        assert_eq!(parse(&["--rates", "30k,10k,20k,10k"]).rates(), Ok(vec![10_000, 20_000, 30_000]));
-        assert_eq!(parse(&["--from", "7", "--to", "7", "--steps", "1"]).rates(), Ok(vec![7]));
+        assert_eq!(
+            parse(&["--rates", "30k,10k,20k,10k"]).rates(),
+            Ok(vec![10_000, 20_000, 30_000])
+        );
+        assert_eq!(
+            parse(&["--from", "7", "--to", "7", "--steps", "1"]).rates(),
+            Ok(vec![7])
+        );
         assert!(parse(&[]).rates().is_err());
         assert!(parse(&["--from", "10k"]).rates().is_err());
         assert!(parse(&["--from", "20k", "--to", "10k"]).rates().is_err());

@@ -92,14 +92,11 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
     // Phase 3: load.
     if let Some(t0) = t0 {
         let (warm_end, end) = shared.phases(t0);
-        if opts.rate.is_none()
-            && conns
-                .iter()
-                .all(|r| r.version == Version::V2 && crate::epoll_drive::raw_fd(&r.transport).is_some())
-            && opts.io == crate::opts::IoMode::Auto
+        if opts.io == crate::opts::IoMode::Auto
+            && conns.iter().all(|r| crate::epoll_drive::raw_fd(&r.transport).is_some())
         {
-            // Closed-loop v2: the epoll data phase (see `epoll_drive`).
-            crate::epoll_drive::run(&ctx, conns, warm_end, end);
+            // TCP: the batched epoll data phase (see `epoll_drive`).
+            crate::epoll_drive::run(&ctx, conns, t0, warm_end, end);
             let mut st = ctx.stats.borrow().clone();
             st.cpu_s = crate::sys::thread_cpu_time().as_secs_f64();
             shared.finished_workers.fetch_add(1, Ordering::AcqRel);
