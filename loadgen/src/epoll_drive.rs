@@ -619,7 +619,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
             next_v3 = now + V3_TIMER_TICK;
             for (i, c) in conns.iter_mut().enumerate() {
                 let Proto::Sans(st) = &mut c.proto else { continue };
-                if !c.alive || st.conn.poll_timeout().is_none_or(|t| t > now) {
+                if !c.alive || !st.conn.poll_timeout().is_some_and(|t| t <= now) {
                     continue;
                 }
                 let r = match st.conn.handle_timeout(now) {
