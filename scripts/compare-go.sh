@@ -15,6 +15,10 @@
 #   open    16×16 at --rate = 50 % of the Go server's best closed-loop median of that version
 #           (same rate for both servers)
 #   idle    10k connections × 1 stream at --rate 20k (connect time, RSS/conn, p99, CPU)
+#   sweep   16×16 v2 32 B, `loadgen sweep` over SWEEP_RATES against each server (one server
+#           process per sweep), knee = highest rate with p99 <= SWEEP_SLO (default 1ms); both
+#           sweeps on one plot: DIR/sweep.svg, tables in DIR/sweep.<server>.txt, knees in
+#           DIR/sweep.json and summary.txt
 # Every case runs R repetitions alternating amring, go[, floor], amring, go, ... (A/B/A/B).
 # Per run, once loadgen's connections are up and its warm-up is over, the script measures the
 # server over a window of (duration - 0.4 s): CPU from /proc/PID/stat (utime+stime) and
@@ -27,6 +31,7 @@
 #   --duration    loadgen's measured phase (default 3s; --quick 2s); --warmup default 1s
 #   --open-rate   fixed open-loop rate instead of 50 % of the Go best (needed for nothing;
 #                 without a Go peer the fallback is 46k = 50 % of the issue's 93k Go figure)
+#   --sweep       run only the sweep case (and print its knees); --no-sweep leaves it out
 #   --summarize DIR  only redo the tables, targets, compare.json and history line of an earlier
 #                 run's out dir (no new runs)
 #   A run with no reply in its measured phase counts as failed (stall) and is left out of the
@@ -44,6 +49,9 @@
 #   SERVER_SPIN      busy-poll time of the amring and floor server cores before they park
 #                    (loadgen --server-spin; default 50us, as the Go runtime also spins before
 #                    it parks; 0 = park at once, the library default)
+#   SWEEP_RATES      offered rates of the sweep (default 10k,20k,40k,60k,80k,120k,160k,240k,320k,
+#                    480k,640k,800k); SWEEP_SLO the p99 objective (default 1ms); SWEEP_DURATION
+#                    each step's measured phase (default 2s; 500 ms warm-up per step)
 #   LOADGEN          loadgen binary (default: cargo build --release -p loadgen)
 #   PERF             perf binary (default /usr/bin/perf)
 #   COMPARE_HISTORY  history file (default bench/history/compare-go.jsonl)
@@ -64,6 +72,9 @@ go_maxprocs="${GO_MAXPROCS:-1}"
 server_spin="${SERVER_SPIN:-50us}"
 
 summarize_dir="" quick=0 reps="" duration="" warmup=1s out_dir="" idle_conns=10k idle_rate=20k open_rate=""
+sweep=1 sweep_only=0
+sweep_rates="${SWEEP_RATES:-10k,20k,40k,60k,80k,120k,160k,240k,320k,480k,640k,800k}"
+sweep_slo="${SWEEP_SLO:-1ms}" sweep_duration="${SWEEP_DURATION:-2s}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -75,6 +86,8 @@ while [[ $# -gt 0 ]]; do
         --open-rate) open_rate="$2"; shift ;;
         --out-dir) out_dir="$2"; shift ;;
         --summarize) summarize_dir="$2"; shift ;;
+        --sweep) sweep_only=1 ;;
+        --no-sweep) sweep=0 ;;
         -h|--help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "compare-go.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -739,6 +752,67 @@ PY
 printf '%s\n' "$go_status" "$duration" "$warmup" "$reps" "$go_maxprocs" "$go_cpus" "$perf_status" "$quick" \
     "$window_s" "$(date -u +%Y-%m-%dT%H:%M:%S+00:00)" "$server_spin" >"$out_dir/summarize.args"
 
+# ------------------------------------------------------------------ sweep ---
+# run_sweep: `loadgen sweep` against amring and (when present) Go, 16×16 v2 32 B, one fresh
+# server process per sweep; both sweeps on one plot and their knees in DIR/sweep.json.
+run_sweep() {
+    local srv servers=(amring) files=() ok
+    [[ $have_go == 1 ]] && servers+=(go)
+    for srv in "${servers[@]}"; do
+        echo "compare-go.sh: sweep $srv over $sweep_rates (p99 objective $sweep_slo)" >&2
+        ok=1
+        case "$srv" in
+            amring) start_loadgen_server amring v2 "$out_dir/sweep.$srv.server.log" || ok=0 ;;
+            go) start_go v2 "$out_dir/sweep.$srv.server.log" || ok=0 ;;
+        esac
+        if [[ $ok == 1 ]]; then
+            timeout --kill-after=5 1800 taskset -c 1 "$LOADGEN" sweep --target "$srv_addr" --server-pid "$srv_pid" \
+                --conns 16 --streams 16 --pipeline 1 --payload 32 --cores 1 --rates "$sweep_rates" \
+                --duration "$sweep_duration" --warmup 500ms --slo-p99 "$sweep_slo" --label "$srv" \
+                --sweep-json "$out_dir/sweep.$srv.json" --no-progress \
+                >"$out_dir/sweep.$srv.txt" 2>"$out_dir/sweep.$srv.err" || ok=0
+        fi
+        stop_server
+        if [[ $ok == 1 && -s "$out_dir/sweep.$srv.json" ]]; then
+            files+=("$out_dir/sweep.$srv.json")
+        else
+            echo "compare-go.sh: sweep $srv failed: $(tail -c 300 "$out_dir/sweep.$srv.err" | tr '\n' ' ')" >&2
+        fi
+    done
+    [[ ${#files[@]} -gt 0 ]] || return 0
+    "$LOADGEN" plot "${files[@]}" --svg "$out_dir/sweep.svg" \
+        --title "rate sweep: echo 16×16 v2 32 B, servers on one core, p99 objective $sweep_slo" >/dev/null
+    python3 - "$out_dir" "${files[@]}" <<'PY' | tee "$out_dir/sweep.summary.txt"
+import json, os, sys
+out_dir, files = sys.argv[1], sys.argv[2:]
+knees = {}
+print("rate sweep (16x16 v2 32 B, open loop; '!' = generator-limited step, never the knee):")
+for f in files:
+    s = json.load(open(f))
+    k = s.get("knee")
+    knees[s["label"]] = k
+    met = [st for st in s["steps"] if st["selfcheck_ok"]]
+    flagged = len(s["steps"]) - len(met)
+    if k:
+        print(f"  {s['label']:>7}: knee {k['offered_rps']:.0f} req/s offered, {k['achieved_rps']:.0f} achieved, "
+              f"p99 {k['p99_us']:.1f} us  ({len(s['steps'])} steps, {flagged} flagged)")
+    else:
+        print(f"  {s['label']:>7}: no step meets p99 <= {s.get('slo_p99_us')} us ({len(s['steps'])} steps, {flagged} flagged)")
+a, g = knees.get("amring"), knees.get("go")
+ratio = None
+if a and g and g["offered_rps"] > 0:
+    ratio = a["offered_rps"] / g["offered_rps"]
+    print(f"  knee ratio amring/go: {ratio:.1f}x")
+print(f"  plot: {os.path.join(out_dir, 'sweep.svg')}")
+json.dump({"knees": knees, "ratio": ratio}, open(os.path.join(out_dir, "sweep.json"), "w"), indent=2)
+PY
+}
+
+if [[ $sweep_only == 1 ]]; then
+    run_sweep
+    exit 0
+fi
+
 # ----------------------------------------------------------------- matrix ---
 versions=(v2 v3) payloads=(32 1024) closed=("1 1" "1 16" "4 16" "16 16" "64 4")
 if [[ $quick == 1 ]]; then versions=(v2) payloads=(32) closed=("1 1" "16 16"); fi
@@ -764,3 +838,7 @@ for version in "${versions[@]}"; do
 done
 
 summarize "$out_dir"
+if [[ $sweep == 1 && $quick == 0 ]]; then
+    run_sweep
+    cat "$out_dir/sweep.summary.txt" >>"$out_dir/summary.txt" 2>/dev/null || true
+fi

@@ -536,7 +536,14 @@ impl Connection {
         let mut kinds = TransmitKinds::default();
         if let Some(r) = self.recovery.as_mut() {
             if r.state() == LinkState::Attached {
-                if let Some(v) = r.take_ack(now) {
+                // A due ACK; or, when data goes out in this write anyway, any
+                // owed ACK rides along (one packet instead of two).
+                let ack = match r.take_ack(now) {
+                    Some(v) => Some(v),
+                    None if !self.tx.is_empty() => r.take_ack_piggyback(),
+                    None => None,
+                };
+                if let Some(v) = ack {
                     Control::Ack(v).write_frame(out);
                     kinds.ack = true;
                     frames += 1;

@@ -397,11 +397,26 @@ impl Recovery {
         if self.state != LinkState::Attached || !self.ack_due(now) {
             return None;
         }
+        Some(self.mark_ack_sent())
+    }
+
+    /// Records the owed ACK as sent; returns its value.
+    fn mark_ack_sent(&mut self) -> u64 {
         self.last_ack_sent = self.last_recv_seq;
         self.unacked = 0;
         self.ack_now = false;
         self.ack_deadline = None;
-        Some(self.last_recv_seq)
+        self.last_recv_seq
+    }
+
+    /// If any ACK is owed (due or not yet), marks it sent and returns the
+    /// value: an ACK that rides in the same write as outgoing data costs no
+    /// packet of its own, while one sent at its deadline does.
+    pub fn take_ack_piggyback(&mut self) -> Option<u64> {
+        if self.state != LinkState::Attached || self.last_recv_seq <= self.last_ack_sent {
+            return None;
+        }
+        Some(self.mark_ack_sent())
     }
 
     /// The next frame to replay, advancing the resume cursor.

@@ -310,6 +310,40 @@ fn ack_coalescing_every_64_and_delay_deadline() {
 }
 
 #[test]
+fn owed_ack_rides_with_outgoing_data() {
+    // A request below ack_every: the ACK is owed, due ack_delay later...
+    let prm = params();
+    let mut p = Pair::v3(prm);
+    let t0 = p.now;
+    send(&mut p.client.conn, p.now, 1, 0).unwrap();
+    p.drive();
+    assert_eq!(p.server.conn.poll_timeout(), Some(t0 + prm.ack_delay));
+    assert_eq!(p.server.conn.stats().control_frames_written, 0);
+    // ...but the reply goes out now, and the ACK rides in the same write:
+    // one more control frame, no ACK owed, the client's ring already empty.
+    p.advance(Duration::from_millis(1));
+    send(&mut p.server.conn, p.now, 1, 0).unwrap();
+    let mut out = BytesMut::new();
+    let n = p.server.conn.poll_transmit(p.now, &mut out);
+    assert!(n > 0);
+    assert_eq!(p.server.conn.stats().control_frames_written, 1);
+    let dbg = p.server.conn.recovery_debug().unwrap();
+    assert_eq!((dbg.ack_pending, dbg.ack_deadline), (0, None));
+    assert_eq!(p.server.conn.poll_timeout(), Some(p.now + prm.heartbeat_interval));
+    let mut delivered = 0;
+    while p.client.conn.handle_input(p.now, &mut out).unwrap().is_some() {
+        delivered += 1;
+    }
+    assert!(out.is_empty());
+    let dbg = p.client.conn.recovery_debug().unwrap();
+    assert_eq!((dbg.last_acked_seq, dbg.replay_queued), (1, 0));
+    assert_eq!(delivered, 1, "the reply itself");
+    // Nothing owed, nothing sent: a transmit without data carries no ACK.
+    let mut more = BytesMut::new();
+    assert_eq!(p.server.conn.poll_transmit(p.now, &mut more), 0);
+}
+
+#[test]
 fn ack_every_one_acks_before_the_reply() {
     let prm = RecoveryParams {
         ack_every: 1,

@@ -87,6 +87,38 @@ pub(crate) struct ConnCtx {
     pub(crate) workload: Workload,
 }
 
+/// The phase a reply arrives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Warm-up: latencies kept apart, not reported.
+    Warmup,
+    /// The measured phase.
+    Measured,
+    /// After the measured phase: no new requests; the replies still in
+    /// flight are awaited (bounded by [`drain_limit`]) and checked, so the
+    /// connections close with nothing outstanding, but they are not timed.
+    Drain,
+}
+
+impl Phase {
+    /// The phase at `now`.
+    pub(crate) fn at(now: Instant, warm_end: Instant, end: Instant) -> Phase {
+        if now < warm_end {
+            Phase::Warmup
+        } else if now < end {
+            Phase::Measured
+        } else {
+            Phase::Drain
+        }
+    }
+}
+
+/// How long after the measured phase a connection waits for its replies in
+/// flight before it closes: `--timeout`, at most 2 s.
+pub(crate) fn drain_limit(opts: &Options) -> Duration {
+    opts.timeout.min(Duration::from_secs(2))
+}
+
 /// What became of one reply frame (see [`ConnCtx::complete_reply`]).
 pub(crate) enum ReplyOutcome {
     /// No request was in flight on its stream (counted as a mismatch).
@@ -100,7 +132,8 @@ pub(crate) enum ReplyOutcome {
 impl ConnCtx {
     /// Matches a reply on `stream` to that stream's oldest request in flight.
     /// The expected reply records its latency from the request's `t`
-    /// (warm-up separately); anything else is counted as an error by kind.
+    /// (warm-up separately, drain not at all); anything else is counted as
+    /// an error by kind.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn complete_reply(
         &self,
@@ -109,7 +142,7 @@ impl ConnCtx {
         payload: &[u8],
         codec: CodecKind,
         now: Instant,
-        in_warmup: bool,
+        phase: Phase,
         stats: &mut WorkerStats,
     ) -> ReplyOutcome {
         let live = &self.shared.live[self.idx];
@@ -128,7 +161,9 @@ impl ConnCtx {
         }
         if verdict == Verdict::Good {
             let ns = now.saturating_duration_since(req.t).as_nanos() as u64;
-            if in_warmup {
+            if phase == Phase::Drain {
+                stats.drained += 1;
+            } else if phase == Phase::Warmup {
                 stats.record_warmup(ns);
             } else {
                 stats.record(ns);
@@ -199,15 +234,18 @@ impl Schedule {
 
     /// Appends every intended send time due by `now` to the backlog of its
     /// stream (round robin over the streams), recording in `ctx`'s stats how
-    /// late the generator is (`now` − intended: the generator's slip).
-    pub(crate) fn pump(&mut self, now: Instant, streams: &mut [StreamState], ctx: &ConnCtx) {
+    /// late the generator is (`now` − intended: the generator's slip) for the
+    /// sends of the measured phase (from `warm_end`).
+    pub(crate) fn pump(&mut self, now: Instant, warm_end: Instant, streams: &mut [StreamState], ctx: &ConnCtx) {
         if self.next > now {
             return;
         }
         let mut st = ctx.stats.borrow_mut();
         while self.next <= now {
-            st.slip
-                .saturating_record(now.duration_since(self.next).as_nanos() as u64);
+            if self.next >= warm_end {
+                st.slip
+                    .saturating_record(now.duration_since(self.next).as_nanos() as u64);
+            }
             let s = (self.k % streams.len() as u64) as usize;
             streams[s].backlog.push_back(self.next);
             self.k += 1;

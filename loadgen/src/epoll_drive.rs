@@ -19,11 +19,15 @@
 //!   the loop sleeps in `epoll_pwait2` until the next one (ns timeout).
 //! * **v2**: pre-encoded frames patched in place, parsed directly.
 //! * **v3**: through amring's sans-IO `proto::Connection` (seq, replay ring,
-//!   ACKs, heartbeats); its timers are served by a sweep every
-//!   [`V3_TIMER_TICK`] and whenever the connection is touched.
+//!   ACKs, heartbeats). Short protocol timers (an owed ACK's delay) go into
+//!   one min-heap per worker, at most one entry per connection; long ones
+//!   (PING, heartbeat expiry: tens of seconds) are found by the sweep that
+//!   checks request timeouts, so no wake scans every connection.
 //!
 //! All pending bytes of a connection go out in one `send` per wake.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,14 +37,17 @@ use bytes::BytesMut;
 use amring_proto::frame::V2_HEADER_LEN;
 use amring_proto::{ConnError, Connection, FrameHeader, Version};
 
-use crate::conn_state::{ConnCtx, InFlight, ReplyOutcome, StreamState};
+use crate::conn_state::{drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, StreamState};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 use crate::transport::Transport;
 
-/// How often v3 connections' protocol timers (ACK delay, PING, heartbeat)
-/// are checked when nothing else touches them.
-const V3_TIMER_TICK: Duration = Duration::from_millis(2);
+/// v3 protocol timers due within this go into the heap; later ones (PING,
+/// heartbeat) are left to the periodic sweep.
+const SHORT_TIMER: Duration = Duration::from_secs(1);
+
+/// The heap of short v3 timers: (deadline, connection index), earliest first.
+type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
 
 /// The protocol state of one connection.
 enum Proto {
@@ -83,6 +90,8 @@ struct Conn {
     /// Something was queued since the last flush.
     dirty: bool,
     alive: bool,
+    /// v3: the connection has an entry in the worker's timer heap.
+    armed: bool,
 }
 
 /// The socket of a TCP transport (glommio's `UnixStream` does not expose
@@ -112,6 +121,35 @@ fn conn_error_kind(e: &ConnError) -> ErrorKind {
 }
 
 impl Conn {
+    /// v3: puts the connection's next protocol timer into `timers` when it is
+    /// short and the connection has no entry yet.
+    fn arm(&mut self, timers: &mut Timers, i: usize, now: Instant) {
+        if self.armed || !self.alive {
+            return;
+        }
+        if let Proto::Sans(st) = &self.proto {
+            if let Some(t) = st.conn.poll_timeout() {
+                if t <= now + SHORT_TIMER {
+                    timers.push(Reverse((t, i)));
+                    self.armed = true;
+                }
+            }
+        }
+    }
+
+    /// v3: runs the protocol timers if due (ACK, PING, heartbeat expiry) and
+    /// sends what they produced.
+    fn on_timer(&mut self, epfd: RawFd, i: usize, now: Instant) -> Result<(), ErrorKind> {
+        let Proto::Sans(st) = &mut self.proto else {
+            return Ok(());
+        };
+        if !st.conn.poll_timeout().is_some_and(|t| t <= now) {
+            return Ok(());
+        }
+        st.conn.handle_timeout(now).map_err(|e| conn_error_kind(&e))?;
+        self.flush(epfd, i, now)
+    }
+
     /// Queues request `id` on stream `s`, its latency measured from `t`.
     fn queue(&mut self, ctx: &ConnCtx, now: Instant, s: usize, t: Instant) -> Result<(), ErrorKind> {
         let id = self.next_id;
@@ -129,6 +167,11 @@ impl Conn {
         self.next_id += 1;
         self.dirty = true;
         Ok(())
+    }
+
+    /// Requests in flight on the connection.
+    fn in_flight(&self) -> usize {
+        self.streams.iter().map(|s| s.inflight.len()).sum()
     }
 
     /// Open loop: sends the stream's backlog while its pipeline has room.
@@ -204,7 +247,7 @@ impl Conn {
     /// Reads once (level-triggered: more data wakes again) and handles every
     /// complete frame: its reply is matched, and in closed loop a new request
     /// is queued on its stream (open loop: the stream's backlog moves up).
-    fn on_readable(&mut self, ctx: &ConnCtx, now: Instant, in_warmup: bool, closed: bool) -> Result<(), ErrorKind> {
+    fn on_readable(&mut self, ctx: &ConnCtx, now: Instant, phase: Phase, closed: bool) -> Result<(), ErrorKind> {
         let opts = &ctx.shared.opts;
         let n = match &mut self.proto {
             Proto::V2 { rbuf, head, tail, .. } => {
@@ -268,7 +311,7 @@ impl Conn {
                         payload,
                         self.codec,
                         now,
-                        in_warmup,
+                        phase,
                         &mut stats,
                     ) {
                         ReplyOutcome::Unmatched => continue,
@@ -297,7 +340,7 @@ impl Conn {
                         &frame.payload,
                         self.codec,
                         now,
-                        in_warmup,
+                        phase,
                         &mut stats,
                     ) {
                         ReplyOutcome::Unmatched => continue,
@@ -313,6 +356,9 @@ impl Conn {
         drop(stats);
         for s in replied {
             let s = s as usize;
+            if phase == Phase::Drain {
+                continue; // nothing new after the measured phase
+            }
             if closed {
                 self.queue(ctx, now, s, now)?;
             } else {
@@ -480,6 +526,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
             want_out: false,
             dirty: false,
             alive: true,
+            armed: false,
             _transport: r.transport,
         });
     }
@@ -517,21 +564,26 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; conns.len().clamp(1, 1024)];
     let tick = (opts.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut next_check = Instant::now() + tick;
-    let mut next_v3 = Instant::now() + V3_TIMER_TICK;
+    let mut timers = Timers::new();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.arm(&mut timers, i, now);
+    }
     let mut next_p99 = Instant::now() + Duration::from_millis(500);
     let mut pwait2 = true;
+    // After `end`, the connections drain: no new requests, replies in flight awaited.
+    let drain_end = end + drain_limit(opts);
     let mut idle_spin = Duration::ZERO;
     let mut now = Instant::now();
     let nconns = conns.len();
-    while alive > 0 && now < end && !ctx.shared.abort.load(Ordering::Relaxed) {
-        let mut until = end.min(next_check);
-        if any_v3 {
-            until = until.min(next_v3);
+    while alive > 0 && now < drain_end && !ctx.shared.abort.load(Ordering::Relaxed) {
+        let mut until = if now < end { end } else { drain_end }.min(next_check);
+        if let Some(Reverse((t, _))) = timers.peek() {
+            until = until.min(*t);
         }
         // Open loop: busy-poll instead of sleeping when the next send is
         // near (`--gen-spin`): a sleeping thread wakes late on many hosts.
         let mut spinning = false;
-        if let Some(s) = &sched {
+        if let Some(s) = sched.as_ref().filter(|_| now < end) {
             if s.next() <= until {
                 until = s.next();
                 spinning = until.saturating_duration_since(now) <= opts.gen_spin;
@@ -548,10 +600,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
         if spinning && n <= 0 {
             idle_spin += now - before;
         }
-        if now >= end {
-            break;
-        }
-        let in_warmup = now < warm_end;
+        let phase = Phase::at(now, warm_end, end);
         let kill = |c: &mut Conn, i: usize, k: ErrorKind, alive: &mut usize| {
             c.alive = false;
             *alive -= 1;
@@ -567,21 +616,31 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
             let bits = ev.events;
             let mut r = Ok(());
             if bits & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-                r = c.on_readable(ctx, now, in_warmup, closed);
+                r = c.on_readable(ctx, now, phase, closed);
             }
             if r.is_ok() && (c.dirty || bits & libc::EPOLLOUT as u32 != 0) {
                 r = c.flush(epfd, i, now);
             }
-            if let Err(k) = r {
-                kill(c, i, k, &mut alive);
+            match r {
+                Ok(()) => c.arm(&mut timers, i, now),
+                Err(k) => kill(c, i, k, &mut alive),
+            }
+        }
+        if phase == Phase::Drain {
+            // Done once no connection waits for a reply.
+            if conns.iter().all(|c| !c.alive || c.in_flight() == 0) {
+                break;
             }
         }
         // Open loop: every request due by now, to its connection's stream backlog.
-        if let Some(s) = sched.as_mut() {
+        if let Some(s) = sched.as_mut().filter(|_| phase != Phase::Drain) {
             let mut st = ctx.stats.borrow_mut();
             while let Some((k, intended)) = s.take_due(now) {
-                st.slip
-                    .saturating_record(now.saturating_duration_since(intended).as_nanos() as u64);
+                // The measured phase's sends, like the latencies (warm-up absorbs the start).
+                if intended >= warm_end {
+                    st.slip
+                        .saturating_record(now.saturating_duration_since(intended).as_nanos() as u64);
+                }
                 let i = (k % nconns.max(1) as u64) as usize;
                 let c = &mut conns[i];
                 if !c.alive {
@@ -609,26 +668,26 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
                 if r.is_ok() && c.dirty {
                     r = c.flush(epfd, i, now);
                 }
-                if let Err(k) = r {
-                    kill(c, i, k, &mut alive);
+                match r {
+                    Ok(()) => c.arm(&mut timers, i, now),
+                    Err(k) => kill(c, i, k, &mut alive),
                 }
             }
         }
-        // v3 protocol timers: ACK delay, PING, heartbeat expiry.
-        if any_v3 && now >= next_v3 {
-            next_v3 = now + V3_TIMER_TICK;
-            for (i, c) in conns.iter_mut().enumerate() {
-                let Proto::Sans(st) = &mut c.proto else { continue };
-                if !c.alive || !st.conn.poll_timeout().is_some_and(|t| t <= now) {
-                    continue;
-                }
-                let r = match st.conn.handle_timeout(now) {
-                    Ok(()) => c.flush(epfd, i, now),
-                    Err(e) => Err(conn_error_kind(&e)),
-                };
-                if let Err(k) = r {
-                    kill(c, i, k, &mut alive);
-                }
+        // v3 short protocol timers (an owed ACK's delay).
+        while let Some(&Reverse((t, i))) = timers.peek() {
+            if t > now {
+                break;
+            }
+            timers.pop();
+            let c = &mut conns[i];
+            c.armed = false;
+            if !c.alive {
+                continue;
+            }
+            match c.on_timer(epfd, i, now) {
+                Ok(()) => c.arm(&mut timers, i, now),
+                Err(k) => kill(c, i, k, &mut alive),
             }
         }
         if now >= next_check {
@@ -642,6 +701,14 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
                     });
                 if expired {
                     kill(c, i, ErrorKind::Timeout, &mut alive);
+                    continue;
+                }
+                // v3 long timers (PING, heartbeat expiry) come due here.
+                if any_v3 && c.alive && !c.armed {
+                    match c.on_timer(epfd, i, now) {
+                        Ok(()) => c.arm(&mut timers, i, now),
+                        Err(k) => kill(c, i, k, &mut alive),
+                    }
                 }
             }
             if now >= next_p99 {

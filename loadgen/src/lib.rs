@@ -268,6 +268,7 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         },
         requests: total.ok,
         warmup_requests: total.warmup_hist.len(),
+        drained_requests: total.drained,
         elapsed_s: elapsed,
         throughput_rps: total.ok as f64 / elapsed,
         latency_us: Latency::from_ns(&total.hist),

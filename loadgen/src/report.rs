@@ -26,6 +26,9 @@ pub struct Report {
     pub requests: u64,
     /// Correct replies received during warm-up (not in the latency figures).
     pub warmup_requests: u64,
+    /// Correct replies received after the measured phase, to requests sent
+    /// in it: the connections drain before they close (not timed).
+    pub drained_requests: u64,
     /// Length of the measured phase (s).
     pub elapsed_s: f64,
     /// `requests / elapsed_s`.

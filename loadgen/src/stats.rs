@@ -153,6 +153,9 @@ pub struct WorkerStats {
     /// Time the worker busy-polled with nothing to do (`--gen-spin`, s):
     /// CPU time that was idle, left out of the self-check's CPU share.
     pub idle_spin_s: f64,
+    /// Correct replies that arrived after the measured phase, while the
+    /// connections drained (not timed).
+    pub drained: u64,
 }
 
 impl Default for WorkerStats {
@@ -168,6 +171,7 @@ impl Default for WorkerStats {
             intervals: None,
             kinds: Vec::new(),
             idle_spin_s: 0.0,
+            drained: 0,
         }
     }
 }
@@ -206,6 +210,7 @@ impl WorkerStats {
         self.connected += other.connected;
         self.cpu_s += other.cpu_s;
         self.idle_spin_s += other.idle_spin_s;
+        self.drained += other.drained;
         let _ = self.slip.add(&other.slip);
         for (k, c) in other.kinds.iter().enumerate() {
             let mine = self.kind(k);

@@ -15,7 +15,7 @@ use glommio::timer::sleep;
 use amring_proto::frame::V2_HEADER_LEN;
 use amring_proto::{FrameHeader, Version};
 
-use crate::conn_state::{count_error, ConnCtx, InFlight, ReplyOutcome, Schedule, StreamState};
+use crate::conn_state::{count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 
@@ -68,8 +68,8 @@ fn watchdog_tick(timeout: Duration) -> Duration {
 /// until every v2 connection task returned.
 pub(crate) async fn watchdog(watches: Rc<Vec<Rc<Watch>>>, end: Instant, timeout: Duration) {
     let tick = watchdog_tick(timeout);
-    // Bounded: connection tasks return by `end` plus one tick, or at a timeout.
-    let hard = end + timeout + Duration::from_secs(30);
+    // Bounded: connection tasks return by the end of their drain plus one tick, or at a timeout.
+    let hard = end + 2 * timeout + Duration::from_secs(30);
     loop {
         if watches.iter().all(|w| w.done.get()) {
             return;
@@ -79,7 +79,9 @@ pub(crate) async fn watchdog(watches: Rc<Vec<Rc<Watch>>>, end: Instant, timeout:
             return;
         }
         for w in watches.iter() {
-            if !w.done.get() && !w.fired.get() && now >= w.deadline.get().min(end) {
+            // The task keeps its deadline at or before `end` until the run
+            // ends, and at or before the end of its drain after that.
+            if !w.done.get() && !w.fired.get() && now >= w.deadline.get() {
                 w.fired.set(true);
                 if let Some(waker) = w.waker.take() {
                     waker.wake();
@@ -138,6 +140,9 @@ pub(crate) async fn drive_v2(
     let mut sched = opts.rate.map(|rate| Schedule::for_conn(rate, opts.conns, gidx, t0));
 
     let mut now = Instant::now();
+    // After `end`: no new requests; the replies in flight are awaited until `drain_end`.
+    let drain_end = end + drain_limit(opts);
+    let in_flight = |streams: &[StreamState]| streams.iter().any(|st| !st.inflight.is_empty());
     let outcome: Result<(), ErrorKind> = 'conn: {
         if sched.is_none() {
             for (s, st) in streams.iter_mut().enumerate() {
@@ -149,11 +154,11 @@ pub(crate) async fn drive_v2(
             }
         }
         loop {
-            if now >= end {
+            if now >= end && (now >= drain_end || !in_flight(&streams)) {
                 break Ok(());
             }
-            if let Some(sc) = sched.as_mut() {
-                sc.pump(now, &mut streams, &ctx);
+            if let Some(sc) = sched.as_mut().filter(|_| now < end) {
+                sc.pump(now, warm_end, &mut streams, &ctx);
                 for (s, st) in streams.iter_mut().enumerate() {
                     while st.inflight.len() < opts.pipeline {
                         let Some(intended) = st.backlog.pop_front() else { break };
@@ -173,8 +178,8 @@ pub(crate) async fn drive_v2(
                 wbuf.clear();
             }
 
-            // The oldest request's deadline, for the watchdog.
-            let mut deadline = end;
+            // The oldest request's deadline, for the watchdog (and the end of the phase).
+            let mut deadline = if now < end { end } else { drain_end };
             for st in &streams {
                 if let Some(f) = st.inflight.front() {
                     deadline = deadline.min(f.t.max(now) + opts.timeout);
@@ -198,7 +203,7 @@ pub(crate) async fn drive_v2(
                 watch.wait().await;
                 Woke::Watch
             });
-            let woke = match &sched {
+            let woke = match sched.as_ref().filter(|_| now < end) {
                 None => watched.await,
                 Some(sc) => {
                     let wait = sc.next.saturating_duration_since(now);
@@ -214,7 +219,7 @@ pub(crate) async fn drive_v2(
                 Woke::Schedule => continue,
                 Woke::Watch => {
                     watch.fired.set(false);
-                    if now >= end {
+                    if now >= end && (now >= drain_end || !in_flight(&streams)) {
                         break Ok(());
                     }
                     let expired = streams.iter().any(|st| {
@@ -232,10 +237,7 @@ pub(crate) async fn drive_v2(
                 Woke::Read(Ok(n)) => n,
             };
             tail += n;
-            if now >= end {
-                break Ok(());
-            }
-            let in_warmup = now < warm_end;
+            let phase = Phase::at(now, warm_end, end);
             let mut done = 0u64;
             let mut stats = ctx.stats.borrow_mut();
             loop {
@@ -259,12 +261,12 @@ pub(crate) async fn drive_v2(
                 let payload = &avail[V2_HEADER_LEN..flen];
                 head += flen;
                 let s = h.stream_id as usize;
-                match ctx.complete_reply(&mut streams, h.stream_id, payload, codec, now, in_warmup, &mut stats) {
+                match ctx.complete_reply(&mut streams, h.stream_id, payload, codec, now, phase, &mut stats) {
                     ReplyOutcome::Unmatched => continue,
                     ReplyOutcome::Good => done += 1,
                     ReplyOutcome::Bad => {}
                 }
-                if sched.is_none() {
+                if sched.is_none() && phase != Phase::Drain {
                     tpl.write_request_frame_v2(s as u32, next_id, &mut wbuf);
                     streams[s].inflight.push_back(InFlight { id: next_id, t: now });
                     next_id += 1;

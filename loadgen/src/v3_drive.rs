@@ -12,7 +12,7 @@ use glommio::timer::sleep;
 
 use amring_proto::{ConnError, Connection};
 
-use crate::conn_state::{count_error, ConnCtx, InFlight, ReplyOutcome, Schedule, StreamState};
+use crate::conn_state::{count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 
@@ -62,6 +62,9 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
         .map_err(|_| ErrorKind::Protocol)
     };
 
+    // After `end`: no new requests; the replies in flight are awaited until `drain_end`.
+    let drain_end = end + drain_limit(opts);
+    let in_flight = |streams: &[StreamState]| streams.iter().any(|st| !st.inflight.is_empty());
     let outcome: Result<(), ErrorKind> = 'conn: {
         // Closed loop: fill every stream's pipeline at once.
         if sched.is_none() {
@@ -78,12 +81,12 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
         }
         loop {
             let now = Instant::now();
-            if now >= end {
+            if now >= end && (now >= drain_end || !in_flight(&streams)) {
                 break Ok(());
             }
-            if let Some(sc) = sched.as_mut() {
+            if let Some(sc) = sched.as_mut().filter(|_| now < end) {
                 // Due requests join their stream's backlog, then go out as the pipeline allows.
-                sc.pump(now, &mut streams, &ctx);
+                sc.pump(now, warm_end, &mut streams, &ctx);
                 for (s, st) in streams.iter_mut().enumerate() {
                     while st.inflight.len() < opts.pipeline {
                         let Some(intended) = st.backlog.pop_front() else { break };
@@ -109,8 +112,8 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
 
             // Wait for bytes, the next intended send, the oldest timeout, a
             // protocol timer (v3 ACK delay, heartbeat) or the end.
-            let mut deadline = end;
-            if let Some(sc) = &sched {
+            let mut deadline = if now < end { end } else { drain_end };
+            if let Some(sc) = sched.as_ref().filter(|_| now < end) {
                 deadline = deadline.min(sc.next);
             }
             if let Some(pt) = conn.poll_timeout() {
@@ -154,10 +157,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
                 Some(Ok(n)) => {
                     rbuf.truncate(start + n);
                     let now = Instant::now();
-                    let in_warmup = now < warm_end;
-                    if now >= end {
-                        break Ok(());
-                    }
+                    let phase = Phase::at(now, warm_end, end);
                     let mut done = 0u64;
                     let mut stats = ctx.stats.borrow_mut();
                     loop {
@@ -176,7 +176,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
                             &frame.payload,
                             codec,
                             now,
-                            in_warmup,
+                            phase,
                             &mut stats,
                         );
                         match outcome {
@@ -184,7 +184,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
                             ReplyOutcome::Good => done += 1,
                             ReplyOutcome::Bad => {}
                         }
-                        if sched.is_none() {
+                        if sched.is_none() && phase != Phase::Drain {
                             if let Err(k) = send(&mut conn, now, s, next_id) {
                                 drop(stats);
                                 break 'conn Err(k);

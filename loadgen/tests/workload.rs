@@ -122,7 +122,11 @@ fn two_message_types_every_reply_checked() {
             // Both kinds ran, about 3:1, and every reply passed its check.
             assert!(add.ok > 40 && put.ok > 10, "{what}");
             assert!(add.ok > put.ok, "{what}");
-            assert_eq!(add.ok + put.ok, r.requests + r.warmup_requests, "{what}");
+            assert_eq!(
+                add.ok + put.ok,
+                r.requests + r.warmup_requests + r.drained_requests,
+                "{what}"
+            );
             assert_eq!(add.remote + add.mismatch + put.remote + put.mismatch, 0, "{what}");
             assert!(r.to_text().contains("add"), "{what}");
             let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
