@@ -169,7 +169,10 @@ pub fn run(o: &SweepOptions, launch: &Launch) -> Result<Sweep, RunError> {
         );
         let had_knee = plot::knee(&steps, slo_us).is_some();
         steps.push(step.clone());
-        if step.selfcheck_ok && !met && had_knee {
+        // Past the knee, a step that misses counts towards stopping; so does a
+        // flagged one whose server fell behind (it cannot be the knee either).
+        let fell_behind = step.achieved_rps < 0.95 * step.offered_rps;
+        if had_knee && !met && (step.selfcheck_ok || fell_behind) {
             failed_in_a_row += 1;
         } else if met {
             failed_in_a_row = 0;
