@@ -3,19 +3,25 @@
 //! A thread-per-core load generator for adaptivemsg servers (amring or the Go
 //! reference). Every generator core runs a pinned glommio executor with its
 //! own connections and its own HdrHistogram; the histograms are merged at the
-//! end. The workload is `am.capmsg.EchoRequest{text}` →
-//! `am.capmsg.EchoReply{text}`, every reply is checked against its request.
+//! end. The default workload is `am.capmsg.EchoRequest{text}` →
+//! `am.capmsg.EchoReply{text}`, every reply checked against its request; a
+//! workload file ([`workload`]) drives a service's own message types.
 //!
 //! * closed loop (default): a new request as soon as a reply arrives, up to
 //!   `--pipeline` in flight per stream;
 //! * open loop (`--rate`): every request has an intended send time on a fixed
 //!   schedule and its latency is measured from it (no coordinated omission).
 //!
-//! The workers use pre-encoded templates (no per-request serialization): v2
-//! frames are patched in place and replies compared byte for byte, v3 goes
-//! through amring's sans-IO `proto::Connection`. Closed-loop v2 over TCP runs
-//! its data phase on epoll (`--io auto`), the rest on glommio; see the
-//! README's "Generator cost" for the measurements behind that choice.
+//! The echo workload uses pre-encoded templates (no per-request
+//! serialization): v2 frames are patched in place and replies compared byte
+//! for byte; v3 goes through amring's sans-IO `proto::Connection`. TCP
+//! connections run their data phase on one epoll loop per worker (`--io
+//! auto`, `epoll_drive`), Unix sockets on glommio; see the README's
+//! "Generator cost" and "Open loop" for the measurements behind that choice.
+//!
+//! `loadgen sweep` ([`sweep`]) steps an open-loop rate and finds the knee
+//! ([`plot`]); `loadgen merge` / `loadgen report` read `--intervals` logs
+//! ([`intervals`]).
 
 mod conn_state;
 mod connect;

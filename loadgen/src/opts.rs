@@ -142,9 +142,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|e| format!("bad duration {s:?}: {e}"))
 }
 
-/// `loadgen`: drives an adaptivemsg server (amring or the Go reference) with
-/// `am.capmsg.EchoRequest{text}` → `am.capmsg.EchoReply{text}` and reports
-/// throughput, latency percentiles and errors.
+/// `loadgen`: drives an adaptivemsg server (amring, the Go reference, or your
+/// own service) with the echo workload or a workload file (`--workload`) and
+/// reports throughput, latency percentiles and errors (by kind and per
+/// request kind). Also: `loadgen sweep` (a rate sweep and its knee),
+/// `loadgen plot`, `loadgen merge`, `loadgen report`.
 #[derive(Clone, Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
 pub struct Options {
