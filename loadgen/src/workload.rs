@@ -25,7 +25,8 @@
 //!   one `{{seq}}`, `{{conn}}` or `{{rand_int:..}}` becomes an integer.
 //! * Bodies are encoded with the negotiated codec: map (id 2) sends
 //!   `{"type": wire, "data": {...}}`; compact (id 1) sends `[wire, field...]`
-//!   in the order `fields` gives (a body of one field needs none). Nested
+//!   in the order `fields` gives (a body of one field, or the map codec,
+//!   needs none). Nested
 //!   structs give theirs in `nested_fields = { "path.to.field" = [..] }`; a
 //!   nested object without an order is sent as a map (a Go `map[string]T`).
 //! * `expect` says how a reply is checked: `"any"` (any reply but an
@@ -204,6 +205,8 @@ pub struct Kind {
     pub expect: Expect,
     /// Top-level fields, in order.
     body: Vec<(String, Tmpl)>,
+    /// The file gave the field order (or the body has at most one field).
+    order_known: bool,
 }
 
 /// A parsed workload file.
@@ -298,15 +301,13 @@ fn compile_kind(k: KindSpec) -> Result<Kind, WorkloadError> {
         return Err(kind_err(&name, "body must be a JSON object"));
     };
     // Top-level order: `fields`, or the one field a one-field body has.
+    // Without `fields`, a body of several fields can only go out as a map
+    // (checked when the workload is compiled for the codec).
+    let order_known = !k.fields.is_empty() || obj.len() <= 1;
     let order: Vec<String> = if !k.fields.is_empty() {
         k.fields.clone()
-    } else if obj.len() <= 1 {
-        obj.keys().cloned().collect()
     } else {
-        return Err(kind_err(
-            &name,
-            "a body of several fields needs `fields` (their order, for the compact codec)",
-        ));
+        obj.keys().cloned().collect()
     };
     let body = ordered(&name, &obj, &order, "", &k.nested_fields)?;
     let expect = match k.expect {
@@ -353,6 +354,7 @@ fn compile_kind(k: KindSpec) -> Result<Kind, WorkloadError> {
         weight: k.weight,
         expect,
         body,
+        order_known,
     })
 }
 
@@ -600,6 +602,14 @@ fn rng_for(seed: u64, id: u64) -> fastrand::Rng {
 impl Custom {
     fn new(file: &WorkloadFile, codec: CodecKind, payload: usize) -> Result<Custom, WorkloadError> {
         let compact = matches!(codec, CodecKind::Compact);
+        if compact {
+            if let Some(k) = file.kinds.iter().find(|k| !k.order_known) {
+                return Err(kind_err(
+                    &k.name,
+                    "the compact codec sends fields by position: a body of several fields needs `fields` (their order); or use --codec map",
+                ));
+            }
+        }
         let mut total = 0u64;
         let cumulative = file
             .kinds
@@ -1058,10 +1068,6 @@ mod tests {
     fn bad_files_are_refused_with_a_reason() {
         let cases: &[(&str, &str)] = &[
             ("", "no [[request]]"),
-            (
-                "[[request]]\nwire = \"a.B\"\nbody = '{\"x\": 1, \"y\": 2}'",
-                "needs `fields`",
-            ),
             ("[[request]]\nwire = \"a.B\"\nbody = '{\"x\": '", "not JSON"),
             (
                 "[[request]]\nwire = \"a.B\"\nbody = '{\"x\": \"{{nope}}\"}'",
@@ -1088,6 +1094,26 @@ mod tests {
             let e = WorkloadFile::parse(text, "t").unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn field_order_is_needed_for_compact_only() {
+        let text = "[[request]]\nwire = \"a.B\"\nbody = '{\"y\": 2, \"x\": 1}'";
+        let w = WorkloadFile::parse(text, "t").unwrap();
+        let e = w.compile(CodecKind::Compact, 0).unwrap_err().to_string();
+        assert!(e.contains("needs `fields`"), "{e}");
+        // Map sends by name: no order needed.
+        let Workload::Custom(c) = w.compile(CodecKind::Map, 0).unwrap() else {
+            panic!()
+        };
+        let mut p = Vec::new();
+        c.write_payload(0, &mut p);
+        let v = rmpv::decode::read_value(&mut &p[..]).unwrap();
+        let Value::Map(env) = v else { panic!() };
+        let Value::Map(data) = &env[1].1 else { panic!() };
+        let mut names: Vec<_> = data.iter().map(|(k, _)| k.as_str().unwrap()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["x", "y"]);
     }
 
     #[test]
