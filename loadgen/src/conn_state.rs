@@ -189,6 +189,23 @@ impl ConnCtx {
     }
 }
 
+impl ConnCtx {
+    /// If a request in flight on `streams` has waited `--timeout` by `now`,
+    /// counts it as a timeout of its request kind and returns true (the
+    /// connection is then dropped and [`ErrorKind::Timeout`] counted once).
+    pub(crate) fn expired(&self, streams: &[StreamState], now: Instant) -> bool {
+        let timeout = self.shared.opts.timeout;
+        let expired = streams
+            .iter()
+            .filter_map(|st| st.inflight.front())
+            .find(|f| now.saturating_duration_since(f.t) >= timeout);
+        if let Some(f) = expired {
+            self.stats.borrow_mut().kind(self.workload.kind_of(f.id)).timeout += 1;
+        }
+        expired.is_some()
+    }
+}
+
 /// Counts one error of `kind` for the worker of `ctx` (report and progress line).
 pub(crate) fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
     ctx.stats.borrow_mut().errors.add(kind);

@@ -693,13 +693,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
         if now >= next_check {
             next_check = now + tick;
             for (i, c) in conns.iter_mut().enumerate() {
-                let expired = c.alive
-                    && c.streams.iter().any(|st| {
-                        st.inflight
-                            .front()
-                            .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
-                    });
-                if expired {
+                if c.alive && ctx.expired(&c.streams, now) {
                     kill(c, i, ErrorKind::Timeout, &mut alive);
                     continue;
                 }

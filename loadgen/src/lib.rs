@@ -292,6 +292,7 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
                     ok: c.ok,
                     remote: c.remote,
                     mismatch: c.mismatch,
+                    timeout: c.timeout,
                 }
             })
             .collect(),

@@ -100,6 +100,8 @@ pub struct KindReport {
     pub remote: u64,
     /// Other wrong replies.
     pub mismatch: u64,
+    /// Requests without a reply within `--timeout`.
+    pub timeout: u64,
 }
 
 /// Connection set-up figures.
@@ -355,13 +357,13 @@ impl Report {
             "latency µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}  (mean {:.1})",
             l.p50, l.p90, l.p99, l.p999, l.max, l.mean
         );
-        if !(self.kinds.len() == 1 && self.kinds[0].remote == 0 && self.kinds[0].mismatch == 0) {
+        if !(self.kinds.len() == 1 && self.kinds[0].remote + self.kinds[0].mismatch + self.kinds[0].timeout == 0) {
             let _ = writeln!(s, "workload:   {}", c.workload);
             for k in &self.kinds {
                 let _ = writeln!(
                     s,
-                    "  {:<20} {:>10} ok  {:>8} error-replies  {:>8} mismatches  ({})",
-                    k.name, k.ok, k.remote, k.mismatch, k.wire
+                    "  {:<20} {:>10} ok  {:>8} error-replies  {:>8} mismatches  {:>6} timeouts  ({})",
+                    k.name, k.ok, k.remote, k.mismatch, k.timeout, k.wire
                 );
             }
         }

@@ -124,6 +124,8 @@ pub struct KindCounts {
     pub remote: u64,
     /// Other wrong replies (wrong type, wrong field, undecodable).
     pub mismatch: u64,
+    /// Requests without a reply within `--timeout` (their connection dropped).
+    pub timeout: u64,
 }
 
 /// Everything one worker measured.
@@ -217,6 +219,7 @@ impl WorkerStats {
             mine.ok += c.ok;
             mine.remote += c.remote;
             mine.mismatch += c.mismatch;
+            mine.timeout += c.timeout;
         }
         if let Some(theirs) = &other.intervals {
             let mine = self.intervals.get_or_insert_with(Vec::new);

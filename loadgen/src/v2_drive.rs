@@ -222,12 +222,7 @@ pub(crate) async fn drive_v2(
                     if now >= end && (now >= drain_end || !in_flight(&streams)) {
                         break Ok(());
                     }
-                    let expired = streams.iter().any(|st| {
-                        st.inflight
-                            .front()
-                            .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
-                    });
-                    if expired {
+                    if ctx.expired(&streams, now) {
                         break Err(ErrorKind::Timeout);
                     }
                     continue;

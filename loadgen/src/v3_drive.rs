@@ -143,12 +143,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
                     if let Err(e) = conn.handle_timeout(now) {
                         break Err(conn_error_kind(&e));
                     }
-                    let expired = streams.iter().any(|st| {
-                        st.inflight
-                            .front()
-                            .is_some_and(|f| now.duration_since(f.t) >= opts.timeout)
-                    });
-                    if expired {
+                    if ctx.expired(&streams, now) {
                         break Err(ErrorKind::Timeout);
                     }
                 }

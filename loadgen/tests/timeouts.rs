@@ -49,5 +49,8 @@ fn stalled_connection_times_out_others_go_on() {
         assert_eq!(e.timeout, 1, "{io}: {}", r.to_text());
         assert_eq!(r.errors_total, 1, "{io}: {}", r.to_text());
         assert!(r.requests > 0, "{io}: {}", r.to_text());
+        // The timeout is counted against the request kind too (echo: the only one).
+        assert_eq!(r.kinds[0].timeout, 1, "{io}: {}", r.to_text());
+        assert!(r.to_text().contains("1 timeouts"), "{io}: {}", r.to_text());
     }
 }
