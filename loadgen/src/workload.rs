@@ -629,7 +629,7 @@ impl Custom {
         };
         // Size buffers by a sample of the requests.
         let mut max = 0;
-        for id in 0..64u64 {
+        for id in 0..16u64 {
             let mut v = Vec::new();
             c.write_payload(id, &mut v);
             max = max.max(v.len());
