@@ -149,6 +149,7 @@ impl ConnCtx {
         let Some(req) = streams.get_mut(stream as usize).and_then(|st| st.inflight.pop_front()) else {
             // A reply nobody asked for.
             stats.errors.add(ErrorKind::Mismatch);
+            self.error_second(stats, now);
             live.errors.fetch_add(1, Ordering::Relaxed);
             return ReplyOutcome::Unmatched;
         };
@@ -183,6 +184,7 @@ impl ConnCtx {
                 ErrorKind::Mismatch
             };
             stats.errors.add(kind);
+            self.error_second(stats, now);
             live.errors.fetch_add(1, Ordering::Relaxed);
             ReplyOutcome::Bad
         }
@@ -190,6 +192,26 @@ impl ConnCtx {
 }
 
 impl ConnCtx {
+    /// Ramp runs: the second of the measured phase `now` falls in (`None`
+    /// before it, or when seconds are not collected).
+    pub(crate) fn second_of(&self, now: Instant) -> Option<usize> {
+        let t0 = self.shared.t0.get()?;
+        let warm_end = *t0 + self.shared.opts.warmup;
+        let secs = self.shared.opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+        (now >= warm_end).then(|| (now.duration_since(warm_end).as_secs() as usize).min(secs - 1))
+    }
+
+    /// Ramp runs: counts one error in the second `now` falls in.
+    pub(crate) fn error_second(&self, stats: &mut WorkerStats, now: Instant) {
+        if stats.seconds.is_some() {
+            if let Some(i) = self.second_of(now) {
+                if let Some(s) = stats.second(i) {
+                    s.errors += 1;
+                }
+            }
+        }
+    }
+
     /// If a request in flight on `streams` has waited `--timeout` by `now`,
     /// counts it as a timeout of its request kind and returns true (the
     /// connection is then dropped and [`ErrorKind::Timeout`] counted once).
@@ -208,7 +230,10 @@ impl ConnCtx {
 
 /// Counts one error of `kind` for the worker of `ctx` (report and progress line).
 pub(crate) fn count_error(ctx: &ConnCtx, kind: ErrorKind) {
-    ctx.stats.borrow_mut().errors.add(kind);
+    let mut stats = ctx.stats.borrow_mut();
+    stats.errors.add(kind);
+    ctx.error_second(&mut stats, Instant::now());
+    drop(stats);
     ctx.shared.live[ctx.idx].errors.fetch_add(1, Ordering::Relaxed);
 }
 

@@ -398,6 +398,8 @@ pub(crate) struct WorkerSchedule {
     k: u64,
     /// Intended time of request `k`.
     next: Instant,
+    /// A linear ramp: (from, length, final / initial rate); `None`: constant.
+    ramp: Option<(Instant, Duration, f64)>,
 }
 
 impl WorkerSchedule {
@@ -412,7 +414,15 @@ impl WorkerSchedule {
             interval_s,
             k: 0,
             next: start,
+            ramp: None,
         }
+    }
+
+    /// From `from` on, the rate rises linearly to `factor` times the initial
+    /// rate over `len`, and stays there.
+    pub(crate) fn with_ramp(mut self, from: Instant, len: Duration, factor: f64) -> WorkerSchedule {
+        self.ramp = Some((from, len, factor));
+        self
     }
 
     /// The next intended send time.
@@ -427,8 +437,21 @@ impl WorkerSchedule {
         }
         let item = (self.k, self.next);
         self.k += 1;
-        // From the start, not by accumulation: no drift over millions of requests.
-        self.next = self.start + Duration::from_secs_f64(self.interval_s * self.k as f64);
+        self.next = match self.ramp {
+            // From the start, not by accumulation: no drift over millions of requests.
+            None => self.start + Duration::from_secs_f64(self.interval_s * self.k as f64),
+            Some((from, len, factor)) => {
+                // The rate at the previous send time, linear in time over the ramp.
+                let t = self.next.saturating_duration_since(from).as_secs_f64();
+                let x = if self.next < from {
+                    0.0
+                } else {
+                    (t / len.as_secs_f64().max(1e-9)).min(1.0)
+                };
+                let rate_factor = 1.0 + (factor - 1.0) * x;
+                self.next + Duration::from_secs_f64(self.interval_s / rate_factor.max(1e-9))
+            }
+        };
         Some(item)
     }
 }
@@ -558,8 +581,16 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
             }
         }
     }
-    let mut sched = (!closed)
-        .then(|| WorkerSchedule::new(opts.rate.unwrap_or(1), opts.conns, conns.len(), ctx.idx, opts.cores, t0));
+    let mut sched = (!closed).then(|| {
+        let rate = opts.rate.unwrap_or(1);
+        let s = WorkerSchedule::new(rate, opts.conns, conns.len(), ctx.idx, opts.cores, t0);
+        match opts.ramp_to {
+            Some(to) => s.with_ramp(warm_end, opts.duration, to as f64 / rate as f64),
+            None => s,
+        }
+    });
+    // Ramp runs: the CPU and idle polling of each second of the measured phase.
+    let mut sec_mark: Option<(usize, f64, Duration)> = None;
     let mut touched: Vec<usize> = Vec::new();
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; conns.len().clamp(1, 1024)];
     let tick = (opts.timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
@@ -601,6 +632,26 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
             idle_spin += now - before;
         }
         let phase = Phase::at(now, warm_end, end);
+        if opts.ramp_to.is_some() && phase != Phase::Warmup {
+            // Close the books of the second that ended (CPU, idle polling).
+            let cur = if now >= end {
+                usize::MAX
+            } else {
+                ctx.second_of(now).unwrap_or(0)
+            };
+            match sec_mark {
+                None => sec_mark = Some((cur, crate::sys::thread_cpu_time().as_secs_f64(), idle_spin)),
+                Some((i, cpu0, spin0)) if cur != i => {
+                    let cpu = crate::sys::thread_cpu_time().as_secs_f64();
+                    if let Some(s) = ctx.stats.borrow_mut().second(i) {
+                        s.cpu_s += cpu - cpu0;
+                        s.idle_spin_s += (idle_spin - spin0).as_secs_f64();
+                    }
+                    sec_mark = (cur != usize::MAX).then_some((cur, cpu, idle_spin));
+                }
+                Some(_) => {}
+            }
+        }
         let kill = |c: &mut Conn, i: usize, k: ErrorKind, alive: &mut usize| {
             c.alive = false;
             *alive -= 1;
@@ -638,8 +689,12 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
             while let Some((k, intended)) = s.take_due(now) {
                 // The measured phase's sends, like the latencies (warm-up absorbs the start).
                 if intended >= warm_end {
-                    st.slip
-                        .saturating_record(now.saturating_duration_since(intended).as_nanos() as u64);
+                    let slip = now.saturating_duration_since(intended).as_nanos() as u64;
+                    st.slip.saturating_record(slip);
+                    if let Some(sec) = ctx.second_of(intended).and_then(|i| st.second(i)) {
+                        sec.offered += 1;
+                        sec.slip.saturating_record(slip);
+                    }
                 }
                 let i = (k % nconns.max(1) as u64) as usize;
                 let c = &mut conns[i];
@@ -726,6 +781,23 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ramp_rises_linearly_then_holds() {
+        // 1000 req/s for 1 s of warm-up, then up to 3000 req/s over 2 s, then 3000.
+        let t0 = Instant::now();
+        let warm_end = t0 + Duration::from_secs(1);
+        let mut s = WorkerSchedule::new(1000, 1, 1, 0, 1, t0).with_ramp(warm_end, Duration::from_secs(2), 3.0);
+        let mut per_second = [0u32; 4];
+        while let Some((_, t)) = s.take_due(t0 + Duration::from_secs(4)) {
+            per_second[t.duration_since(t0).as_secs() as usize] += 1;
+        }
+        // Warm-up at 1000; the ramp's seconds average 1500 and 2500; then 3000.
+        let want = [1000, 1500, 2500, 3000];
+        for (got, want) in per_second.iter().zip(want) {
+            assert!(got.abs_diff(want) <= want / 100, "{per_second:?}");
+        }
+    }
 
     #[test]
     fn worker_schedule_is_exact_and_interleaved() {

@@ -244,8 +244,24 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         accounted_per_conn_bytes: None,
         active_conns: server_conns.map(|(active, _)| active),
     };
+    let seconds = match &total.seconds {
+        None => Vec::new(),
+        Some(extra) => {
+            let secs = opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+            let none = stats::new_histogram();
+            let iv = total.intervals.as_deref().unwrap_or_default();
+            (0..secs)
+                .map(|i| {
+                    let h = iv.get(i).unwrap_or(&none);
+                    let x = extra.get(i).cloned().unwrap_or_default();
+                    report::SecondReport::new(i, h, &x, opts)
+                })
+                .collect()
+        }
+    };
     let report = Report {
         schema: report::SCHEMA_ID,
+        seconds,
         target: target.to_string(),
         config: ConfigEcho {
             conns: opts.conns,

@@ -172,6 +172,13 @@ pub struct Options {
     #[arg(long, value_parser = parse_count)]
     pub rate: Option<u64>,
 
+    /// Open loop: ramp the rate linearly from --rate at the start of the
+    /// measured phase to this at its end (warm-up runs at --rate), and report
+    /// every second of it (`seconds` in the report; `loadgen sweep --ramp`).
+    /// TCP targets with `--io auto` only.
+    #[arg(long, value_parser = parse_count)]
+    pub ramp_to: Option<u64>,
+
     /// Length of the measured phase (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -305,6 +312,17 @@ impl Options {
         }
         if self.connect_rate == 0 {
             return Err("--connect-rate must be positive".into());
+        }
+        if self.ramp_to.is_some() {
+            if self.rate.is_none() {
+                return Err("--ramp-to needs --rate (the rate the ramp starts from)".into());
+            }
+            if self.ramp_to == Some(0) {
+                return Err("--ramp-to must be positive".into());
+            }
+            if self.io != IoMode::Auto || matches!(self.target, Some(Target::Uds(_))) {
+                return Err("--ramp-to runs on the batched TCP path only (--io auto, a TCP target)".into());
+            }
         }
         if self.conns.checked_mul(self.streams).is_none() {
             return Err("--conns × --streams overflows".into());

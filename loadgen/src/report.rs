@@ -48,6 +48,9 @@ pub struct Report {
     pub server: ServerInfo,
     /// Whether the generator, not the server, may have limited the run.
     pub selfcheck: SelfCheck,
+    /// `--ramp-to` runs: every second of the measured phase (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seconds: Vec<SecondReport>,
     /// The merged measured histogram (ns); not serialized.
     #[serde(skip)]
     pub histogram: Histogram<u64>,
@@ -102,6 +105,62 @@ pub struct KindReport {
     pub mismatch: u64,
     /// Requests without a reply within `--timeout`.
     pub timeout: u64,
+}
+
+/// One second of a ramp run's measured phase (`--ramp-to`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SecondReport {
+    /// Start of the second, from the start of the measured phase (s).
+    pub t_s: f64,
+    /// Requests scheduled in it (the offered rate, req/s).
+    pub offered: u64,
+    /// Correct replies received in it (req/s).
+    pub replies: u64,
+    /// Latency percentiles of those replies (µs, from the intended send time).
+    pub p50_us: f64,
+    /// See `p50_us`.
+    pub p99_us: f64,
+    /// See `p50_us`.
+    pub p999_us: f64,
+    /// Errors counted in it.
+    pub errors: u64,
+    /// p99 of how late its sends were noticed (µs).
+    pub slip_p99_us: f64,
+    /// Share of the generator cores its workers used, idle polling left out.
+    pub generator_cpu_share: f64,
+    /// Neither share ≥ `--max-generator-cpu` nor slip > `--max-slip`.
+    pub selfcheck_ok: bool,
+}
+
+impl SecondReport {
+    /// Second `i` from its latency histogram (ns) and its other records.
+    pub fn new(i: usize, h: &Histogram<u64>, x: &crate::stats::SecondExtra, opts: &crate::Options) -> SecondReport {
+        let us = |q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1e3
+            }
+        };
+        let slip_p99_us = if x.slip.is_empty() {
+            0.0
+        } else {
+            x.slip.value_at_quantile(0.99) as f64 / 1e3
+        };
+        let share = (x.cpu_s - x.idle_spin_s).max(0.0) / opts.cores.max(1) as f64;
+        SecondReport {
+            t_s: i as f64,
+            offered: x.offered,
+            replies: h.len(),
+            p50_us: us(0.50),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            errors: x.errors,
+            slip_p99_us,
+            generator_cpu_share: share,
+            selfcheck_ok: share < opts.max_generator_cpu && slip_p99_us <= opts.max_slip.as_secs_f64() * 1e6,
+        }
+    }
 }
 
 /// Connection set-up figures.

@@ -128,6 +128,34 @@ pub struct KindCounts {
     pub timeout: u64,
 }
 
+/// A ramp run (`--ramp-to`): what one second of the measured phase saw
+/// besides its latencies (those are in [`WorkerStats::intervals`]).
+#[derive(Clone, Debug)]
+pub struct SecondExtra {
+    /// Requests scheduled in this second (their intended send times).
+    pub offered: u64,
+    /// How late they were noticed (ns).
+    pub slip: Histogram<u64>,
+    /// Errors counted in this second.
+    pub errors: u64,
+    /// Worker CPU time in this second (s), idle polling included.
+    pub cpu_s: f64,
+    /// Idle polling in this second (s).
+    pub idle_spin_s: f64,
+}
+
+impl Default for SecondExtra {
+    fn default() -> Self {
+        SecondExtra {
+            offered: 0,
+            slip: new_histogram(),
+            errors: 0,
+            cpu_s: 0.0,
+            idle_spin_s: 0.0,
+        }
+    }
+}
+
 /// Everything one worker measured.
 #[derive(Clone, Debug)]
 pub struct WorkerStats {
@@ -158,6 +186,8 @@ pub struct WorkerStats {
     /// Correct replies that arrived after the measured phase, while the
     /// connections drained (not timed).
     pub drained: u64,
+    /// Ramp runs: per second of the measured phase (`None`: not collected).
+    pub seconds: Option<Vec<SecondExtra>>,
 }
 
 impl Default for WorkerStats {
@@ -174,6 +204,7 @@ impl Default for WorkerStats {
             kinds: Vec::new(),
             idle_spin_s: 0.0,
             drained: 0,
+            seconds: None,
         }
     }
 }
@@ -191,6 +222,17 @@ impl WorkerStats {
     #[inline]
     pub fn record_warmup(&mut self, ns: u64) {
         self.warmup_hist.saturating_record(ns.max(1));
+    }
+
+    /// Ramp runs: the record of second `idx` of the measured phase (`None`
+    /// when not collected). Bounded by the caller (`idx` ≤ the run's seconds).
+    #[inline]
+    pub fn second(&mut self, idx: usize) -> Option<&mut SecondExtra> {
+        let s = self.seconds.as_mut()?;
+        if s.len() <= idx {
+            s.resize_with(idx + 1, SecondExtra::default);
+        }
+        s.get_mut(idx)
     }
 
     /// The counters of request kind `k`.
@@ -213,6 +255,19 @@ impl WorkerStats {
         self.cpu_s += other.cpu_s;
         self.idle_spin_s += other.idle_spin_s;
         self.drained += other.drained;
+        if let Some(theirs) = &other.seconds {
+            for (i, t) in theirs.iter().enumerate() {
+                if let Some(m) = self.second(i) {
+                    m.offered += t.offered;
+                    let _ = m.slip.add(&t.slip);
+                    m.errors += t.errors;
+                    m.cpu_s += t.cpu_s;
+                    m.idle_spin_s += t.idle_spin_s;
+                } else {
+                    self.seconds.get_or_insert_with(Vec::new).push(t.clone());
+                }
+            }
+        }
         let _ = self.slip.add(&other.slip);
         for (k, c) in other.kinds.iter().enumerate() {
             let mine = self.kind(k);

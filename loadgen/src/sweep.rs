@@ -4,7 +4,9 @@
 //! Every step is one ordinary run (connect, warm-up, measured phase) at its
 //! rate against the same server: an embedded server is started once for the
 //! whole sweep. Steps are linear from `--from` to `--to` in `--steps` steps,
-//! or the list `--rates`. A step the generator's self-check flags is kept in
+//! or the list `--rates`. With `--ramp`, one run ramps the rate linearly
+//! from `--from` to `--to` instead (`--ramp-to`), and each of its seconds is
+//! a step. A step the generator's self-check flags is kept in
 //! the table and the plot (hollow), but is never the knee. After the knee, the
 //! sweep stops once `--stop-after` steps in a row have failed the objective.
 //!
@@ -52,6 +54,12 @@ pub struct SweepOptions {
     #[arg(long, default_value = "8")]
     pub steps: usize,
 
+    /// Ramp instead of stepping: one run whose rate rises linearly from
+    /// --from to --to over --duration; every second of it is a step (its
+    /// scheduled sends, replies, percentiles, errors and self-check).
+    #[arg(long)]
+    pub ramp: bool,
+
     /// The p99 objective the knee must meet (e.g. 1ms, 250us).
     #[arg(long, default_value = "1ms", value_parser = parse_duration)]
     pub slo_p99: Duration,
@@ -78,6 +86,9 @@ impl SweepOptions {
     pub fn rates(&self) -> Result<Vec<u64>, String> {
         if self.run.rate.is_some() {
             return Err("a sweep sets the rate itself: use --rates or --from/--to, not --rate".into());
+        }
+        if self.ramp && (self.from.is_none() || self.to.is_none() || !self.rates.is_empty()) {
+            return Err("--ramp needs --from and --to (and no --rates)".into());
         }
         let mut rates = match (&self.rates[..], self.from, self.to) {
             (r, None, None) if !r.is_empty() => r.to_vec(),
@@ -132,6 +143,13 @@ pub fn run(o: &SweepOptions, launch: &Launch) -> Result<Sweep, RunError> {
         (None, Some(s)) => s.kind().to_string(),
         (None, None) => "server".into(),
     });
+    if o.ramp {
+        let sweep = ramp(o, &mut server, label, slo_us);
+        if let Some(s) = server {
+            s.shutdown();
+        }
+        return finish(o, sweep?);
+    }
     let mut steps = Vec::new();
     let mut result = Ok(());
     let mut failed_in_a_row = 0;
@@ -195,6 +213,58 @@ pub fn run(o: &SweepOptions, launch: &Launch) -> Result<Sweep, RunError> {
         knee: plot::knee(&steps, slo_us),
         steps,
     };
+    finish(o, sweep)
+}
+
+/// The ramp: one run from --from to --to; each second of it is a step.
+fn ramp(
+    o: &SweepOptions,
+    server: &mut Option<crate::embedded::EmbeddedServer>,
+    label: String,
+    slo_us: f64,
+) -> Result<Sweep, RunError> {
+    let (Some(from), Some(to)) = (o.from, o.to) else {
+        return Err(RunError::Options("--ramp needs --from and --to".into()));
+    };
+    let mut opts = o.run.clone();
+    opts.rate = Some(from);
+    opts.ramp_to = Some(to);
+    let report = crate::run_with(&opts, server.as_mut())?;
+    let steps: Vec<Step> = report
+        .seconds
+        .iter()
+        .map(|s| Step {
+            offered_rps: s.offered as f64,
+            achieved_rps: s.replies as f64,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+            p999_us: s.p999_us,
+            errors: s.errors,
+            selfcheck_ok: s.selfcheck_ok,
+        })
+        .collect();
+    for (i, s) in steps.iter().enumerate() {
+        eprintln!(
+            "ramp {label} second {}: offered {:.0} req/s, achieved {:.0}, p50 {:.1} µs, p99 {:.1} µs, errors {}{}",
+            i + 1,
+            s.offered_rps,
+            s.achieved_rps,
+            s.p50_us,
+            s.p99_us,
+            s.errors,
+            if s.selfcheck_ok { "" } else { " (generator-limited)" }
+        );
+    }
+    Ok(Sweep {
+        label,
+        slo_p99_us: Some(slo_us),
+        knee: plot::knee(&steps, slo_us),
+        steps,
+    })
+}
+
+/// Writes `--sweep-json` and `--svg`.
+fn finish(o: &SweepOptions, sweep: Sweep) -> Result<Sweep, RunError> {
     if let Some(path) = &o.sweep_json {
         let text = serde_json::to_string_pretty(&sweep).unwrap_or_default() + "\n";
         write(path, &text)?;

@@ -65,7 +65,8 @@ async fn run(idx: usize, shared: Arc<Shared>) -> WorkerStats {
     let ctx = Rc::new(ConnCtx {
         shared: shared.clone(),
         stats: Rc::new(RefCell::new(WorkerStats {
-            intervals: opts.intervals.as_ref().map(|_| Vec::new()),
+            intervals: (opts.intervals.is_some() || opts.ramp_to.is_some()).then(Vec::new),
+            seconds: opts.ramp_to.map(|_| Vec::new()),
             ..WorkerStats::default()
         })),
         idx,

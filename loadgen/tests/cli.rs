@@ -132,6 +132,28 @@ fn open_loop_json_run_follows_the_schedule() {
     assert!(max >= p99, "{sc}");
     assert_eq!(sc["slipped"], p99 > 1000.0, "{sc}");
     assert_eq!(sc["ok"], sc["slipped"] == false && sc["saturated"] == false, "{sc}");
+    // Only a ramp run reports its seconds.
+    assert!(doc.get("seconds").is_none(), "{doc}");
+}
+
+/// A ramp run's JSON (with its per-second records) follows the schema too.
+#[test]
+fn ramp_json_run_is_valid() {
+    let doc = run_json(&[
+        "--conns",
+        "2",
+        "--rate",
+        "500",
+        "--ramp-to",
+        "1500",
+        "--duration",
+        "2s",
+        "--warmup",
+        "100ms",
+    ]);
+    let secs = doc["seconds"].as_array().expect("seconds");
+    assert_eq!(secs.len(), 2, "{doc}");
+    assert!(secs[1]["offered"].as_u64() > secs[0]["offered"].as_u64(), "{doc}");
 }
 
 /// A bound the generator cannot meet flags the run: in the text, the JSON and
