@@ -153,8 +153,8 @@ impl ConnCtx {
             live.errors.fetch_add(1, Ordering::Relaxed);
             return ReplyOutcome::Unmatched;
         };
-        let verdict = self.workload.check_reply(codec, req.id, payload);
-        let kind = stats.kind(self.workload.kind_of(req.id));
+        let (k, verdict) = self.workload.check(codec, req.id, payload);
+        let kind = stats.kind(k);
         match verdict {
             Verdict::Good => kind.ok += 1,
             Verdict::Remote => kind.remote += 1,
@@ -171,7 +171,7 @@ impl ConnCtx {
                 if stats.intervals.is_some() {
                     if let Some(t0) = self.shared.t0.get() {
                         let warm_end = *t0 + self.shared.opts.warmup;
-                        let secs = self.shared.opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+                        let secs = self.shared.opts.measured_seconds();
                         stats.record_interval(ns, now.saturating_duration_since(warm_end).as_secs() as usize, secs);
                     }
                 }
@@ -197,7 +197,7 @@ impl ConnCtx {
     pub(crate) fn second_of(&self, now: Instant) -> Option<usize> {
         let t0 = self.shared.t0.get()?;
         let warm_end = *t0 + self.shared.opts.warmup;
-        let secs = self.shared.opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+        let secs = self.shared.opts.measured_seconds();
         (now >= warm_end).then(|| (now.duration_since(warm_end).as_secs() as usize).min(secs - 1))
     }
 
@@ -251,6 +251,11 @@ pub(crate) struct StreamState {
     pub(crate) inflight: VecDeque<InFlight>,
     /// Open loop: intended send times not sent yet (pipeline full).
     pub(crate) backlog: VecDeque<Instant>,
+}
+
+/// True while a request of `streams` waits for its reply.
+pub(crate) fn any_in_flight(streams: &[StreamState]) -> bool {
+    streams.iter().any(|st| !st.inflight.is_empty())
 }
 
 /// Per-connection schedule of an open-loop run.

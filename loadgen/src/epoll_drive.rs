@@ -37,7 +37,7 @@ use bytes::BytesMut;
 use amring_proto::frame::V2_HEADER_LEN;
 use amring_proto::{ConnError, Connection, FrameHeader, Version};
 
-use crate::conn_state::{drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, StreamState};
+use crate::conn_state::{any_in_flight, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, StreamState};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 use crate::transport::Transport;
@@ -169,11 +169,6 @@ impl Conn {
         Ok(())
     }
 
-    /// Requests in flight on the connection.
-    fn in_flight(&self) -> usize {
-        self.streams.iter().map(|s| s.inflight.len()).sum()
-    }
-
     /// Open loop: sends the stream's backlog while its pipeline has room.
     fn drain_backlog(&mut self, ctx: &ConnCtx, now: Instant, s: usize, pipeline: usize) -> Result<(), ErrorKind> {
         while self.streams[s].inflight.len() < pipeline {
@@ -280,6 +275,16 @@ impl Conn {
         let mut done = 0u64;
         let mut stats = ctx.stats.borrow_mut();
         let mut replied: Vec<u32> = Vec::new();
+        // Matches one reply frame to its request; the streams that got one move on below.
+        let (streams, codec) = (&mut self.streams, self.codec);
+        let mut on_reply = |stream_id: u32, payload: &[u8]| {
+            match ctx.complete_reply(streams, stream_id, payload, codec, now, phase, &mut stats) {
+                ReplyOutcome::Unmatched => return,
+                ReplyOutcome::Good => done += 1,
+                ReplyOutcome::Bad => {}
+            }
+            replied.push(stream_id);
+        };
         match &mut self.proto {
             Proto::V2 {
                 rbuf,
@@ -303,22 +308,8 @@ impl Conn {
                         }
                         break;
                     }
-                    let payload = &avail[V2_HEADER_LEN..flen];
                     *head += flen;
-                    match ctx.complete_reply(
-                        &mut self.streams,
-                        h.stream_id,
-                        payload,
-                        self.codec,
-                        now,
-                        phase,
-                        &mut stats,
-                    ) {
-                        ReplyOutcome::Unmatched => continue,
-                        ReplyOutcome::Good => done += 1,
-                        ReplyOutcome::Bad => {}
-                    }
-                    replied.push(h.stream_id);
+                    on_reply(h.stream_id, &avail[V2_HEADER_LEN..flen]);
                 }
                 if *head == *tail {
                     *head = 0;
@@ -334,20 +325,7 @@ impl Conn {
                         Ok(None) => break,
                         Err(e) => return Err(conn_error_kind(&e)),
                     };
-                    match ctx.complete_reply(
-                        &mut self.streams,
-                        frame.stream_id,
-                        &frame.payload,
-                        self.codec,
-                        now,
-                        phase,
-                        &mut stats,
-                    ) {
-                        ReplyOutcome::Unmatched => continue,
-                        ReplyOutcome::Good => done += 1,
-                        ReplyOutcome::Bad => {}
-                    }
-                    replied.push(frame.stream_id);
+                    on_reply(frame.stream_id, &frame.payload);
                 }
                 // ACKs owed for what was read go out with the next flush.
                 self.dirty = true;
@@ -679,7 +657,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
         }
         if phase == Phase::Drain {
             // Done once no connection waits for a reply.
-            if conns.iter().all(|c| !c.alive || c.in_flight() == 0) {
+            if conns.iter().all(|c| !c.alive || !any_in_flight(&c.streams)) {
                 break;
             }
         }

@@ -247,7 +247,7 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
     let seconds = match &total.seconds {
         None => Vec::new(),
         Some(extra) => {
-            let secs = opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+            let secs = opts.measured_seconds();
             let none = stats::new_histogram();
             let iv = total.intervals.as_deref().unwrap_or_default();
             (0..secs)
@@ -329,7 +329,7 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         histogram: total.hist,
     };
     if let Some(path) = &opts.intervals {
-        let secs = opts.duration.as_secs_f64().ceil().max(1.0) as usize;
+        let secs = opts.measured_seconds();
         let mut per_second = total.intervals.take().unwrap_or_default();
         per_second.resize_with(secs, stats::new_histogram);
         intervals::write(path, &per_second).map_err(|source| RunError::Output {

@@ -302,6 +302,12 @@ pub struct Options {
 }
 
 impl Options {
+    /// Whole seconds of the measured phase (at least 1): the per-second
+    /// records of `--intervals` and `--ramp-to`.
+    pub fn measured_seconds(&self) -> usize {
+        self.duration.as_secs_f64().ceil().max(1.0) as usize
+    }
+
     /// Checks cross-field constraints clap cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if self.rate == Some(0) {

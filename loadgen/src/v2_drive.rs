@@ -15,7 +15,9 @@ use glommio::timer::sleep;
 use amring_proto::frame::V2_HEADER_LEN;
 use amring_proto::{FrameHeader, Version};
 
-use crate::conn_state::{count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState};
+use crate::conn_state::{
+    any_in_flight, count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState,
+};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 
@@ -142,7 +144,6 @@ pub(crate) async fn drive_v2(
     let mut now = Instant::now();
     // After `end`: no new requests; the replies in flight are awaited until `drain_end`.
     let drain_end = end + drain_limit(opts);
-    let in_flight = |streams: &[StreamState]| streams.iter().any(|st| !st.inflight.is_empty());
     let outcome: Result<(), ErrorKind> = 'conn: {
         if sched.is_none() {
             for (s, st) in streams.iter_mut().enumerate() {
@@ -154,7 +155,7 @@ pub(crate) async fn drive_v2(
             }
         }
         loop {
-            if now >= end && (now >= drain_end || !in_flight(&streams)) {
+            if now >= end && (now >= drain_end || !any_in_flight(&streams)) {
                 break Ok(());
             }
             if let Some(sc) = sched.as_mut().filter(|_| now < end) {
@@ -219,7 +220,7 @@ pub(crate) async fn drive_v2(
                 Woke::Schedule => continue,
                 Woke::Watch => {
                     watch.fired.set(false);
-                    if now >= end && (now >= drain_end || !in_flight(&streams)) {
+                    if now >= end && (now >= drain_end || !any_in_flight(&streams)) {
                         break Ok(());
                     }
                     if ctx.expired(&streams, now) {

@@ -12,7 +12,9 @@ use glommio::timer::sleep;
 
 use amring_proto::{ConnError, Connection};
 
-use crate::conn_state::{count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState};
+use crate::conn_state::{
+    any_in_flight, count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState,
+};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 
@@ -64,7 +66,6 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
 
     // After `end`: no new requests; the replies in flight are awaited until `drain_end`.
     let drain_end = end + drain_limit(opts);
-    let in_flight = |streams: &[StreamState]| streams.iter().any(|st| !st.inflight.is_empty());
     let outcome: Result<(), ErrorKind> = 'conn: {
         // Closed loop: fill every stream's pipeline at once.
         if sched.is_none() {
@@ -81,7 +82,7 @@ pub(crate) async fn drive(ctx: Rc<ConnCtx>, ready: Ready, t0: Instant, warm_end:
         }
         loop {
             let now = Instant::now();
-            if now >= end && (now >= drain_end || !in_flight(&streams)) {
+            if now >= end && (now >= drain_end || !any_in_flight(&streams)) {
                 break Ok(());
             }
             if let Some(sc) = sched.as_mut().filter(|_| now < end) {

@@ -543,17 +543,28 @@ impl Workload {
     /// Checks a reply to request `id`.
     #[inline]
     pub fn check_reply(&self, codec: CodecKind, id: u64, payload: &[u8]) -> Verdict {
+        self.check(codec, id, payload).1
+    }
+
+    /// The request kind of request `id` and the verdict on its reply (the
+    /// kind is picked once).
+    #[inline]
+    pub fn check(&self, codec: CodecKind, id: u64, payload: &[u8]) -> (usize, Verdict) {
         match self {
             Workload::Echo(t) => {
-                if t.check_reply(id, payload) {
+                let v = if t.check_reply(id, payload) {
                     Verdict::Good
                 } else if crate::msg::is_error_reply(codec, payload) {
                     Verdict::Remote
                 } else {
                     Verdict::Mismatch
-                }
+                };
+                (0, v)
             }
-            Workload::Custom(c) => c.check_reply(id, payload),
+            Workload::Custom(c) => {
+                let k = c.kind_of(id);
+                (k, c.verdict(k, id, payload))
+            }
         }
     }
 
@@ -695,10 +706,14 @@ impl Custom {
 
     /// Checks a reply to request `id` against its kind's `expect`.
     pub fn check_reply(&self, id: u64, payload: &[u8]) -> Verdict {
+        self.verdict(self.kind_of(id), id, payload)
+    }
+
+    /// [`Custom::check_reply`] for request `id` of kind `k`.
+    fn verdict(&self, k: usize, id: u64, payload: &[u8]) -> Verdict {
         let Ok((wire, body)) = decode_reply(payload, self.compact) else {
             return Verdict::Mismatch;
         };
-        let k = self.kind_of(id);
         let kind = &self.kinds[k];
         let is_error = wire == ERROR_REPLY;
         match &kind.expect {
