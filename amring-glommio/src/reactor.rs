@@ -213,6 +213,11 @@ impl Reactor {
         self.sys.id()
     }
 
+    /// amring patch 7: whether preemption timers are re-armed lazily.
+    pub(crate) fn lazy_preempt(&self) -> bool {
+        self.sys.lazy_preempt()
+    }
+
     pub(crate) fn ring_depth(&self) -> usize {
         self.sys.ring_depth()
     }
@@ -865,15 +870,22 @@ impl Reactor {
     }
 
     /// Processes new events, blocking until the first event or the timeout.
-    pub(crate) fn react(&self, timeout: impl Fn() -> Option<Duration>) -> io::Result<bool> {
+    ///
+    /// amring patch 7: `may_sleep` is false for the poll before the task
+    /// queues run, which must not sleep even when it installs no preemption
+    /// timer.
+    pub(crate) fn react(
+        &self,
+        timeout: impl Fn() -> Option<Duration>,
+        may_sleep: bool,
+    ) -> io::Result<bool> {
         // Process ready timers.
         let (next_timer, woke) = self.process_external_events();
 
         // Block on I/O events.
-        match self
-            .sys
-            .wait(timeout, next_timer, woke, || self.process_shared_channels())
-        {
+        match self.sys.wait(timeout, may_sleep, next_timer, woke, || {
+            self.process_shared_channels()
+        }) {
             // Don't wait for the next loop to process timers or shared channels
             Ok(true) => {
                 self.process_external_events();

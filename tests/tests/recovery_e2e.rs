@@ -324,15 +324,20 @@ fn raw_hello_v3(addr: &str) -> TcpStream {
 /// The v3 hello (compact codec) on a connected socket, with a 5 s read timeout.
 fn hello_v3(mut s: TcpStream) -> TcpStream {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    hello_v3_on(&mut s);
+    s
+}
+
+/// The v3 hello exchange on any byte stream (its reads must be bounded).
+fn hello_v3_on(s: &mut (impl Read + Write)) {
     s.write_all(&[0x41, 0x4d, 3, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1])
         .unwrap();
     let mut reply = [0u8; 12];
     s.read_exact(&mut reply).unwrap();
     assert_eq!(&reply[..5], &[0x41, 0x4d, 1, 3, 1], "v3 accepted with compact");
-    s
 }
 
-fn raw_attach(s: &mut TcpStream, req: AttachRequest) -> AttachResponse {
+fn raw_attach(s: &mut (impl Read + Write), req: AttachRequest) -> AttachResponse {
     let mut out = BytesMut::new();
     req.write(&mut out);
     s.write_all(&out).unwrap();
@@ -414,6 +419,91 @@ fn resumes_landing_on_the_non_owner_shard_succeed() {
     assert_eq!(st[owner].resumes, 24);
     drop(socks);
     stop(h);
+}
+
+/// The same over a Unix socket: every shard accepts on the one listener, so
+/// a resume may land on a shard that does not own the session; it is handed
+/// to the owner like a TCP one (not refused).
+#[test]
+fn unix_resumes_landing_on_the_non_owner_shard_succeed() {
+    use std::os::unix::net::UnixStream;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let path = std::env::temp_dir().join(format!("amring-resume-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let h = Server::builder()
+        .shards(Shards::Unpinned(2))
+        .io_memory(256 * 1024)
+        .recovery(Some(opts(Duration::from_secs(30))))
+        .handler(move |_ctx, n: Num| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, String>(Num { n: n.n }) }
+        })
+        .serve(&format!("unix://{}", path.display()))
+        .unwrap();
+    let hello = |s: &mut UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        hello_v3_on(s);
+    };
+    let attach = raw_attach;
+    let mut a = UnixStream::connect(&path).unwrap();
+    hello(&mut a);
+    let ok = attach(&mut a, AttachRequest::new_session());
+    assert_eq!(ok.status, AttachStatus::Ok);
+    let owner = usize::from(ok.connection_id[0]);
+    // Which shard accepts a Unix connection is up to the kernel; resume
+    // until one landed elsewhere (bounded), and every one must succeed.
+    let mut socks = vec![a];
+    let mut resumes = 0u64;
+    for _ in 0..200 {
+        let mut s = UnixStream::connect(&path).unwrap();
+        hello(&mut s);
+        let r = attach(&mut s, AttachRequest::resume(ok.connection_id, ok.resume_secret, 0));
+        assert_eq!(r.status, AttachStatus::Ok, "resume {resumes} refused: {:?}", h.stats());
+        assert_eq!(r.connection_id, ok.connection_id);
+        resumes += 1;
+        socks.push(s);
+        if socks.len() > 4 {
+            socks.remove(1);
+        }
+        if h.stats().iter().map(|s| s.handoffs_in).sum::<u64>() >= 3 {
+            break;
+        }
+    }
+    let st = h.stats();
+    let handed: u64 = st.iter().map(|s| s.handoffs_in).sum();
+    assert!(
+        handed >= 1,
+        "no Unix resume landed on the other shard in {resumes}: {st:?}"
+    );
+    assert_eq!(st[owner].handoffs_in, handed, "hand-offs go to the owner");
+    assert_eq!(st[owner].resumes, resumes);
+    // The session answers on the last transport: a v3 data frame (stream 1,
+    // seq 1, compact `["am.rt.Num", 7]`) gets its echo back.
+    let mut last = socks.pop().unwrap();
+    let payload = [&[0x92u8, 0xa9][..], b"am.rt.Num", &[7]].concat();
+    let mut frame = vec![3u8, 0, 0, 0, 0, 1];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&1u64.to_be_bytes());
+    frame.extend_from_slice(&payload);
+    last.write_all(&frame).unwrap();
+    let mut echoed = None;
+    for _ in 0..8 {
+        let mut hdr = [0u8; 18];
+        last.read_exact(&mut hdr).unwrap();
+        let len = u32::from_be_bytes(hdr[6..10].try_into().unwrap()) as usize;
+        let mut body = vec![0u8; len];
+        last.read_exact(&mut body).unwrap();
+        if u32::from_be_bytes(hdr[2..6].try_into().unwrap()) == 1 {
+            echoed = Some(body);
+            break;
+        }
+    }
+    // The reply's i64 goes out as the reference's encoder writes it (`d3`, 8 bytes).
+    let want = [&[0x92u8, 0xa9][..], b"am.rt.Num", &[0xd3], &7i64.to_be_bytes()].concat();
+    assert_eq!(echoed, Some(want), "no echo on the resumed Unix transport");
+    drop((socks, last));
+    stop(h);
+    let _ = std::fs::remove_file(&path);
 }
 
 // ---- stage-specific failure codes (spec §8.3) ----

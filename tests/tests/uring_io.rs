@@ -24,8 +24,13 @@ fn accepted(h: &amring::ServerHandle) -> u64 {
 /// Echo rounds, big replies, a server push to a late reader and a pipelined
 /// burst of big requests against a slow handler, on one server.
 fn traffic(builder: amring::ServerBuilder) -> (u64, u64) {
+    traffic_at(builder, "127.0.0.1:0")
+}
+
+/// [`traffic`] on a server listening at `at` (TCP or a Unix socket).
+fn traffic_at(builder: amring::ServerBuilder, at: &str) -> (u64, u64) {
     let h = with_feed(builder.handler(|_ctx: StreamContext, a: Ask| answer(a)))
-        .serve("127.0.0.1:0")
+        .serve(at)
         .unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -89,6 +94,18 @@ fn glommio_sockets_carry_the_same_traffic() {
     let (ring, accepted) = traffic(server().uring_io(false));
     assert_eq!(accepted, 1);
     assert_eq!(ring, 0, "uring_io(false) keeps glommio's sockets");
+}
+
+/// Unix-socket connections ride the ring too (and glommio's sockets when
+/// it is off), with the same traffic.
+#[test]
+fn unix_sockets_carry_the_same_traffic_on_both_paths() {
+    for on in [true, false] {
+        let at = format!("unix://@amring-uring-io-{}-{on}", std::process::id());
+        let (ring, accepted) = traffic_at(server().uring_io(on), &at);
+        assert_eq!(accepted, 1);
+        assert_eq!(ring, u64::from(on), "uring_io({on}) over a Unix socket");
+    }
 }
 
 /// The default follows `AMRING_IO` (`uring` / `glommio`), else the built-in

@@ -1475,8 +1475,18 @@ impl LocalExecutor {
                 // requests that are latency sensitive we want them out of the
                 // ring ASAP (before we run the task queues). We will also use
                 // the opportunity to install the timer.
+                //
+                // amring patch 7: the preemption timer is armed only while a
+                // task queue is active (upstream arms it on every loop, also
+                // when nothing is left to preempt); see `sys::uring::wait`.
                 this.parker
-                    .poll_io(|| Some(this.preempt_timer_duration()))
+                    .poll_io(|| {
+                        let q = this.queues.borrow();
+                        let active = q.active_executing.is_some()
+                            || !q.active_executors.is_empty()
+                            || !this.reactor.lazy_preempt();
+                        active.then_some(q.preempt_timer_duration)
+                    })
                     .expect("Failed to poll io! This is actually pretty bad!");
 
                 // run user code

@@ -299,6 +299,15 @@ impl FromRawFd for UnixStream {
     }
 }
 
+// amring patch 8: the descriptor of a connected Unix stream, as `TcpStream`
+// has it (a server hands a resumed connection's socket to another executor,
+// or drives it from its own io_uring).
+impl<B: RxBuf> AsRawFd for UnixStream<B> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.stream.stream().as_raw_fd()
+    }
+}
+
 impl UnixStream {
     /// Creates an unnamed pair of connected Unix stream sockets.
     ///

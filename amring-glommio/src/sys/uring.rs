@@ -1251,6 +1251,12 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    // amring patch 7: when the armed latency-ring timer is a preemption
+    // timer (not a user-timer wake-up), the instant it fires.
+    latency_preemption_deadline: Cell<Option<Instant>>,
+    // amring patch 7: re-arm the preemption timers lazily (default), or on
+    // every pass as upstream does (`AMRING_GLOMMIO_LAZY_PREEMPT=0`).
+    lazy_preempt: bool,
 
     link_fd: RawFd,
 
@@ -1382,6 +1388,9 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
+            lazy_preempt: std::env::var_os("AMRING_GLOMMIO_LAZY_PREEMPT")
+                .map_or(true, |v| v != "0"),
             blocking_thread,
             link_fd,
             notifier,
@@ -1822,9 +1831,18 @@ impl Reactor {
     ///   to the point where we *leave* this method. For instance: if we spin
     ///   here for 3ms and the preempt timer is 10ms that would leave the next
     ///   task queue just 7ms to run.
+    ///
+    /// amring patch 7: `may_sleep` is false for the executor's poll before it
+    /// runs its task queues (which passes no preempt timer when no task queue
+    /// is active, and must not sleep then). Unless `AMRING_GLOMMIO_LAZY_PREEMPT=0`,
+    /// a pass that does not sleep keeps the armed preemption timer while it
+    /// has at least half of its duration left, and keeps an armed throughput
+    /// timer until it fires, instead of cancelling and re-arming both (three
+    /// SQEs and up to three `io_uring_enter` calls on every pass).
     pub(crate) fn wait<Preempt, F>(
         &self,
         preempt_timer: Preempt,
+        may_sleep: bool,
         user_timer: Option<Duration>,
         mut woke: usize,
         process_remote_channels: F,
@@ -1848,16 +1866,52 @@ impl Reactor {
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        //
+        // amring patch 7: unless the pass may sleep, a preemption timer that
+        // has not fired and still has half of its duration left stays armed.
+        let preempt_now = preempt_timer();
+        let keep_latency = self.lazy_preempt
+            && match (preempt_now, self.latency_preemption_deadline.get()) {
+                (Some(dur), Some(deadline)) => {
+                    let src = self.latency_preemption_timeout_src.take();
+                    let pending = src.as_ref().is_some_and(|s| s.result().is_none());
+                    let keep = pending
+                        && deadline
+                            .checked_duration_since(Instant::now())
+                            .is_some_and(|left| left >= dur / 2);
+                    if keep {
+                        self.latency_preemption_timeout_src.set(src);
+                    } else {
+                        drop(src);
+                    }
+                    keep
+                }
+                _ => false,
+            };
+        if !keep_latency {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_deadline.set(None);
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        //
+        // amring patch 7: an armed one that has not fired yet stays.
+        let old_tp = self.throughput_preemption_timeout_src.take();
+        match old_tp {
+            Some(src) if self.lazy_preempt && src.result().is_none() => {
+                self.throughput_preemption_timeout_src.set(Some(src));
+            }
+            old => {
+                drop(old);
+                self.throughput_preemption_timeout_src.replace(Some(
+                    main_ring.prepare_throughput_preemption_timer(
+                        self.ring_depth() as u32,
+                        self.eventfd_src.raw(),
+                    ),
+                ));
+            }
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1869,7 +1923,8 @@ impl Reactor {
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
-        let should_sleep = preempt_timer().is_none()
+        let should_sleep = may_sleep
+            && preempt_timer().is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
             && main_ring.can_sleep()
@@ -1879,6 +1934,7 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
+                self.latency_preemption_deadline.set(None);
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
@@ -1908,9 +1964,13 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            if !keep_latency || should_sleep {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_deadline
+                    .set(Some(Instant::now() + preempt));
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1921,6 +1981,11 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// amring patch 7: whether preemption timers are re-armed lazily.
+    pub(crate) fn lazy_preempt(&self) -> bool {
+        self.lazy_preempt
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
@@ -2114,13 +2179,13 @@ mod tests {
         );
 
         let start = Instant::now();
-        reactor.wait(|| None, None, 0, || 0).unwrap();
+        reactor.wait(|| None, true, None, 0, || 0).unwrap();
         let elapsed_ms = start.elapsed().as_millis();
         assert!((50..100).contains(&elapsed_ms));
 
         drop(slow); // Cancel this one.
 
-        reactor.wait(|| None, None, 0, || 0).unwrap();
+        reactor.wait(|| None, true, None, 0, || 0).unwrap();
         let elapsed_ms = start.elapsed().as_millis();
         assert!((300..350).contains(&elapsed_ms));
     }

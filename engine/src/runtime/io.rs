@@ -10,7 +10,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpStream, UnixStream};
 
-use super::uring::{adopt_tcp, Reactor, UringStream};
+use super::uring::{adopt_socket, Reactor, UringStream};
 
 /// Free space offered to one read of an idle or lightly loaded connection.
 /// Small, so that 10k idle connections cost little memory (the read buffer
@@ -62,7 +62,7 @@ thread_local! {
 }
 
 /// Reads through glommio into `room` zeroed bytes of spare room (Unix
-/// streams: glommio does not expose their descriptor).
+/// streams when the shard's ring is off).
 fn poll_read_zeroed(
     s: Pin<&mut UnixStream>,
     cx: &mut Context<'_>,
@@ -105,28 +105,55 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// With `on`, a TCP stream moved onto the shard's own ring (io_uring-
-    /// native I/O), counted in `adopted`; anything else, or when the ring is
-    /// unavailable, unchanged.
+    /// With `on`, a TCP or Unix stream moved onto the shard's own ring
+    /// (io_uring-native I/O), counted in `adopted`; anything else, or when
+    /// the ring is unavailable, unchanged.
     pub(crate) fn native(self, on: bool, adopted: &std::sync::atomic::AtomicU64) -> Transport {
-        let Transport::Tcp(s) = self else { return self };
-        if !on {
-            return Transport::Tcp(s);
+        if !on || matches!(self, Transport::Uring(_)) {
+            return self;
         }
         let r = match Reactor::get() {
             Ok(r) => r,
-            Err(_) => return Transport::Tcp(s),
+            Err(_) => return self,
         };
-        match adopt_tcp(&r, s) {
+        let done = match self {
+            Transport::Tcp(s) => adopt_socket(&r, s).map_err(|b| {
+                let (e, s) = *b;
+                (e, Transport::Tcp(s))
+            }),
+            Transport::Unix(s) => adopt_socket(&r, s).map_err(|b| {
+                let (e, s) = *b;
+                (e, Transport::Unix(s))
+            }),
+            Transport::Uring(u) => return Transport::Uring(u),
+        };
+        match done {
             Ok(u) => {
                 adopted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Transport::Uring(u)
             }
-            Err(b) => {
-                let (e, s) = *b;
+            Err((e, t)) => {
                 tracing::debug!(target: "amring", "io_uring adoption failed ({e}); glommio socket I/O for this connection");
-                Transport::Tcp(s)
+                t
             }
+        }
+    }
+
+    /// A connected socket handed over from another shard (its previous owner
+    /// no longer uses it), as the transport of its kind: Unix when the
+    /// socket's domain says so, TCP otherwise.
+    pub(crate) fn from_owned_fd(fd: std::os::fd::OwnedFd) -> Transport {
+        use std::os::fd::IntoRawFd;
+        let unix = socket2::SockRef::from(&fd)
+            .domain()
+            .is_ok_and(|d| d == socket2::Domain::UNIX);
+        let raw = fd.into_raw_fd();
+        if unix {
+            // SAFETY: an open, connected Unix stream socket, now owned here.
+            Transport::Unix(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
+        } else {
+            // SAFETY: an open, connected TCP socket, now owned here.
+            Transport::Tcp(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
         }
     }
 

@@ -17,7 +17,7 @@
 //! the session's transport epoch, which stops the previous driver.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -29,6 +29,7 @@ use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, Shar
 
 use super::conn::{finish, run_transport, ConnHooks, TransportEnd};
 use super::io::Transport;
+use super::uring::dup_socket;
 use crate::codec::CodecKind;
 use crate::conn::info::ConnInfo;
 use crate::conn::limits::SharedBudget;
@@ -459,18 +460,15 @@ impl ShardRecovery {
             return self.reject(io).await;
         };
         let (fd, rest) = match io {
-            Transport::Tcp(s) => {
-                // SAFETY: dup of an open socket fd we hold; the duplicate is owned by `OwnedFd`.
-                let fd = unsafe { libc::dup(s.as_raw_fd()) };
-                if fd < 0 {
-                    return self.reject(Transport::Tcp(s)).await;
-                }
-                // SAFETY: `fd` was just returned by dup and is owned by nobody else.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                // Drop our copy without shutdown: the socket lives on in `fd`.
-                drop(s);
-                (fd, rbuf.to_vec())
-            }
+            // Our copy is dropped without shutdown: the socket lives on in `fd`.
+            Transport::Tcp(s) => match dup_socket(&s) {
+                Ok(fd) => (fd, rbuf.to_vec()),
+                Err(_) => return self.reject(Transport::Tcp(s)).await,
+            },
+            Transport::Unix(s) => match dup_socket(&s) {
+                Ok(fd) => (fd, rbuf.to_vec()),
+                Err(_) => return self.reject(Transport::Unix(s)).await,
+            },
             // The ring's receive stops first; what it had read goes along.
             Transport::Uring(u) => match u.into_fd().await {
                 Ok((fd, extra)) => {
@@ -480,7 +478,6 @@ impl ShardRecovery {
                 }
                 Err(_) => return,
             },
-            other => return self.reject(other).await,
         };
         let h = Handoff {
             fd,
@@ -497,16 +494,14 @@ impl ShardRecovery {
 
     /// Owner side of a hand-off: adopt the socket and finish the resume.
     async fn adopt(self: Rc<Self>, h: Handoff) {
-        // SAFETY: the fd is an open, connected TCP socket handed over by its
-        // previous owner, which no longer uses it.
-        let s = unsafe { glommio::net::TcpStream::from_raw_fd(h.fd.into_raw_fd()) };
+        let io = Transport::from_owned_fd(h.fd);
         let _ = h.max_frame;
         let _ = h.peer;
         self.counters().handoffs_in.fetch_add(1, Ordering::Relaxed);
         self.counters().active.fetch_add(1, Ordering::Relaxed);
         self.shared.active.fetch_add(1, Ordering::AcqRel);
         let rbuf = BytesMut::from(&h.rest[..]);
-        let io = Transport::Tcp(s).native(self.cfg.uring_io, &self.counters().uring_connections);
+        let io = io.native(self.cfg.uring_io, &self.counters().uring_connections);
         self.resume(io, rbuf, h.req, h.codec).await;
         self.counters().active.fetch_sub(1, Ordering::Relaxed);
         self.shared.active.fetch_sub(1, Ordering::AcqRel);

@@ -102,8 +102,9 @@ pub(crate) fn start(addr: Addr, shards: Shards, cfg: Arc<ServerConfig>) -> Resul
         shards: places.iter().map(|_| ShardCounters::default()).collect(),
     });
     let mut joins = Vec::with_capacity(places.len());
-    // v3 resume hand-off channels between every pair of shards (TCP only).
-    let (mut htx, mut hrx) = if cfg.recovery.is_some() && matches!(addr, Addr::Tcp(_)) {
+    // v3 resume hand-off channels between every pair of shards (TCP and
+    // Unix sockets alike: every shard accepts, so a resume may land anywhere).
+    let (mut htx, mut hrx) = if cfg.recovery.is_some() {
         super::recovery::handoff_mesh(places.len())
     } else {
         (Vec::new(), Vec::new())

@@ -1,5 +1,6 @@
-//! io_uring-native socket I/O for server connections: one ring per shard
-//! that amring drives itself, next to glommio's rings.
+//! io_uring-native socket I/O for server connections (TCP and Unix
+//! sockets): one ring per shard that amring drives itself, next to
+//! glommio's rings.
 //!
 //! * **Receive:** one multishot `RECV` per connection, into a provided-buffer
 //!   ring shared by the shard's connections. A completion's bytes are copied
@@ -824,19 +825,27 @@ impl Drop for UringStream {
     }
 }
 
-/// Turns a glommio TCP stream into one driven by `r` (a duplicate of its
-/// descriptor; glommio's copy is dropped). On failure the stream comes back.
-pub(crate) fn adopt_tcp(
-    r: &Rc<Reactor>,
-    s: glommio::net::TcpStream,
-) -> Result<UringStream, Box<(io::Error, glommio::net::TcpStream)>> {
+/// Turns a glommio TCP or Unix stream into one driven by `r` (a duplicate
+/// of its descriptor; glommio's copy is dropped). On failure the stream
+/// comes back.
+pub(crate) fn adopt_socket<S: AsRawFd>(r: &Rc<Reactor>, s: S) -> Result<UringStream, Box<(io::Error, S)>> {
+    match dup_socket(&s) {
+        Ok(fd) => {
+            drop(s);
+            Ok(r.adopt(fd))
+        }
+        Err(e) => Err(Box::new((e, s))),
+    }
+}
+
+/// A duplicate of `s`'s descriptor, owned by the caller (the socket stays
+/// open while either copy does).
+pub(crate) fn dup_socket(s: &impl AsRawFd) -> io::Result<OwnedFd> {
     // SAFETY: dup of an open socket we hold.
     let fd = unsafe { libc::dup(s.as_raw_fd()) };
     if fd < 0 {
-        return Err(Box::new((io::Error::last_os_error(), s)));
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: fresh descriptor from dup, owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    drop(s);
-    Ok(r.adopt(fd))
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
