@@ -855,6 +855,11 @@ impl UringCommon for PollRing {
     }
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
+        // amring patch 10: no clock read (and no source-map borrow) for an
+        // empty queue, which is what every loop of an idle ring finds.
+        if queue.is_empty() {
+            return Some(false);
+        }
         let source_map = &mut *self.source_map.borrow_mut();
         let now = Instant::now();
 
@@ -1214,6 +1219,11 @@ impl UringCommon for SleepableRing {
     }
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
+        // amring patch 10: no clock read (and no source-map borrow) for an
+        // empty queue, which is what every loop of an idle ring finds.
+        if queue.is_empty() {
+            return Some(false);
+        }
         let source_map = &mut *self.source_map.borrow_mut();
         let now = Instant::now();
 
