@@ -8,7 +8,8 @@
 //! * [`ConnCtx`]: a worker's per-connection parameters, and the matching of a
 //!   reply to its request ([`ConnCtx::complete_reply`]);
 //! * [`StreamState`] and [`InFlight`]: the requests of one stream;
-//! * [`Schedule`]: the intended send times of an open-loop connection.
+//! * [`Schedule`]: the intended send times of an open-loop connection;
+//! * [`V2Reader`]: a v2 connection's read buffer and its frame cutter.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -18,6 +19,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use amring::codec::CodecKind;
+use amring_proto::frame::V2_HEADER_LEN;
+use amring_proto::{FrameHeader, Version};
 
 use crate::opts::{Options, Target};
 use crate::stats::{ErrorKind, WorkerStats};
@@ -298,5 +301,79 @@ impl Schedule {
             self.k += 1;
             self.next += self.interval;
         }
+    }
+}
+
+/// A v2 connection's received bytes and the frames cut from them: the read
+/// buffer is zeroed once at its start and reused (a partial frame moves to
+/// the front; it grows only for a frame bigger than itself, bounded by the
+/// negotiated max_frame).
+pub(crate) struct V2Reader {
+    /// Received bytes `buf[head..tail]` not parsed yet.
+    buf: Vec<u8>,
+    head: usize,
+    tail: usize,
+    max_frame: u32,
+}
+
+impl V2Reader {
+    /// A reader of `cap` bytes (more if `rest` needs them) holding `rest`,
+    /// the bytes that arrived with the handshake.
+    pub(crate) fn new(cap: usize, rest: &[u8], max_frame: u32) -> V2Reader {
+        let mut buf = vec![0; cap.max(rest.len() + 1024)];
+        buf[..rest.len()].copy_from_slice(rest);
+        V2Reader {
+            buf,
+            head: 0,
+            tail: rest.len(),
+            max_frame,
+        }
+    }
+
+    /// Free room for the next read (never empty).
+    pub(crate) fn room(&mut self) -> &mut [u8] {
+        if self.tail == self.buf.len() {
+            if self.head > 0 {
+                self.buf.copy_within(self.head..self.tail, 0);
+                self.tail -= self.head;
+                self.head = 0;
+            } else {
+                let n = self.buf.len();
+                self.buf.resize(n * 2, 0);
+            }
+        }
+        &mut self.buf[self.tail..]
+    }
+
+    /// `n` bytes were read into [`V2Reader::room`].
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.tail += n;
+    }
+
+    /// The next whole frame: its stream id and payload; `Ok(None)` when
+    /// more bytes are needed, `Err` for a frame the protocol refuses.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<(u32, &[u8])>, ErrorKind> {
+        let avail = &self.buf[self.head..self.tail];
+        let h = match FrameHeader::parse(avail, Version::V2, self.max_frame) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(ErrorKind::Protocol),
+        };
+        let flen = h.frame_len();
+        if avail.len() < flen {
+            if flen > self.buf.len() {
+                self.buf.resize(flen.next_power_of_two(), 0);
+            }
+            return Ok(None);
+        }
+        let start = self.head;
+        self.head += flen;
+        if self.head == self.tail {
+            // Everything parsed: the next read starts at the front again
+            // (the payload returned stays valid, it is not overwritten here).
+            self.head = 0;
+            self.tail = 0;
+        }
+        Ok(Some((h.stream_id, &self.buf[start + V2_HEADER_LEN..start + flen])))
     }
 }

@@ -34,10 +34,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use amring_proto::frame::V2_HEADER_LEN;
-use amring_proto::{ConnError, Connection, FrameHeader, Version};
+use amring_proto::{ConnError, Connection, Version};
 
-use crate::conn_state::{any_in_flight, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, StreamState};
+use crate::conn_state::{any_in_flight, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, StreamState, V2Reader};
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
 use crate::transport::Transport;
@@ -55,11 +54,8 @@ enum Proto {
     V2 {
         /// Pending request frames.
         wbuf: Vec<u8>,
-        /// Received bytes `rbuf[head..tail]` not parsed yet.
-        rbuf: Vec<u8>,
-        head: usize,
-        tail: usize,
-        max_frame: u32,
+        /// Received bytes and the frame cutter.
+        rd: V2Reader,
     },
     /// v3 (or v2 through the sans-IO connection): `proto::Connection`.
     Sans(Box<SansState>),
@@ -245,20 +241,7 @@ impl Conn {
     fn on_readable(&mut self, ctx: &ConnCtx, now: Instant, phase: Phase, closed: bool) -> Result<(), ErrorKind> {
         let opts = &ctx.shared.opts;
         let n = match &mut self.proto {
-            Proto::V2 { rbuf, head, tail, .. } => {
-                if *tail == rbuf.len() {
-                    if *head > 0 {
-                        rbuf.copy_within(*head..*tail, 0);
-                        *tail -= *head;
-                        *head = 0;
-                    } else {
-                        let n = rbuf.len();
-                        rbuf.resize(n * 2, 0);
-                    }
-                }
-                let dst = &mut rbuf[*tail..];
-                recv(self.fd, dst)?
-            }
+            Proto::V2 { rd, .. } => recv(self.fd, rd.room())?,
             Proto::Sans(st) => {
                 if st.rbuf.capacity() - st.rbuf.len() < 1024 {
                     st.rbuf.reserve(st.rbuf.capacity().max(4096));
@@ -286,34 +269,10 @@ impl Conn {
             replied.push(stream_id);
         };
         match &mut self.proto {
-            Proto::V2 {
-                rbuf,
-                head,
-                tail,
-                max_frame,
-                ..
-            } => {
-                *tail += n;
-                loop {
-                    let avail = &rbuf[*head..*tail];
-                    let h = match FrameHeader::parse(avail, Version::V2, *max_frame) {
-                        Ok(Some(h)) => h,
-                        Ok(None) => break,
-                        Err(_) => return Err(ErrorKind::Protocol),
-                    };
-                    let flen = h.frame_len();
-                    if avail.len() < flen {
-                        if flen > rbuf.len() {
-                            rbuf.resize(flen.next_power_of_two(), 0);
-                        }
-                        break;
-                    }
-                    *head += flen;
-                    on_reply(h.stream_id, &avail[V2_HEADER_LEN..flen]);
-                }
-                if *head == *tail {
-                    *head = 0;
-                    *tail = 0;
+            Proto::V2 { rd, .. } => {
+                rd.filled(n);
+                while let Some((stream_id, payload)) = rd.next_frame()? {
+                    on_reply(stream_id, payload);
                 }
             }
             Proto::Sans(st) => {
@@ -496,14 +455,9 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
         };
         let proto = if r.version == Version::V2 {
             let rcap = (2 * wl.reply_frame_v2_len() * window).clamp(4096, 256 << 10);
-            let mut rbuf = vec![0; rcap.max(r.rest.len() + 1024)];
-            rbuf[..r.rest.len()].copy_from_slice(&r.rest);
             Proto::V2 {
                 wbuf: Vec::with_capacity((wl.frame_v2_len() * window).min(1 << 20)),
-                tail: r.rest.len(),
-                rbuf,
-                head: 0,
-                max_frame: r.max_frame,
+                rd: V2Reader::new(rcap, &r.rest, r.max_frame),
             }
         } else {
             any_v3 = true;

@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use futures_lite::future;
 use glommio::timer::sleep;
 
-use amring_proto::frame::V2_HEADER_LEN;
-use amring_proto::{FrameHeader, Version};
-
 use crate::conn_state::{
-    any_in_flight, count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState,
+    any_in_flight, count_error, drain_limit, ConnCtx, InFlight, Phase, ReplyOutcome, Schedule, StreamState, V2Reader,
 };
 use crate::connect::Ready;
 use crate::stats::ErrorKind;
@@ -136,9 +133,7 @@ pub(crate) async fn drive_v2(
     let mut wbuf: Vec<u8> = Vec::with_capacity((tpl.frame_v2_len() * window).min(1 << 20));
     // Room for about two full pipelines of replies; zeroed once, never again.
     let rcap = (2 * tpl.reply_frame_v2_len() * window).clamp(4096, 256 << 10);
-    let mut rbuf: Vec<u8> = vec![0; rcap.max(rest.len() + 1024)];
-    rbuf[..rest.len()].copy_from_slice(&rest);
-    let (mut head, mut tail) = (0usize, rest.len());
+    let mut rd = V2Reader::new(rcap, &rest, max_frame);
     let mut sched = opts.rate.map(|rate| Schedule::for_conn(rate, opts.conns, gidx, t0));
 
     let mut now = Instant::now();
@@ -188,18 +183,7 @@ pub(crate) async fn drive_v2(
             }
             watch.deadline.set(deadline);
 
-            // Room to read: move a partial frame to the front, grow for a large one.
-            if tail == rbuf.len() {
-                if head > 0 {
-                    rbuf.copy_within(head..tail, 0);
-                    tail -= head;
-                    head = 0;
-                } else {
-                    let n = rbuf.len();
-                    rbuf.resize(n * 2, 0);
-                }
-            }
-            let read = async { Woke::Read(t.read(&mut rbuf[tail..]).await) };
+            let read = async { Woke::Read(t.read(rd.room()).await) };
             let watched = future::or(read, async {
                 watch.wait().await;
                 Woke::Watch
@@ -232,32 +216,21 @@ pub(crate) async fn drive_v2(
                 Woke::Read(Ok(0)) => break Err(ErrorKind::Closed),
                 Woke::Read(Ok(n)) => n,
             };
-            tail += n;
+            rd.filled(n);
             let phase = Phase::at(now, warm_end, end);
             let mut done = 0u64;
             let mut stats = ctx.stats.borrow_mut();
             loop {
-                let avail = &rbuf[head..tail];
-                let h = match FrameHeader::parse(avail, Version::V2, max_frame) {
-                    Ok(Some(h)) => h,
+                let (stream_id, payload) = match rd.next_frame() {
+                    Ok(Some(f)) => f,
                     Ok(None) => break,
-                    Err(_) => {
+                    Err(kind) => {
                         drop(stats);
-                        break 'conn Err(ErrorKind::Protocol);
+                        break 'conn Err(kind);
                     }
                 };
-                let flen = h.frame_len();
-                if avail.len() < flen {
-                    if flen > rbuf.len() {
-                        // Make room for the whole frame (bounded by max_frame).
-                        rbuf.resize(flen.next_power_of_two(), 0);
-                    }
-                    break;
-                }
-                let payload = &avail[V2_HEADER_LEN..flen];
-                head += flen;
-                let s = h.stream_id as usize;
-                match ctx.complete_reply(&mut streams, h.stream_id, payload, codec, now, phase, &mut stats) {
+                let s = stream_id as usize;
+                match ctx.complete_reply(&mut streams, stream_id, payload, codec, now, phase, &mut stats) {
                     ReplyOutcome::Unmatched => continue,
                     ReplyOutcome::Good => done += 1,
                     ReplyOutcome::Bad => {}
@@ -269,10 +242,6 @@ pub(crate) async fn drive_v2(
                 }
             }
             drop(stats);
-            if head == tail {
-                head = 0;
-                tail = 0;
-            }
             if done > 0 {
                 live.done.fetch_add(done, Ordering::Relaxed);
             }
