@@ -537,6 +537,7 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
     let drain_end = end + drain_limit(opts);
     let mut idle_spin = Duration::ZERO;
     let mut now = Instant::now();
+    let mut last_event = now;
     let nconns = conns.len();
     while alive > 0 && now < drain_end && !ctx.shared.abort.load(Ordering::Relaxed) {
         let mut until = if now < end { end } else { drain_end }.min(next_check);
@@ -545,12 +546,17 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
         }
         // Open loop: busy-poll instead of sleeping when the next send is
         // near (`--gen-spin`): a sleeping thread wakes late on many hosts.
+        // Closed loop: busy-poll for up to `--gen-spin` after the last event
+        // (replies are always in flight), so a reply is seen when it lands,
+        // not when the generator's thread is rescheduled.
         let mut spinning = false;
         if let Some(s) = sched.as_ref().filter(|_| now < end) {
             if s.next() <= until {
                 until = s.next();
                 spinning = until.saturating_duration_since(now) <= opts.gen_spin;
             }
+        } else if now < end && !opts.gen_spin.is_zero() {
+            spinning = now.saturating_duration_since(last_event) <= opts.gen_spin;
         }
         let timeout = if spinning {
             Duration::ZERO
@@ -562,6 +568,9 @@ pub(crate) fn run(ctx: &ConnCtx, readies: Vec<Ready>, t0: Instant, warm_end: Ins
         now = Instant::now();
         if spinning && n <= 0 {
             idle_spin += now - before;
+        }
+        if n > 0 {
+            last_event = now;
         }
         let phase = Phase::at(now, warm_end, end);
         if opts.ramp_to.is_some() && phase != Phase::Warmup {

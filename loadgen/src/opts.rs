@@ -250,10 +250,13 @@ pub struct Options {
     #[arg(long)]
     pub out: Option<PathBuf>,
 
-    /// Open loop: busy-poll instead of sleeping when the next send is due
-    /// within this (0 = always sleep). A sleeping thread can wake late (on a
-    /// VM, often by 0.1–2 ms), which delays sends against their schedule;
-    /// idle polling is left out of the self-check's CPU share.
+    /// Busy-poll instead of sleeping (0 = always sleep): in open loop when
+    /// the next send is due within this, in closed loop for up to this long
+    /// after the last reply (TCP targets). A sleeping thread can wake late
+    /// (on a VM, often by 0.1–2 ms), which delays sends against their
+    /// schedule, or in closed loop adds the generator's own wake-up to every
+    /// round trip; idle polling is reported (`generator.idle_spin_s`) and
+    /// left out of the self-check's CPU share.
     #[arg(long, default_value = "1ms", value_parser = parse_duration)]
     pub gen_spin: Duration,
 
