@@ -222,8 +222,9 @@ pub struct GeneratorInfo {
     pub cores: usize,
     /// CPU time of the worker threads (getrusage RUSAGE_THREAD, s).
     pub cpu_s: f64,
-    /// Part of `cpu_s` spent busy-polling with nothing to do (open loop,
-    /// `--gen-spin`); left out of the self-check's CPU share.
+    /// Part of `cpu_s` spent busy-polling with nothing to do (`--gen-spin`:
+    /// open loop before a send, closed loop while waiting for replies);
+    /// left out of the self-check's CPU share.
     pub idle_spin_s: f64,
 }
 
