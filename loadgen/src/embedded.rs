@@ -164,10 +164,11 @@ pub struct EmbeddedServer {
     inner: Option<Inner>,
 }
 
-/// The cores of an embedded server with `n` cores: the lowest ones.
+/// The cores of an embedded server with `n` cores: the lowest allowed ones
+/// (of the process's affinity mask).
 pub fn server_cores(n: usize) -> Vec<usize> {
-    let cpus = sys::cpu_count();
-    (0..n).map(|i| i % cpus).collect()
+    let cpus = sys::allowed_cpus();
+    (0..n).map(|i| cpus[i % cpus.len()]).collect()
 }
 
 /// Starts the embedded echo server described by `spec`.

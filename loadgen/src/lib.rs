@@ -81,10 +81,12 @@ pub enum RunError {
     },
 }
 
-/// Cores of the generator workers: the highest cores first.
+/// Cores of the generator workers: the highest allowed cores first (of the
+/// process's affinity mask, so `taskset -c 1 loadgen` keeps its workers on
+/// CPU 1).
 pub fn generator_cores(n: usize) -> Vec<usize> {
-    let cpus = sys::cpu_count();
-    (0..n).map(|i| cpus - 1 - (i % cpus)).collect()
+    let cpus = sys::allowed_cpus();
+    (0..n).map(|i| cpus[cpus.len() - 1 - (i % cpus.len())]).collect()
 }
 
 /// Runs one load test as configured; the embedded server (if any) is launched as `launch` says.
@@ -385,4 +387,32 @@ fn write_hdr_log(h: &hdrhistogram::Histogram<u64>, dur: Duration, path: &std::pa
         .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
     drop(w);
     file.flush()
+}
+
+#[cfg(test)]
+mod core_pick_tests {
+    use super::*;
+
+    /// Under an affinity mask of one high CPU (as `taskset -c 1` leaves it),
+    /// workers and an embedded server go on that CPU, not on CPU 0.
+    #[test]
+    fn cores_come_from_the_affinity_mask() {
+        let last = *sys::allowed_cpus().last().unwrap();
+        std::thread::spawn(move || {
+            // SAFETY: a set holding one CPU, applied to this thread only.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(last, &mut set) };
+            let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+            assert_eq!(rc, 0, "sched_setaffinity");
+            assert_eq!(sys::allowed_cpus(), vec![last]);
+            assert_eq!(generator_cores(2), vec![last, last]);
+            assert_eq!(embedded::server_cores(1), vec![last]);
+        })
+        .join()
+        .unwrap();
+        // The whole mask again on this thread: highest first for workers, lowest for servers.
+        let all = sys::allowed_cpus();
+        assert_eq!(generator_cores(1), vec![*all.last().unwrap()]);
+        assert_eq!(embedded::server_cores(1), vec![all[0]]);
+    }
 }

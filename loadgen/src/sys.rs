@@ -108,7 +108,31 @@ pub fn stdout_is_tty() -> bool {
 
 /// Number of online CPUs.
 pub fn cpu_count() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    allowed_cpus().len()
+}
+
+/// The CPUs this thread may run on (its affinity mask, as `taskset` set
+/// it), in ascending order; all of `0..available_parallelism` when the mask
+/// cannot be read. Cores are picked from this list, never by index into
+/// `0..count`: under `taskset -c 1` the only allowed CPU is 1, not 0.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let cpus: Vec<usize> = if ok {
+        // SAFETY: `set` was filled by the kernel; CPU_ISSET reads it.
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if cpus.is_empty() {
+        (0..std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).collect()
+    } else {
+        cpus
+    }
 }
 
 #[cfg(test)]
