@@ -106,11 +106,6 @@ pub fn stdout_is_tty() -> bool {
     unsafe { libc::isatty(1) == 1 }
 }
 
-/// Number of online CPUs.
-pub fn cpu_count() -> usize {
-    allowed_cpus().len()
-}
-
 /// The CPUs this thread may run on (its affinity mask, as `taskset` set
 /// it), in ascending order; all of `0..available_parallelism` when the mask
 /// cannot be read. Cores are picked from this list, never by index into

@@ -39,6 +39,11 @@ fn opts(ttl: Duration) -> RecoveryOptions {
 }
 
 fn counting_server(calls: Arc<AtomicUsize>, ttl: Duration) -> amring::ServerHandle {
+    counting_server_at(calls, ttl, "127.0.0.1:0")
+}
+
+/// [`counting_server`] listening at `at` (TCP or a Unix socket).
+fn counting_server_at(calls: Arc<AtomicUsize>, ttl: Duration, at: &str) -> amring::ServerHandle {
     Server::builder()
         .shards(Shards::Unpinned(2))
         .io_memory(256 * 1024)
@@ -47,7 +52,7 @@ fn counting_server(calls: Arc<AtomicUsize>, ttl: Duration) -> amring::ServerHand
             calls.fetch_add(1, Ordering::SeqCst);
             async move { Ok::<_, String>(Num { n: n.n }) }
         })
-        .serve("127.0.0.1:0")
+        .serve(at)
         .unwrap()
 }
 
@@ -427,19 +432,13 @@ fn resumes_landing_on_the_non_owner_shard_succeed() {
 #[test]
 fn unix_resumes_landing_on_the_non_owner_shard_succeed() {
     use std::os::unix::net::UnixStream;
-    let calls = Arc::new(AtomicUsize::new(0));
     let path = std::env::temp_dir().join(format!("amring-resume-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let h = Server::builder()
-        .shards(Shards::Unpinned(2))
-        .io_memory(256 * 1024)
-        .recovery(Some(opts(Duration::from_secs(30))))
-        .handler(move |_ctx, n: Num| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            async move { Ok::<_, String>(Num { n: n.n }) }
-        })
-        .serve(&format!("unix://{}", path.display()))
-        .unwrap();
+    let h = counting_server_at(
+        Arc::default(),
+        Duration::from_secs(30),
+        &format!("unix://{}", path.display()),
+    );
     let hello = |s: &mut UnixStream| {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         hello_v3_on(s);

@@ -1883,18 +1883,14 @@ impl Reactor {
         let keep_latency = self.lazy_preempt
             && match (preempt_now, self.latency_preemption_deadline.get()) {
                 (Some(dur), Some(deadline)) => {
+                    // Look at the armed source without giving it up.
                     let src = self.latency_preemption_timeout_src.take();
                     let pending = src.as_ref().is_some_and(|s| s.result().is_none());
-                    let keep = pending
+                    self.latency_preemption_timeout_src.set(src);
+                    pending
                         && deadline
                             .checked_duration_since(Instant::now())
-                            .is_some_and(|left| left >= dur / 2);
-                    if keep {
-                        self.latency_preemption_timeout_src.set(src);
-                    } else {
-                        drop(src);
-                    }
-                    keep
+                            .is_some_and(|left| left >= dur / 2)
                 }
                 _ => false,
             };

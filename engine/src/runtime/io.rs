@@ -109,7 +109,7 @@ impl Transport {
     /// (io_uring-native I/O), counted in `adopted`; anything else, or when
     /// the ring is unavailable, unchanged.
     pub(crate) fn native(self, on: bool, adopted: &std::sync::atomic::AtomicU64) -> Transport {
-        if !on || matches!(self, Transport::Uring(_)) {
+        if !on {
             return self;
         }
         let r = match Reactor::get() {
@@ -125,6 +125,7 @@ impl Transport {
                 let (e, s) = *b;
                 (e, Transport::Unix(s))
             }),
+            // Already on the ring.
             Transport::Uring(u) => return Transport::Uring(u),
         };
         match done {
