@@ -899,6 +899,49 @@ struct SleepableRing {
     task_queue_stats: AHashMap<TaskQueueHandle, RingIoStats>,
     source_map: Rc<RefCell<SourceMap>>,
     in_kernel: usize,
+    /// amring patch 11: built with `IORING_SETUP_COOP_TASKRUN`.
+    coop: bool,
+}
+
+/// amring patch 11: the default of `max_sleep`.
+const DEFAULT_MAX_SLEEP: Duration = Duration::from_millis(10);
+
+/// amring patch 11: how far consecutive sleeps that woke nothing stretch the
+/// bound (10 ms → 20 → 40 → 80 → 100 ms by default).
+const SLEEP_CAP_GROWTH: u32 = 10;
+
+/// amring patch 11: how long a sleeping executor may go without entering the
+/// kernel, when its rings were built with `COOP_TASKRUN` (`coop`); `None`:
+/// unbounded, as upstream.
+///
+/// On Linux 6.18, an executor sleeping in `io_uring_enter` on COOP rings
+/// occasionally missed the completion of a socket receive on its latency
+/// ring: in a loop of `loadgen`'s `timeouts` test under CPU load, about one
+/// run in twenty saw a shard sleep 150-540 ms with the bytes waiting (0.2 ms
+/// of thread CPU over the gap), until an unrelated event woke it. Without COOP
+/// (`AMRING_URING_COOP=0`) no stall over 50 ms was seen in 120 runs, nor with
+/// every sleep capped at 20 ms in 60 runs: any kernel entry runs the pending
+/// completion. (Polling an eventfd registered on the latency ring instead of
+/// the ring's descriptor did not help: 1 stall in 120 runs.) A sleep therefore
+/// ends after at most this long (10 ms by default,
+/// `AMRING_GLOMMIO_MAX_SLEEP_MS`; `0` = unbounded), which bounds a missed
+/// wake-up. Each wake costs about 100 µs of CPU on the test VM (1 % of a core
+/// at 100 a second), so sleeps that wake nothing double the bound, up to ten
+/// times it: an idle shard settles at 10 wake-ups a second, and a shard with
+/// traffic keeps the 10 ms bound.
+fn max_sleep(coop: bool) -> Option<Duration> {
+    let ms = std::env::var("AMRING_GLOMMIO_MAX_SLEEP_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    max_sleep_from(coop, ms)
+}
+
+fn max_sleep_from(coop: bool, env_ms: Option<u64>) -> Option<Duration> {
+    match (coop, env_ms) {
+        (false, _) | (true, Some(0)) => None,
+        (true, Some(ms)) => Some(Duration::from_millis(ms)),
+        (true, None) => Some(DEFAULT_MAX_SLEEP),
+    }
 }
 
 /// amring patch: the main and latency rings are set up with
@@ -912,7 +955,7 @@ struct SleepableRing {
 /// that only peeks (the `spin_before_park` loop) sees completions too. On a busy network
 /// shard those IPIs were the largest single cost. `AMRING_URING_COOP=0`
 /// turns it off; kernels without the flag fall back to plain rings.
-fn new_sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
+fn new_sleepable_ring(entries: u32) -> io::Result<(iou::IoUring, bool)> {
     let coop = std::env::var_os("AMRING_URING_COOP").map_or(true, |v| v != "0");
     if coop {
         match iou::IoUring::new_with_flags(
@@ -920,12 +963,12 @@ fn new_sleepable_ring(entries: u32) -> io::Result<iou::IoUring> {
             iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
             iou::SetupFeatures::empty(),
         ) {
-            Ok(ring) => return Ok(ring),
+            Ok(ring) => return Ok((ring, true)),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
             Err(e) => return Err(e),
         }
     }
-    iou::IoUring::new(entries)
+    iou::IoUring::new(entries).map(|r| (r, false))
 }
 
 impl SleepableRing {
@@ -936,8 +979,10 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        let (ring, coop) = new_sleepable_ring(size as _)?;
         Ok(SleepableRing {
-            ring: new_sleepable_ring(size as _)?,
+            ring,
+            coop,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1267,6 +1312,12 @@ pub(crate) struct Reactor {
     // amring patch 7: re-arm the preemption timers lazily (default), or on
     // every pass as upstream does (`AMRING_GLOMMIO_LAZY_PREEMPT=0`).
     lazy_preempt: bool,
+    // amring patch 11: the longest a sleep may last when the rings were built
+    // with `COOP_TASKRUN` (see `max_sleep`): the shortest bound, and the one
+    // for the next sleep (doubled after a sleep that woke no task, up to
+    // `SLEEP_CAP_GROWTH` times the shortest).
+    max_sleep: Cell<Option<Duration>>,
+    sleep_cap: Cell<Duration>,
 
     link_fd: RawFd,
 
@@ -1379,6 +1430,7 @@ impl Reactor {
         }
 
         let link_fd = latency_ring.ring_fd();
+        let max_sleep = max_sleep(main_ring.coop || latency_ring.coop);
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1401,6 +1453,8 @@ impl Reactor {
             latency_preemption_deadline: Cell::new(None),
             lazy_preempt: std::env::var_os("AMRING_GLOMMIO_LAZY_PREEMPT")
                 .map_or(true, |v| v != "0"),
+            sleep_cap: Cell::new(max_sleep.unwrap_or(DEFAULT_MAX_SLEEP)),
+            max_sleep: Cell::new(max_sleep),
             blocking_thread,
             link_fd,
             notifier,
@@ -1939,6 +1993,17 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
+            //
+            // amring patch 11: with `COOP_TASKRUN` rings, a sleep never lasts
+            // longer than `max_sleep` (see there).
+            let max_sleep = self.max_sleep.get();
+            let user_timer = match max_sleep {
+                Some(_) => {
+                    let cap = self.sleep_cap.get();
+                    Some(user_timer.map_or(cap, |d| d.min(cap)))
+                }
+                None => user_timer,
+            };
             if let Some(dur) = user_timer {
                 self.latency_preemption_deadline.set(None);
                 self.latency_preemption_timeout_src
@@ -1960,9 +2025,21 @@ impl Reactor {
                     self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
                     // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    let mut woke_now = 0;
+                    flush_cancellations!(into &mut woke_now; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    consume_rings!(into &mut woke_now; lat_ring, poll_ring, main_ring);
+                    // amring patch 11: a sleep that woke nothing (the bound
+                    // ran out on an idle executor) lets the next one last
+                    // twice as long; one that woke a task resets it.
+                    if let Some(base) = max_sleep {
+                        let cap = self.sleep_cap.get();
+                        self.sleep_cap.set(if woke_now == 0 {
+                            (cap * 2).min(base * SLEEP_CAP_GROWTH)
+                        } else {
+                            base
+                        });
+                    }
                 }
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
@@ -2135,10 +2212,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn max_sleep_is_bounded_only_on_coop_rings() {
+        assert_eq!(max_sleep_from(false, None), None);
+        assert_eq!(max_sleep_from(false, Some(5)), None);
+        assert_eq!(max_sleep_from(true, None), Some(DEFAULT_MAX_SLEEP));
+        assert_eq!(max_sleep_from(true, Some(0)), None);
+        assert_eq!(max_sleep_from(true, Some(3)), Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn a_sleeping_reactor_on_coop_rings_wakes_within_max_sleep() {
+        // Nothing is armed and nothing will wake it: upstream's sleep would
+        // never end; on COOP rings it ends after `max_sleep`. A watchdog
+        // turns a hang into a failure.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let notifier = sys::new_sleep_notifier().unwrap();
+            let pool = BlockingThreadPool::new(PoolPlacement::Unbound(1), notifier.clone()).unwrap();
+            let reactor = Reactor::new(notifier, 0, 128, pool).unwrap();
+            if reactor.max_sleep.get().is_none() {
+                // No COOP_TASKRUN here (old kernel, or AMRING_URING_COOP=0).
+                let _ = tx.send(None);
+                return;
+            }
+            let base = reactor.sleep_cap.get();
+            let mut slept = 0;
+            for _ in 0..3 {
+                if reactor.wait(|| None, true, None, 0, || 0).unwrap() {
+                    slept += 1;
+                }
+            }
+            // Three sleeps that woke nothing: the bound doubled each time.
+            let _ = tx.send(Some((slept, reactor.sleep_cap.get() == base * 8)));
+        });
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Some((slept, grew))) => {
+                assert!(slept > 0, "the reactor never slept");
+                assert!(grew, "the bound did not double after empty sleeps");
+            }
+            Ok(None) => {}
+            Err(e) => panic!("a sleep with nothing armed did not end: {e}"),
+        }
+    }
+
+    #[test]
     fn timeout_smoke_test() {
         let notifier = sys::new_sleep_notifier().unwrap();
         let pool = BlockingThreadPool::new(PoolPlacement::Unbound(1), notifier.clone()).unwrap();
         let reactor = Reactor::new(notifier, 0, 128, pool).unwrap();
+        // amring patch 11: this test times upstream's unbounded sleep.
+        reactor.max_sleep.set(None);
 
         fn timeout_source(millis: u64) -> (Source, UringOpDescriptor) {
             let source = Source::new(
