@@ -2217,7 +2217,10 @@ mod tests {
         assert_eq!(max_sleep_from(false, Some(5)), None);
         assert_eq!(max_sleep_from(true, None), Some(DEFAULT_MAX_SLEEP));
         assert_eq!(max_sleep_from(true, Some(0)), None);
-        assert_eq!(max_sleep_from(true, Some(3)), Some(Duration::from_millis(3)));
+        assert_eq!(
+            max_sleep_from(true, Some(3)),
+            Some(Duration::from_millis(3))
+        );
     }
 
     #[test]
@@ -2228,7 +2231,8 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let notifier = sys::new_sleep_notifier().unwrap();
-            let pool = BlockingThreadPool::new(PoolPlacement::Unbound(1), notifier.clone()).unwrap();
+            let pool =
+                BlockingThreadPool::new(PoolPlacement::Unbound(1), notifier.clone()).unwrap();
             let reactor = Reactor::new(notifier, 0, 128, pool).unwrap();
             if reactor.max_sleep.get().is_none() {
                 // No COOP_TASKRUN here (old kernel, or AMRING_URING_COOP=0).
