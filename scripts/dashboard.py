@@ -418,7 +418,10 @@ def loadgen_run_charts(runs: list[dict]) -> list[Chart]:
         lat = obj(rep.get("latency_us"))
         srv = obj(rep.get("server"))
         label = str(r.get("label") or LABEL_OF_KIND.get(str(srv.get("kind")), "external"))
-        cpu_s, reqs = num(srv.get("cpu_s")), num(rep.get("requests"))
+        # Reports without cpu_window_s counted the warm-up and the drain in
+        # cpu_s: no CPU per request from them.
+        cpu_s = num(srv.get("cpu_s")) if "cpu_window_s" in srv else None
+        reqs = num(rep.get("requests"))
         vals = (
             ("throughput_rps", "throughput", "req/s", True, num(rep.get("throughput_rps"))),
             ("p50_us", "p50", "µs", False, num(lat.get("p50"))),

@@ -190,14 +190,33 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
     let connect_time = connect_start.elapsed();
     let rss_connected = rss_of(server.as_deref());
     let server_conns = server.as_deref_mut().and_then(|s| s.conn_stats());
-    let server_cpu_before = cpu_of(server.as_deref());
     let t0 = Instant::now();
     let _ = shared.t0.set(t0);
 
-    // Load phase: progress once a second until the workers return.
+    // Load phase: progress once a second until the workers return. The
+    // server's CPU time is read when the measured phase begins and when it
+    // ends, so that `server.cpu_s / requests` is the CPU per request.
     let (warm_end, end) = shared.phases(t0);
+    let mut server_cpu_start: Option<Option<Duration>> = None;
+    let mut server_cpu_end: Option<Option<Duration>> = None;
+    let mut cpu_window = (None::<Instant>, None::<Instant>);
     while shared.finished_workers.load(Ordering::Acquire) < handles.len() {
-        std::thread::sleep(Duration::from_millis(20));
+        let next_mark = match (server_cpu_start, server_cpu_end) {
+            (None, _) => Some(warm_end),
+            (Some(_), None) => Some(end),
+            _ => None,
+        };
+        let tick = Duration::from_millis(20);
+        std::thread::sleep(next_mark.map_or(tick, |m| m.saturating_duration_since(Instant::now()).min(tick)));
+        let now = Instant::now();
+        if server_cpu_start.is_none() && now >= warm_end {
+            server_cpu_start = Some(cpu_of(server.as_deref()));
+            cpu_window.0 = Some(now);
+        }
+        if server_cpu_start.is_some() && server_cpu_end.is_none() && now >= end {
+            server_cpu_end = Some(cpu_of(server.as_deref()));
+            cpu_window.1 = Some(now);
+        }
         if progress && last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
             let phase = if Instant::now() < warm_end {
@@ -214,7 +233,16 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
     if progress {
         eprint!("\r\x1b[2K");
     }
-    let server_cpu = match (cpu_of(server.as_deref()), server_cpu_before) {
+    // A run that ended early (errors, the hard deadline) counts up to now.
+    let server_cpu_end = server_cpu_end.unwrap_or_else(|| cpu_of(server.as_deref()));
+    let cpu_window_s = cpu_window.0.map(|a| {
+        cpu_window
+            .1
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(a)
+            .as_secs_f64()
+    });
+    let server_cpu = match (server_cpu_end, server_cpu_start.flatten()) {
         (Some(a), Some(b)) => Some(a.saturating_sub(b).as_secs_f64()),
         _ => None,
     };
@@ -239,6 +267,7 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         kind: server.as_ref().map_or("external", |s| s.kind()),
         process: server.as_ref().map_or("external", |s| s.process()),
         cores: if server.is_some() { opts.server_cores } else { 0 },
+        cpu_window_s: server_cpu.and(cpu_window_s),
         cpu_s: server_cpu,
         rss_before_bytes: rss_before,
         rss_connected_bytes: rss_connected,

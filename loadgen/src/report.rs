@@ -307,8 +307,15 @@ pub struct ServerInfo {
     pub process: &'static str,
     /// Server cores (0 when external).
     pub cores: usize,
-    /// Server CPU time during the load phase (s).
+    /// Server CPU time during the measured phase (s): read when the warm-up
+    /// ends and when the measured phase ends, so `cpu_s / requests` is the
+    /// server's CPU per request (before, it also held the warm-up and the
+    /// drain).
     pub cpu_s: Option<f64>,
+    /// Length of the window `cpu_s` was measured over (s): the measured
+    /// phase, or less when the run ended early. Absent in reports written
+    /// before `cpu_s` left out the warm-up.
+    pub cpu_window_s: Option<f64>,
     /// Server process RSS before the first connect (bytes).
     pub rss_before_bytes: Option<u64>,
     /// Server process RSS once every connection is up, before any load (bytes).
@@ -332,6 +339,7 @@ impl ServerInfo {
             process: "external",
             cores: 0,
             cpu_s: None,
+            cpu_window_s: None,
             rss_before_bytes: None,
             rss_connected_bytes: None,
             rss_per_conn_bytes: None,

@@ -465,3 +465,33 @@ fn intervals_log_merges_back_to_the_whole_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `server.cpu_s` covers the measured phase only (not the warm-up and the
+/// drain), so `cpu_s / requests` is the server's CPU per request. The server
+/// busy-polls, so it burns about a core all along: over a 1 s warm-up and a
+/// 0.5 s measured phase a figure that took in the warm-up would be about 1.5 s.
+/// One core cannot give more CPU time than the wall time it was measured over.
+#[test]
+fn server_cpu_covers_the_measured_phase_only() {
+    let doc = run_json(&[
+        "--conns",
+        "2",
+        "--streams",
+        "2",
+        "--server-cores",
+        "1",
+        "--server-spin",
+        "5ms",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "1s",
+    ]);
+    assert!(doc["requests"].as_u64().unwrap() > 0, "{doc}");
+    let cpu = doc["server"]["cpu_s"].as_f64().unwrap();
+    assert!(cpu > 0.0, "{doc}");
+    assert!(
+        cpu <= 0.5 * 1.2 + 0.05,
+        "server cpu {cpu} s over a 0.5 s measured phase on one core: {doc}"
+    );
+}
