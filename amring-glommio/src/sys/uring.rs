@@ -916,12 +916,11 @@ const SLEEP_CAP_GROWTH: u32 = 10;
 ///
 /// On Linux 6.18, an executor sleeping in `io_uring_enter` on COOP rings
 /// occasionally missed the completion of a socket receive on its latency
-/// ring: in a loop of `loadgen`'s `timeouts` test under CPU load, about one
-/// run in twenty saw a shard sleep 150-540 ms with the bytes waiting (0.2 ms
-/// of thread CPU over the gap), until an unrelated event woke it. Without COOP
-/// (`AMRING_URING_COOP=0`) no stall over 50 ms was seen in 120 runs, nor with
-/// every sleep capped at 20 ms in 60 runs: any kernel entry runs the pending
-/// completion. (Polling an eventfd registered on the latency ring instead of
+/// ring: in a loop of `loadgen`'s `timeouts` test under CPU load, 13 runs in
+/// 435 saw a shard sleep 150-540 ms with the bytes waiting (0.2 ms of thread
+/// CPU over the gap), until an unrelated event woke it. Without COOP
+/// (`AMRING_URING_COOP=0`) none of 120 runs failed, nor of 60 with every sleep
+/// capped at 20 ms: any kernel entry runs the pending completion. (Polling an eventfd registered on the latency ring instead of
 /// the ring's descriptor did not help: 1 stall in 120 runs.) A sleep therefore
 /// ends after at most this long (10 ms by default,
 /// `AMRING_GLOMMIO_MAX_SLEEP_MS`; `0` = unbounded), which bounds a missed
