@@ -17,7 +17,8 @@
 //!
 //! * `loopback/segment_64B`: CPU time of the sending thread per `send(2)` of
 //!   64 bytes (`TCP_NODELAY`, one segment each), from
-//!   `CLOCK_THREAD_CPUTIME_ID`, not wall time.
+//!   `getrusage(RUSAGE_THREAD)` (`loadgen::sys::thread_cpu_time`), not wall
+//!   time.
 //! * `loopback/batch_16x64B`: the same 16 frames in one `send(2)` (one
 //!   segment): what a stream with many requests in flight pays instead.
 //!
@@ -27,18 +28,9 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
-use std::time::Duration;
 
-use criterion::{criterion_main, Criterion, Throughput};
-
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid timespec for the call to fill in.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+use criterion::{criterion_main, BenchmarkGroup, Criterion, Throughput};
+use loadgen::sys::thread_cpu_time;
 
 /// Pins the calling thread to `cpu` when the machine has it (best effort).
 fn pin(cpu: usize) {
@@ -72,33 +64,27 @@ fn bench(c: &mut Criterion) {
     }
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).expect("TCP_NODELAY");
-    let one = [0x5au8; 64];
-    let sixteen = [0x5au8; 16 * 64];
     let mut sent = 0u64;
 
+    // One `send(2)` of `frames` 64-byte frames per iteration, timed in the
+    // sending thread's CPU.
+    let mut sends = |g: &mut BenchmarkGroup<'_, _>, name: &str, frames: usize| {
+        let buf = vec![0x5au8; frames * 64];
+        g.throughput(Throughput::Elements(frames as u64));
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let t = thread_cpu_time();
+                for _ in 0..iters {
+                    s.write_all(&buf).expect("send");
+                }
+                sent += iters * buf.len() as u64;
+                thread_cpu_time() - t
+            })
+        });
+    };
     let mut g = c.benchmark_group("loopback");
-    g.throughput(Throughput::Elements(1));
-    g.bench_function("segment_64B", |b| {
-        b.iter_custom(|iters| {
-            let t = thread_cpu();
-            for _ in 0..iters {
-                s.write_all(&one).expect("send");
-            }
-            sent += iters * one.len() as u64;
-            thread_cpu() - t
-        })
-    });
-    g.throughput(Throughput::Elements(16));
-    g.bench_function("batch_16x64B", |b| {
-        b.iter_custom(|iters| {
-            let t = thread_cpu();
-            for _ in 0..iters {
-                s.write_all(&sixteen).expect("send");
-            }
-            sent += iters * sixteen.len() as u64;
-            thread_cpu() - t
-        })
-    });
+    sends(&mut g, "segment_64B", 1);
+    sends(&mut g, "batch_16x64B", 16);
     g.finish();
     drop(s);
     let got = drain.join().expect("drain thread");
