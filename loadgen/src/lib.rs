@@ -197,11 +197,11 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
     // server's CPU time is read when the measured phase begins and when it
     // ends, so that `server.cpu_s / requests` is the CPU per request.
     let (warm_end, end) = shared.phases(t0);
-    let mut server_cpu_start: Option<Option<Duration>> = None;
-    let mut server_cpu_end: Option<Option<Duration>> = None;
-    let mut cpu_window = (None::<Instant>, None::<Instant>);
+    // (when, the server's CPU then) at the start and at the end of the measured phase.
+    let mut mark_start: Option<(Instant, Option<Duration>)> = None;
+    let mut mark_end: Option<(Instant, Option<Duration>)> = None;
     while shared.finished_workers.load(Ordering::Acquire) < handles.len() {
-        let next_mark = match (server_cpu_start, server_cpu_end) {
+        let next_mark = match (mark_start, mark_end) {
             (None, _) => Some(warm_end),
             (Some(_), None) => Some(end),
             _ => None,
@@ -209,13 +209,11 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         let tick = Duration::from_millis(20);
         std::thread::sleep(next_mark.map_or(tick, |m| m.saturating_duration_since(Instant::now()).min(tick)));
         let now = Instant::now();
-        if server_cpu_start.is_none() && now >= warm_end {
-            server_cpu_start = Some(cpu_of(server.as_deref()));
-            cpu_window.0 = Some(now);
+        if mark_start.is_none() && now >= warm_end {
+            mark_start = Some((now, cpu_of(server.as_deref())));
         }
-        if server_cpu_start.is_some() && server_cpu_end.is_none() && now >= end {
-            server_cpu_end = Some(cpu_of(server.as_deref()));
-            cpu_window.1 = Some(now);
+        if mark_start.is_some() && mark_end.is_none() && now >= end {
+            mark_end = Some((now, cpu_of(server.as_deref())));
         }
         if progress && last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
@@ -234,17 +232,13 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         eprint!("\r\x1b[2K");
     }
     // A run that ended early (errors, the hard deadline) counts up to now.
-    let server_cpu_end = server_cpu_end.unwrap_or_else(|| cpu_of(server.as_deref()));
-    let cpu_window_s = cpu_window.0.map(|a| {
-        cpu_window
-            .1
-            .unwrap_or_else(Instant::now)
-            .saturating_duration_since(a)
-            .as_secs_f64()
-    });
-    let server_cpu = match (server_cpu_end, server_cpu_start.flatten()) {
-        (Some(a), Some(b)) => Some(a.saturating_sub(b).as_secs_f64()),
-        _ => None,
+    let (end_at, cpu_end) = mark_end.unwrap_or_else(|| (Instant::now(), cpu_of(server.as_deref())));
+    let (server_cpu, cpu_window_s) = match (mark_start, cpu_end) {
+        (Some((start_at, Some(b))), Some(a)) => (
+            Some(a.saturating_sub(b).as_secs_f64()),
+            Some(end_at.saturating_duration_since(start_at).as_secs_f64()),
+        ),
+        _ => (None, None),
     };
 
     let mut total = WorkerStats::default();
@@ -267,7 +261,7 @@ pub fn run_with(opts: &Options, mut server: Option<&mut embedded::EmbeddedServer
         kind: server.as_ref().map_or("external", |s| s.kind()),
         process: server.as_ref().map_or("external", |s| s.process()),
         cores: if server.is_some() { opts.server_cores } else { 0 },
-        cpu_window_s: server_cpu.and(cpu_window_s),
+        cpu_window_s,
         cpu_s: server_cpu,
         rss_before_bytes: rss_before,
         rss_connected_bytes: rss_connected,
