@@ -291,6 +291,9 @@ mod parking;
 mod reactor;
 mod sys;
 pub mod task;
+/// amring patch 12: the executor's one wait, its probe and counters, and raw
+/// operations on its ring (see `AMRING-PATCH.md`).
+pub mod raw_ring;
 
 #[allow(dead_code)]
 #[allow(clippy::upper_case_acronyms)]

@@ -21,7 +21,7 @@ impl CQE {
         CQE {
             user_data: cqe.user_data,
             res: cqe.res,
-            flags: CompletionFlags::from_bits_truncate(cqe.flags),
+            flags: CompletionFlags::from_bits_retain(cqe.flags),
         }
     }
 
@@ -39,7 +39,7 @@ impl CQE {
     ) -> CQE {
         let user_data = cqe.user_data;
         let res = cqe.res;
-        let flags = CompletionFlags::from_bits_truncate(cqe.flags);
+        let flags = CompletionFlags::from_bits_retain(cqe.flags);
 
         unsafe {
             uring_sys::io_uring_cqe_seen(ring.as_ptr(), cqe);
@@ -205,7 +205,9 @@ impl Iterator for CQEsBlocking<'_> {
 }
 
 bitflags::bitflags! {
-    /// Flags that can be returned from the kernel on [`CQE`]s.
+    /// Flags that can be returned from the kernel on [`CQE`]s (amring patch
+    /// 12: every bit the kernel wrote is kept, `from_bits_retain`, so
+    /// `raw_flags` gives `IORING_CQE_F_MORE` and the buffer id too).
     #[derive(Debug, Clone, Copy)]
     pub struct CompletionFlags: u32 {
         const BUFFER_SHIFT    = 1 << 0;

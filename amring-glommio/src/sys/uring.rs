@@ -33,6 +33,7 @@ use crate::{
     free_list::{FreeList, Idx},
     iou,
     iou::sqe::{FsyncFlags, SockAddrStorage, StatxFlags, StatxMode, SubmissionFlags, TimeoutFlags},
+    raw_ring::{ParkCounters, RawState, WakeCause, WakePath, RAW_USER_DATA_BIT},
     sys::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
@@ -901,6 +902,14 @@ struct SleepableRing {
     in_kernel: usize,
     /// amring patch 11: built with `IORING_SETUP_COOP_TASKRUN`.
     coop: bool,
+    /// amring patch 12: the raw operations lent out by `raw_ring::register`
+    /// (the main ring of a single-ring executor only).
+    raw: Option<Rc<RawState>>,
+    /// amring patch 12: completions reaped that do work (I/O, raw
+    /// operations), and reads of the executor's eventfd (kicks from other
+    /// threads); timers and cancellations are in neither.
+    work_cqes: u64,
+    kick_cqes: u64,
 }
 
 /// amring patch 11: the default of `max_sleep`.
@@ -928,19 +937,175 @@ const SLEEP_CAP_GROWTH: u32 = 10;
 /// at 100 a second), so sleeps that wake nothing double the bound, up to ten
 /// times it: an idle shard settles at 10 wake-ups a second, and a shard with
 /// traffic keeps the 10 ms bound.
-fn max_sleep(coop: bool) -> Option<Duration> {
+///
+/// amring patch 12: on a single-ring executor (`single`) the bound is only a
+/// safety net, 1 s by default ([`SINGLE_RING_MAX_SLEEP`]): every source
+/// completes into the ring the executor waits on, and a bound that runs out
+/// with work waiting is counted (`ParkCounters::woke_bound_missed`), which
+/// stays zero on a healthy kernel.
+fn max_sleep(coop: bool, single: bool) -> Option<Duration> {
     let ms = std::env::var("AMRING_GLOMMIO_MAX_SLEEP_MS")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok());
-    max_sleep_from(coop, ms)
+    max_sleep_from(coop, single, ms)
 }
 
-fn max_sleep_from(coop: bool, env_ms: Option<u64>) -> Option<Duration> {
-    match (coop, env_ms) {
-        (false, _) | (true, Some(0)) => None,
-        (true, Some(ms)) => Some(Duration::from_millis(ms)),
-        (true, None) => Some(DEFAULT_MAX_SLEEP),
+/// amring patch 12: the safety-net bound of a single-ring executor.
+const SINGLE_RING_MAX_SLEEP: Duration = Duration::from_secs(1);
+
+fn max_sleep_from(coop: bool, single: bool, env_ms: Option<u64>) -> Option<Duration> {
+    match (coop, single, env_ms) {
+        (false, _, _) | (true, _, Some(0)) => None,
+        (true, _, Some(ms)) => Some(Duration::from_millis(ms)),
+        (true, true, None) => Some(SINGLE_RING_MAX_SLEEP),
+        (true, false, None) => Some(DEFAULT_MAX_SLEEP),
     }
+}
+
+/// amring patch 12: `user_data` of the start-up probe's operations (bit 63
+/// set, so no glommio source id can match; the probe runs before any source
+/// exists and reaps its own completions).
+const PROBE_READ: u64 = RAW_USER_DATA_BIT | 0x00ff_ffff_ffff_fff1;
+const PROBE_TIMER: u64 = RAW_USER_DATA_BIT | 0x00ff_ffff_ffff_fff2;
+const PROBE_REMOVE: u64 = RAW_USER_DATA_BIT | 0x00ff_ffff_ffff_fff3;
+
+/// amring patch 12: proves the one wait of a single-ring executor before any
+/// source exists: the thread parks in `ring` (`io_uring_enter(2)`,
+/// `GETEVENTS`, `min_complete = 1`) on a read of a pipe, and a helper thread
+/// writes the pipe once `/proc/self/task/<tid>/stat` shows this thread
+/// sleeping (`S`). The read's completion must end the park before a timeout
+/// armed on the same ring does. `Ok`: microseconds from the write to the
+/// wake. `AMRING_GLOMMIO_WAKE_PROBE=fail` (tests of the fallback) makes the
+/// helper skip the write, so the timeout ends the park and the probe fails
+/// for real.
+fn probe_wake_path(ring: &mut iou::IoUring) -> Result<u64, String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let skip_write = std::env::var_os("AMRING_GLOMMIO_WAKE_PROBE").is_some_and(|v| v == "fail");
+    let deadline = if skip_write {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_secs(2)
+    };
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: a plain pipe2 into a two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(format!("pipe2: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: both descriptors were just created and are owned here.
+    let (rfd, wfd) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Heap, so that a probe that cannot get its read back can leak it.
+    let mut buf: Box<[u8; 8]> = Box::new([0; 8]);
+    let ts = uring_sys::__kernel_timespec {
+        tv_sec: deadline.as_secs() as i64,
+        tv_nsec: deadline.subsec_nanos() as _,
+    };
+    {
+        let mut sq = ring.sq();
+        let mut sqe = sq.prepare_sqe().ok_or("no SQE for the probe's read")?;
+        // SAFETY: `buf` outlives the read (waited for below, or leaked).
+        unsafe {
+            sqe.prep_read(rfd.as_raw_fd(), &mut buf[..], 0);
+            sqe.set_user_data(PROBE_READ);
+        }
+        let mut sqe = sq.prepare_sqe().ok_or("no SQE for the probe's timeout")?;
+        // SAFETY: `ts` is copied by the kernel at submission.
+        unsafe {
+            sqe.prep_timeout(&ts, 0, TimeoutFlags::empty());
+            sqe.set_user_data(PROBE_TIMER);
+        }
+    }
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let wraw = wfd.as_raw_fd();
+    let helper = std::thread::Builder::new()
+        .name("glommio-wake-probe".into())
+        .spawn(move || {
+            let path = format!("/proc/self/task/{tid}/stat");
+            let start = Instant::now();
+            let mut parked = false;
+            while start.elapsed() < Duration::from_secs(1) {
+                let state = std::fs::read_to_string(&path).ok().and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 1..];
+                    rest.split_whitespace().next().map(str::to_owned)
+                });
+                if state.as_deref() == Some("S") {
+                    parked = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            if skip_write {
+                return (parked, None);
+            }
+            let at = Instant::now();
+            // SAFETY: one byte to the pipe's write end, open until joined.
+            unsafe { libc::write(wraw, b"w".as_ptr().cast(), 1) };
+            (parked, Some(at))
+        })
+        .map_err(|e| format!("probe thread: {e}"))?;
+    // Park until the first completion (a signal may end the wait early).
+    let mut first: Vec<u64> = Vec::new();
+    for _ in 0..100 {
+        match ring.submit_sqes_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) => {
+                let _ = helper.join();
+                std::mem::forget(buf);
+                return Err(format!("io_uring_enter: {e}"));
+            }
+        }
+        while let Some(c) = ring.peek_for_cqe() {
+            first.push(c.user_data());
+        }
+        if !first.is_empty() {
+            break;
+        }
+    }
+    let woke = Instant::now();
+    let (parked, wrote) = helper.join().unwrap_or((false, None));
+    let mut read_back = first.contains(&PROBE_READ);
+    let mut timer_back = first.contains(&PROBE_TIMER);
+    let verdict = match (read_back, timer_back, wrote) {
+        (true, false, Some(at)) => Ok(woke.saturating_duration_since(at).as_micros() as u64),
+        (_, true, _) => Err(format!(
+            "the probe's read did not end the park within {deadline:?} (helper saw the thread sleeping: {parked})"
+        )),
+        _ => Err("the probe's park ended without its read".to_owned()),
+    };
+    // Take both operations back before their memory goes.
+    if !read_back {
+        // SAFETY: as above.
+        unsafe { libc::write(wraw, b"w".as_ptr().cast(), 1) };
+    }
+    if !timer_back {
+        if let Some(mut sqe) = ring.sq().prepare_sqe() {
+            // SAFETY: removes the probe's own timeout.
+            unsafe {
+                sqe.prep_timeout_remove(PROBE_TIMER);
+                sqe.set_user_data(PROBE_REMOVE);
+            }
+        }
+    }
+    for _ in 0..200 {
+        if read_back && timer_back {
+            break;
+        }
+        let _ = ring.submit_sqes_and_wait_with_timeout(1, Duration::from_millis(10));
+        while let Some(c) = ring.peek_for_cqe() {
+            read_back |= c.user_data() == PROBE_READ;
+            timer_back |= c.user_data() == PROBE_TIMER;
+        }
+    }
+    // Drain the removal's own completion, if it is there.
+    while ring.peek_for_cqe().is_some() {}
+    if !read_back {
+        // The kernel may still write the buffer: leak it.
+        std::mem::forget(buf);
+    }
+    drop(wfd);
+    drop(rfd);
+    verdict
 }
 
 /// amring patch: the main and latency rings are set up with
@@ -990,7 +1155,54 @@ impl SleepableRing {
             task_queue_stats: AHashMap::new(),
             source_map,
             in_kernel: 0,
+            raw: None,
+            work_cqes: 0,
+            kick_cqes: 0,
         })
+    }
+
+    /// amring patch 12: parks in this ring alone. Submits what is prepared
+    /// and waits for one completion (`io_uring_enter(2)` with
+    /// `IORING_ENTER_GETEVENTS` and `min_complete = 1`): every source of work
+    /// of a single-ring executor completes into this ring, so no link to
+    /// another ring is needed.
+    fn sleep_alone(&mut self) -> io::Result<usize> {
+        self.ring
+            .submit_sqes_and_wait(1)
+            .map(|n| {
+                self.in_kernel += n as usize;
+                n as usize
+            })
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
+    }
+
+    /// amring patch 12: queued raw SQEs into the ring; `None` when the SQ is
+    /// full, `Some(true)` when some were moved, `Some(false)` when none wait.
+    fn submit_raw(&mut self) -> Option<bool> {
+        let raw = self.raw.as_ref()?.clone();
+        let mut q = raw.queue.borrow_mut();
+        if q.is_empty() {
+            return Some(false);
+        }
+        while let Some(e) = q.front() {
+            let mut sq = self.ring.sq();
+            let Some(mut sqe) = sq.prepare_sqe() else {
+                return None;
+            };
+            // SAFETY: a whole SQE copied over a prepared one; the pointers in
+            // it are the pusher's promise (`RawRing::push`).
+            unsafe {
+                ptr::copy_nonoverlapping(
+                    e.as_ptr(),
+                    sqe.raw_mut() as *mut uring_sys::io_uring_sqe as *mut u8,
+                    64,
+                );
+            }
+            q.pop_front();
+        }
+        Some(true)
     }
 
     fn ring_fd(&self) -> RawFd {
@@ -1213,6 +1425,10 @@ impl UringCommon for SleepableRing {
 
     fn can_sleep(&self) -> bool {
         self.submission_queue.borrow().is_empty()
+            && self
+                .raw
+                .as_ref()
+                .map_or(true, |r| r.queue.borrow().is_empty())
             && self.waiting_kernel_submission() == 0
             && self.waiting_kernel_collection() == 0
     }
@@ -1241,28 +1457,68 @@ impl UringCommon for SleepableRing {
 
     fn consume_one_event(&mut self) -> Option<bool> {
         let source_map = self.source_map.clone();
+        let cqe = self.ring.peek_for_cqe();
+        // amring patch 12: raw completions go to the handler that lent the
+        // ring; the end of a batch is reported once.
+        if let Some(raw) = &self.raw {
+            match &cqe {
+                Some(c) if c.user_data() & RAW_USER_DATA_BIT != 0 => {
+                    self.work_cqes += 1;
+                    let handler = raw.handler.borrow().clone();
+                    if let Some(h) = handler {
+                        raw.seen.set(true);
+                        h.complete(c.user_data(), c.raw_result(), c.raw_flags());
+                    }
+                    return Some(true);
+                }
+                None => {
+                    if raw.seen.replace(false) {
+                        let handler = raw.handler.borrow().clone();
+                        if let Some(h) = handler {
+                            h.batch_end();
+                        }
+                    }
+                    return None;
+                }
+                Some(_) => {}
+            }
+        }
         process_one_event(
-            self.ring.peek_for_cqe(),
+            cqe,
             |source| match source.source_type {
                 SourceType::LinkRings => Some(()),
                 _ => None,
             },
             |mut src, res| {
                 record_stats(self, &mut src, &res);
-                if let SourceType::ForeignNotifier(_, installed) = &mut src.source_type {
-                    *installed = false;
+                match &mut src.source_type {
+                    SourceType::ForeignNotifier(_, installed) => {
+                        *installed = false;
+                        self.kick_cqes += 1;
+                    }
+                    SourceType::Timeout(..) => {}
+                    _ => self.work_cqes += 1,
                 }
                 res
             },
             source_map,
         )
         .map(|x| {
-            self.in_kernel -= 1;
+            // A multishot raw operation completes more than once.
+            self.in_kernel = self.in_kernel.saturating_sub(1);
             x
         })
     }
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
+        // amring patch 12: raw SQEs first.
+        if self.raw.is_some() {
+            match self.submit_raw() {
+                None => return None,
+                Some(true) => return Some(true),
+                Some(false) => {}
+            }
+        }
         // amring patch 10: no clock read (and no source-map borrow) for an
         // empty queue, which is what every loop of an idle ring finds.
         if queue.is_empty() {
@@ -1319,6 +1575,12 @@ pub(crate) struct Reactor {
     sleep_cap: Cell<Duration>,
 
     link_fd: RawFd,
+
+    // amring patch 12: the executor parks in the main ring alone (its wake
+    // path was proven at start); how it parks; what ended each park.
+    single: bool,
+    wake_path: WakePath,
+    park: Arc<ParkCounters>,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1400,8 +1662,28 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
+        let mut main_ring =
             SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        // amring patch 12: prove the one wait before relying on it.
+        let wake_path = if std::env::var_os("AMRING_GLOMMIO_SINGLE_RING").is_some_and(|v| v == "0")
+        {
+            WakePath::Fallback("AMRING_GLOMMIO_SINGLE_RING=0".into())
+        } else {
+            match probe_wake_path(&mut main_ring.ring) {
+                Ok(probe_us) => WakePath::SingleRing { probe_us },
+                Err(why) => {
+                    warn!(
+                        "glommio: a completion did not wake the parked executor ({why}); \
+                         falling back to linked rings with a bounded sleep"
+                    );
+                    WakePath::Fallback(why)
+                }
+            }
+        };
+        let single = matches!(wake_path, WakePath::SingleRing { .. });
+        if single {
+            main_ring.raw = Some(Rc::new(RawState::default()));
+        }
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
         let mut latency_ring =
             SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
@@ -1429,7 +1711,7 @@ impl Reactor {
         }
 
         let link_fd = latency_ring.ring_fd();
-        let max_sleep = max_sleep(main_ring.coop || latency_ring.coop);
+        let max_sleep = max_sleep(main_ring.coop || latency_ring.coop, single);
 
         let eventfd_src = Source::new(
             IoRequirements::default(),
@@ -1440,7 +1722,11 @@ impl Reactor {
         );
 
         if !eventfd_src.is_installed().unwrap() {
-            latency_ring.install_eventfd(&eventfd_src);
+            if single {
+                main_ring.install_eventfd(&eventfd_src);
+            } else {
+                latency_ring.install_eventfd(&eventfd_src);
+            }
         }
 
         Ok(Reactor {
@@ -1456,6 +1742,9 @@ impl Reactor {
             max_sleep: Cell::new(max_sleep),
             blocking_thread,
             link_fd,
+            single,
+            wake_path,
+            park: Arc::new(ParkCounters::default()),
             notifier,
             eventfd_src,
             source_map,
@@ -1473,10 +1762,32 @@ impl Reactor {
 
     pub(crate) fn install_eventfd(&self) {
         if !self.eventfd_src.is_installed().unwrap() {
-            self.latency_ring
-                .borrow_mut()
-                .install_eventfd(&self.eventfd_src);
+            // amring patch 12: a single-ring executor reads its eventfd on
+            // the ring it parks in.
+            let ring = if self.single {
+                &self.main_ring
+            } else {
+                &self.latency_ring
+            };
+            ring.borrow_mut().install_eventfd(&self.eventfd_src);
         }
+    }
+
+    /// amring patch 12: the main ring's raw state and descriptor, on a
+    /// single-ring executor.
+    pub(crate) fn raw_state(&self) -> Option<(Rc<RawState>, RawFd)> {
+        let main = self.main_ring.borrow();
+        main.raw.clone().map(|r| (r, main.ring_fd()))
+    }
+
+    /// amring patch 12: how this executor parks.
+    pub(crate) fn wake_path(&self) -> WakePath {
+        self.wake_path.clone()
+    }
+
+    /// amring patch 12: what ended each park.
+    pub(crate) fn park_counters(&self) -> Arc<ParkCounters> {
+        self.park.clone()
     }
 
     pub(crate) fn process_foreign_wakes(&self) -> usize {
@@ -1956,8 +2267,13 @@ impl Reactor {
         // up sleeping.
         //
         // amring patch 7: an armed one that has not fired yet stays.
+        //
+        // amring patch 12: not on a single-ring executor, whose eventfd is
+        // read on the main ring (the timer's write would preempt nothing and
+        // only end a sleep).
         let old_tp = self.throughput_preemption_timeout_src.take();
         match old_tp {
+            _ if self.single => {}
             Some(src) if self.lazy_preempt && src.result().is_none() => {
                 self.throughput_preemption_timeout_src.set(Some(src));
             }
@@ -1996,6 +2312,12 @@ impl Reactor {
             // amring patch 11: with `COOP_TASKRUN` rings, a sleep never lasts
             // longer than `max_sleep` (see there).
             let max_sleep = self.max_sleep.get();
+            // amring patch 12: whether the timer armed for this sleep is the
+            // bound (not a user timer), for the wake-up's cause.
+            let bound_armed = max_sleep.is_some_and(|_| {
+                let cap = self.sleep_cap.get();
+                user_timer.map_or(true, |d| cap < d)
+            });
             let user_timer = match max_sleep {
                 Some(_) => {
                     let cap = self.sleep_cap.get();
@@ -2005,9 +2327,17 @@ impl Reactor {
             };
             if let Some(dur) = user_timer {
                 self.latency_preemption_deadline.set(None);
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                // amring patch 12: a single-ring executor arms the timer of
+                // its sleep on the ring it sleeps in.
+                if self.single {
+                    self.latency_preemption_timeout_src
+                        .set(Some(main_ring.prepare_latency_preemption_timer(dur)));
+                    assert!(flush_rings!(main_ring)? > 0);
+                } else {
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -2021,13 +2351,37 @@ impl Reactor {
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
+                    let work_before = main_ring.work_cqes + lat_ring.work_cqes;
+                    let kick_before = main_ring.kick_cqes + lat_ring.kick_cqes;
+                    if self.single {
+                        // amring patch 12: one ring, one wait.
+                        main_ring.sleep_alone()?;
+                    } else {
+                        self.link_rings_and_sleep(&mut main_ring)
+                            .expect("some error");
+                    }
                     // May have new cancellations related to the link ring fd.
                     let mut woke_now = 0;
                     flush_cancellations!(into &mut woke_now; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
                     consume_rings!(into &mut woke_now; lat_ring, poll_ring, main_ring);
+                    // amring patch 12: what ended the park.
+                    let timer_fired = user_timer.is_some() && {
+                        let src = self.latency_preemption_timeout_src.take();
+                        let fired = src.as_ref().is_some_and(|s| s.result().is_some());
+                        self.latency_preemption_timeout_src.set(src);
+                        fired
+                    };
+                    let work = main_ring.work_cqes + lat_ring.work_cqes - work_before;
+                    let kick = main_ring.kick_cqes + lat_ring.kick_cqes - kick_before;
+                    self.park.count(match (timer_fired, bound_armed) {
+                        (true, true) if work > 0 || kick > 0 => WakeCause::BoundMissed,
+                        (true, true) => WakeCause::BoundIdle,
+                        (true, false) => WakeCause::Timer,
+                        _ if work > 0 => WakeCause::Completion,
+                        _ if kick > 0 => WakeCause::Kick,
+                        _ => WakeCause::Spurious,
+                    });
                     // amring patch 11: a sleep that woke nothing (the bound
                     // ran out on an idle executor) lets the next one last
                     // twice as long; one that woke a task resets it.
@@ -2115,6 +2469,16 @@ impl Reactor {
                 PollableStatus::Pollable => self.poll_ring.borrow_mut(),
                 PollableStatus::NonPollable(_) => self.main_ring.borrow_mut(),
             },
+            // amring patch 12: on a single-ring executor they go to the
+            // ring it parks in.
+            SourceType::SockRecv(_)
+            | SourceType::SockRecvMsg(_, _, _, _)
+            | SourceType::Accept(_)
+            | SourceType::Connect(_)
+                if self.single =>
+            {
+                self.main_ring.borrow_mut()
+            }
             SourceType::SockRecv(_)
             | SourceType::SockRecvMsg(_, _, _, _)
             | SourceType::Accept(_)
@@ -2212,13 +2576,19 @@ mod tests {
 
     #[test]
     fn max_sleep_is_bounded_only_on_coop_rings() {
-        assert_eq!(max_sleep_from(false, None), None);
-        assert_eq!(max_sleep_from(false, Some(5)), None);
-        assert_eq!(max_sleep_from(true, None), Some(DEFAULT_MAX_SLEEP));
-        assert_eq!(max_sleep_from(true, Some(0)), None);
+        for single in [false, true] {
+            assert_eq!(max_sleep_from(false, single, None), None);
+            assert_eq!(max_sleep_from(false, single, Some(5)), None);
+            assert_eq!(max_sleep_from(true, single, Some(0)), None);
+            assert_eq!(
+                max_sleep_from(true, single, Some(3)),
+                Some(Duration::from_millis(3))
+            );
+        }
+        assert_eq!(max_sleep_from(true, false, None), Some(DEFAULT_MAX_SLEEP));
         assert_eq!(
-            max_sleep_from(true, Some(3)),
-            Some(Duration::from_millis(3))
+            max_sleep_from(true, true, None),
+            Some(SINGLE_RING_MAX_SLEEP)
         );
     }
 
@@ -2238,7 +2608,11 @@ mod tests {
                 let _ = tx.send(None);
                 return;
             }
-            let base = reactor.sleep_cap.get();
+            // A short bound, so that the test does not wait out the
+            // single-ring safety net's second.
+            let base = Duration::from_millis(10);
+            reactor.max_sleep.set(Some(base));
+            reactor.sleep_cap.set(base);
             let mut slept = 0;
             for _ in 0..3 {
                 if reactor.wait(|| None, true, None, 0, || 0).unwrap() {

@@ -1,34 +1,36 @@
 //! io_uring-native socket I/O for server connections (TCP and Unix
-//! sockets): one ring per shard that amring drives itself, next to
-//! glommio's rings.
+//! sockets), on the ring the shard's executor parks in.
 //!
-//! * **Receive:** one multishot `RECV` per connection, into a provided-buffer
-//!   ring shared by the shard's connections. A completion's bytes are copied
-//!   once into the connection's inbox (grown by what arrives) and the buffer
-//!   goes straight back to the ring; the driver takes an inbox above
-//!   [`SWAP_ABOVE`] whole when its read buffer is empty (no second copy) and
-//!   copies a smaller one (the inbox keeps its allocation, so a small request
-//!   allocates nothing). A connection that does not read (intake paused) stops
-//!   its receive at [`INBOX_STOP`] bytes, so TCP pushes back on the peer.
+//! * **One place to park.** glommio (patch 12 of the fork, `raw_ring`) lends
+//!   this module its main ring: the executor sleeps in one
+//!   `io_uring_enter(GETEVENTS, min_complete = 1)` on that ring, and every
+//!   operation here completes into it, so a completion wakes the parked
+//!   shard as `io_uring_enter(2)` promises ("wait for `min_complete` event
+//!   completions"). Completions reach [`Reactor`] through a callback while
+//!   the executor reaps the ring: no reactor task, no eventfd, no second
+//!   ring. If the executor does not park in one ring (its start-up probe
+//!   failed, see `glommio::raw_ring::wake_path`), [`Reactor::get`] says so
+//!   and the caller keeps glommio's socket I/O.
+//! * **Receive:** one multishot `RECV` per connection (`IORING_RECV_MULTISHOT`,
+//!   `io_uring_prep_recv_multishot(3)`), into a provided-buffer ring shared
+//!   by the shard's connections (`IORING_REGISTER_PBUF_RING`,
+//!   `io_uring_register(2)`). A completion's bytes are copied once into the
+//!   connection's inbox (grown by what arrives) and the buffer goes straight
+//!   back to the ring; the driver takes an inbox above [`SWAP_ABOVE`] whole
+//!   when its read buffer is empty (no second copy) and copies a smaller one
+//!   (the inbox keeps its allocation, so a small request allocates nothing).
+//!   A connection that does not read (intake paused) stops its receive at
+//!   [`INBOX_STOP`] bytes, so TCP pushes back on the peer.
 //! * **Send:** a write copies the bytes into the connection's send buffer
 //!   and queues one `SEND` SQE; the write counts as done and the next one
 //!   waits for its completion (one send in flight per connection, partial
-//!   sends resubmitted). All connections' SQEs go to the kernel in one
-//!   `io_uring_enter` per reactor pass.
-//! * **Ring:** `SINGLE_ISSUER | DEFER_TASKRUN | TASKRUN_FLAG`: completion work
-//!   runs only when the reactor enters the kernel, and the reactor enters it
-//!   only when it has SQEs to submit or the kernel flags pending work. When
-//!   idle the reactor task waits on the ring's eventfd through glommio
-//!   (`glommio::io::wait_readable`, a patch of the fork), so the executor
-//!   sleeps as before.
+//!   sends resubmitted). The executor hands all queued SQEs to the kernel in
+//!   one `io_uring_enter` per reactor pass.
 //!
 //! glommio stays the executor (tasks, timers, accept, the handshake's
-//! timeout); sockets adopted here are driven by this ring only. If the ring
-//! cannot be set up (old kernel, seccomp), [`Reactor::get`] says so and the
-//! caller keeps glommio's socket I/O.
+//! timeout); sockets adopted here are driven by these operations only.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -37,15 +39,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types};
 
 /// A drained, empty read or write buffer larger than this is released instead
 /// of kept while the connection waits (a burst does not pin its buffers on an
 /// idle connection).
 pub(crate) const RELEASE_ABOVE: usize = 16 * 1024;
 
-/// Submission queue entries (the completion queue has four times as many).
-const SQ_ENTRIES: u32 = 4096;
 /// Provided receive buffers per shard, and their size (4 MiB in all).
 const BUFS: u16 = 1024;
 const BUF_SIZE: usize = 4096;
@@ -60,8 +60,12 @@ pub(crate) const INBOX_STOP: usize = 256 * 1024;
 const SWAP_ABOVE: usize = 8 * 1024;
 /// Largest single send (a bigger write is split).
 const SEND_MAX: usize = 256 * 1024;
-/// `IORING_ENTER_GETEVENTS`.
-const ENTER_GETEVENTS: u32 = 1;
+/// How long a stopping shard waits for the kernel to return its operations.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
+/// `IORING_REGISTER_PBUF_RING` / `IORING_UNREGISTER_PBUF_RING`
+/// (`io_uring_register(2)`, Linux 5.19).
+const REGISTER_PBUF_RING: libc::c_uint = 22;
+const UNREGISTER_PBUF_RING: libc::c_uint = 23;
 /// How long `close` waits for a send still in flight before it shuts the
 /// socket down.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
@@ -71,12 +75,50 @@ const OP_RECV: u64 = 1;
 const OP_SEND: u64 = 2;
 const OP_CANCEL: u64 = 3;
 
+/// `user_data` of an operation: glommio's raw bit, the slot (31 bits), its
+/// generation (24 bits) and the operation kind.
 fn user_data(idx: u32, gen: u32, op: u64) -> u64 {
-    (u64::from(idx) << 32) | (u64::from(gen & 0x00ff_ffff) << 8) | op
+    glommio::raw_ring::RAW_USER_DATA_BIT
+        | (u64::from(idx & 0x7fff_ffff) << 32)
+        | (u64::from(gen & 0x00ff_ffff) << 8)
+        | op
 }
 
 fn split_user_data(ud: u64) -> (u32, u32, u64) {
-    ((ud >> 32) as u32, ((ud >> 8) & 0x00ff_ffff) as u32, ud & 0xff)
+    (
+        ((ud >> 32) & 0x7fff_ffff) as u32,
+        ((ud >> 8) & 0x00ff_ffff) as u32,
+        ud & 0xff,
+    )
+}
+
+/// `struct io_uring_buf_reg` (`io_uring_register(2)`, `IORING_REGISTER_PBUF_RING`).
+#[repr(C)]
+struct BufReg {
+    ring_addr: u64,
+    ring_entries: u32,
+    bgid: u16,
+    flags: u16,
+    resv: [u64; 3],
+}
+
+/// `io_uring_register(fd, opcode, arg, 1)`.
+fn uring_register(fd: RawFd, opcode: libc::c_uint, arg: &BufReg) -> io::Result<()> {
+    // SAFETY: `arg` is a valid `io_uring_buf_reg` for the call's duration.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            fd,
+            opcode,
+            arg as *const BufReg,
+            1 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The provided-buffer ring: page-aligned entry ring plus the buffers.
@@ -87,10 +129,12 @@ struct BufRing {
     /// Local producer tail (published by [`BufRing::publish`]).
     tail: u16,
     dirty: bool,
+    /// The ring it is registered with (`-1`: none).
+    fd: RawFd,
 }
 
 impl BufRing {
-    fn new(ring: &IoUring) -> io::Result<BufRing> {
+    fn new(ring_fd: RawFd) -> io::Result<BufRing> {
         let map_len = usize::from(BUFS) * std::mem::size_of::<types::BufRingEntry>();
         // SAFETY: anonymous private mapping; checked for MAP_FAILED.
         let p = unsafe {
@@ -112,10 +156,22 @@ impl BufRing {
             slab: vec![0u8; usize::from(BUFS) * BUF_SIZE].into_boxed_slice(),
             tail: 0,
             dirty: false,
+            fd: -1,
         };
-        // SAFETY: the mapping is page aligned, BUFS entries long, and lives
-        // until `Drop` (after the ring unregisters it).
-        unsafe { ring.submitter().register_buf_ring_with_flags(p as u64, BUFS, BGID, 0)? };
+        // The mapping is page aligned, BUFS entries long, and lives until
+        // `Drop`, which unregisters it first.
+        uring_register(
+            ring_fd,
+            REGISTER_PBUF_RING,
+            &BufReg {
+                ring_addr: p as u64,
+                ring_entries: u32::from(BUFS),
+                bgid: BGID,
+                flags: 0,
+                resv: [0; 3],
+            },
+        )?;
+        br.fd = ring_fd;
         for bid in 0..BUFS {
             br.give(bid);
         }
@@ -161,7 +217,20 @@ impl Drop for BufRing {
         if self.entries.is_null() {
             return;
         }
-        // SAFETY: our own mapping; the ring (and with it every receive) is gone.
+        if self.fd >= 0 {
+            // No receive uses the group any more (see `Reactor`'s `Drop`).
+            let reg = BufReg {
+                ring_addr: 0,
+                ring_entries: 0,
+                bgid: BGID,
+                flags: 0,
+                resv: [0; 3],
+            };
+            if let Err(e) = uring_register(self.fd, UNREGISTER_PBUF_RING, &reg) {
+                tracing::debug!(target: "amring", "unregistering the buffer ring: {e}");
+            }
+        }
+        // SAFETY: our own mapping; no receive can write to it any more.
         unsafe { libc::munmap(self.entries.cast(), self.map_len) };
     }
 }
@@ -199,31 +268,25 @@ impl Slot {
     }
 }
 
-/// The shard's ring and the sockets it drives.
+/// The shard's sockets, driven on the executor's own ring.
 pub(crate) struct Reactor {
-    ring: RefCell<IoUring>,
+    /// glommio's main ring, lent for raw operations (`glommio::raw_ring`).
+    ring: glommio::raw_ring::RawRing,
     bufs: RefCell<BufRing>,
-    efd: OwnedFd,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<u32>>,
-    /// SQEs that did not fit the submission queue.
-    overflow: RefCell<VecDeque<squeue::Entry>>,
     /// Connections whose multishot receive must be armed again (ENOBUFS, or
-    /// the inbox drained below the stop mark).
+    /// the inbox drained below the stop mark), after the batch's returned
+    /// buffers are published.
     rearm: RefCell<Vec<(u32, u32)>>,
-    waker: RefCell<Option<Waker>>,
-    /// The shard is stopping: the reactor task ends.
-    stopped: Cell<bool>,
-    /// Scratch for one pass's completions.
-    cqes: RefCell<Vec<(u64, i32, u32)>>,
     stats: Cell<ReactorStats>,
 }
 
 /// Counters of one shard's reactor.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ReactorStats {
-    /// `io_uring_enter` calls.
-    pub(crate) enters: u64,
+    /// SQEs queued on the executor's ring.
+    pub(crate) submitted: u64,
     /// Completions handled.
     pub(crate) completions: u64,
     /// Multishot receives re-armed after running out of buffers.
@@ -234,22 +297,37 @@ thread_local! {
     static REACTOR: RefCell<Option<Result<Rc<Reactor>, String>>> = const { RefCell::new(None) };
 }
 
+/// Receives the ring's completions for [`Reactor`] (a weak link: the
+/// executor's ring must not keep the shard's sockets alive).
+struct Completions(RefCell<std::rc::Weak<Reactor>>);
+
+impl glommio::raw_ring::RawCompletions for Completions {
+    fn complete(&self, user_data: u64, res: i32, flags: u32) {
+        if let Some(r) = self.0.borrow().upgrade() {
+            r.complete(user_data, res, flags);
+        }
+    }
+
+    fn batch_end(&self) {
+        if let Some(r) = self.0.borrow().upgrade() {
+            r.batch_end();
+        }
+    }
+}
+
 impl Reactor {
-    /// This shard's reactor, set up (and its task spawned) on first use;
-    /// `Err` says why the ring is unavailable (the caller keeps glommio's
-    /// socket I/O).
+    /// This shard's reactor, set up on first use; `Err` says why it is
+    /// unavailable (the executor does not park in one ring, see
+    /// `glommio::raw_ring::wake_path`), and the caller keeps glommio's socket
+    /// I/O. The first failure on a thread is logged once.
     pub(crate) fn get() -> Result<Rc<Reactor>, String> {
         REACTOR.with(|r| {
             let mut r = r.borrow_mut();
             if let Some(x) = &*r {
                 return x.clone();
             }
-            let made = Reactor::new()
-                .map(Rc::new)
-                .map_err(|e| format!("io_uring setup failed: {e}"));
-            if let Ok(re) = &made {
-                crate::exec::spawn(run(re.clone()));
-            } else if let Err(e) = &made {
+            let made = Reactor::new().map_err(|e| format!("amring's ring I/O is off: {e}"));
+            if let Err(e) = &made {
                 tracing::warn!(target: "amring", "{e}; using glommio's socket I/O");
             }
             *r = Some(made.clone());
@@ -257,46 +335,36 @@ impl Reactor {
         })
     }
 
-    /// The shard is done: its reactor task ends and the shard lets go of
-    /// the ring, which is torn down (see `Drop`) once the last stream
-    /// handle is gone too.
-    pub(crate) fn shutdown_shard() {
-        let r = REACTOR.with(|r| r.borrow_mut().take());
-        if let Some(Ok(r)) = r {
-            r.stopped.set(true);
-            r.kick();
+    /// The shard is done: every socket still adopted is shut down and its
+    /// receive cancelled, and the shard waits (bounded) until the kernel
+    /// returned all operations, since they point into the buffer ring and
+    /// the slots' send buffers. The ring is let go of afterwards; what a
+    /// stream handle still holds goes with the handle (see `Drop`).
+    pub(crate) async fn shutdown_shard() {
+        let Some(Ok(r)) = REACTOR.with(|r| r.borrow_mut().take()) else {
+            return;
+        };
+        r.abort_all();
+        let end = std::time::Instant::now() + SHUTDOWN_DRAIN;
+        while r.busy() && std::time::Instant::now() < end {
+            crate::exec::sleep(Duration::from_millis(1)).await;
         }
     }
 
-    fn new() -> io::Result<Reactor> {
-        let ring: IoUring = IoUring::builder()
-            .setup_single_issuer()
-            .setup_defer_taskrun()
-            .setup_taskrun_flag()
-            .setup_cqsize(SQ_ENTRIES * 4)
-            .build(SQ_ENTRIES)?;
-        // SAFETY: plain eventfd creation; checked.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: just created, owned here.
-        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
-        ring.submitter().register_eventfd(efd.as_raw_fd())?;
-        let bufs = BufRing::new(&ring)?;
-        Ok(Reactor {
-            ring: RefCell::new(ring),
+    fn new() -> io::Result<Rc<Reactor>> {
+        let completions = Rc::new(Completions(RefCell::new(std::rc::Weak::new())));
+        let ring = glommio::raw_ring::register(completions.clone())?;
+        let bufs = BufRing::new(ring.ring_fd())?;
+        let r = Rc::new(Reactor {
+            ring,
             bufs: RefCell::new(bufs),
-            efd,
             slots: RefCell::new(Vec::new()),
             free: RefCell::new(Vec::new()),
-            overflow: RefCell::new(VecDeque::new()),
             rearm: RefCell::new(Vec::new()),
-            waker: RefCell::new(None),
-            stopped: Cell::new(false),
-            cqes: RefCell::new(Vec::new()),
             stats: Cell::new(ReactorStats::default()),
-        })
+        });
+        *completions.0.borrow_mut() = Rc::downgrade(&r);
+        Ok(r)
     }
 
     /// Takes over a connected socket (its receive starts at once).
@@ -341,30 +409,19 @@ impl Reactor {
         self.free.borrow_mut().push(idx);
     }
 
+    /// Queues one SQE on the executor's ring (it reaches the kernel at the
+    /// executor's next reactor pass, before it parks at the latest).
     fn push(&self, e: squeue::Entry) {
-        let mut ring = self.ring.borrow_mut();
-        let mut overflow = self.overflow.borrow_mut();
-        if overflow.is_empty() {
-            // SAFETY: every buffer an SQE points to lives in a slot or the
-            // buffer ring until its completion arrives.
-            if unsafe { ring.submission().push(&e) }.is_ok() {
-                drop(ring);
-                drop(overflow);
-                self.kick();
-                return;
-            }
+        // SAFETY: `squeue::Entry` is `repr(C)` around the kernel's 64-byte
+        // `io_uring_sqe`; every buffer it points to lives in a slot or the
+        // buffer ring until its last completion arrives.
+        unsafe {
+            let raw = std::mem::transmute::<squeue::Entry, [u8; 64]>(e);
+            self.ring.push(raw);
         }
-        overflow.push_back(e);
-        drop(ring);
-        drop(overflow);
-        self.kick();
-    }
-
-    /// Wakes the reactor task (new SQEs to submit).
-    fn kick(&self) {
-        if let Some(w) = self.waker.borrow_mut().take() {
-            w.wake();
-        }
+        let mut st = self.stats.get();
+        st.submitted += 1;
+        self.stats.set(st);
     }
 
     fn arm_recv(&self, idx: u32, gen: u32) {
@@ -419,69 +476,20 @@ impl Reactor {
         self.push(e);
     }
 
-    /// One pass: submit what is queued and, when the kernel has completion
-    /// work or completions pending, collect and dispatch them. Returns the
-    /// number of SQEs submitted plus completions handled.
-    fn pass(&self) -> usize {
-        let mut done = 0;
-        // Several rounds while the SQ overflowed or the CQ ran over.
-        for _ in 0..8 {
-            let mut ring = self.ring.borrow_mut();
-            {
-                let mut overflow = self.overflow.borrow_mut();
-                let mut sq = ring.submission();
-                while let Some(e) = overflow.front() {
-                    // SAFETY: see `push`.
-                    if unsafe { sq.push(e) }.is_err() {
-                        break;
-                    }
-                    overflow.pop_front();
-                }
-            }
-            let (to_submit, work) = {
-                let sq = ring.submission();
-                (sq.len(), sq.taskrun() || sq.cq_overflow())
-            };
-            if to_submit > 0 || work {
-                // SAFETY: no argument struct is passed.
-                let r = unsafe {
-                    ring.submitter()
-                        .enter::<libc::sigset_t>(to_submit as u32, 0, ENTER_GETEVENTS, None)
-                };
-                let mut st = self.stats.get();
-                st.enters += 1;
-                self.stats.set(st);
-                match r {
-                    Ok(_) => done += to_submit,
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)) => {}
-                    Err(e) => tracing::warn!(target: "amring", "io_uring_enter failed: {e}"),
-                }
-            }
-            let mut cqes = self.cqes.borrow_mut();
-            cqes.clear();
-            cqes.extend(ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
-            drop(ring);
-            if cqes.is_empty() && self.overflow.borrow().is_empty() {
-                break;
-            }
-            done += cqes.len();
-            let mut st = self.stats.get();
-            st.completions += cqes.len() as u64;
-            self.stats.set(st);
-            for &(ud, res, flags) in cqes.iter() {
-                self.complete(ud, res, flags);
-            }
-            drop(cqes);
-            self.bufs.borrow_mut().publish();
-            let rearm = std::mem::take(&mut *self.rearm.borrow_mut());
-            for (idx, gen) in rearm {
-                self.arm_recv(idx, gen);
-            }
+    /// The end of a batch of completions: returned buffers go back to the
+    /// kernel, then receives that ran out of buffers are armed again.
+    fn batch_end(&self) {
+        self.bufs.borrow_mut().publish();
+        let rearm = std::mem::take(&mut *self.rearm.borrow_mut());
+        for (idx, gen) in rearm {
+            self.arm_recv(idx, gen);
         }
-        done
     }
 
     fn complete(&self, ud: u64, res: i32, flags: u32) {
+        let mut st = self.stats.get();
+        st.completions += 1;
+        self.stats.set(st);
         let (idx, gen, op) = split_user_data(ud);
         let mut slots = self.slots.borrow_mut();
         let Some(s) = slots.get_mut(idx as usize).filter(|s| s.gen == gen) else {
@@ -573,15 +581,9 @@ impl Reactor {
             self.release(idx);
         }
     }
-}
 
-impl Drop for Reactor {
-    /// The shard is gone. Every socket is shut down and every receive
-    /// cancelled, and the ring is driven until the kernel returned all
-    /// operations, since they point into the buffer ring and the slots'
-    /// send buffers; if some never come back (bounded wait), that memory is
-    /// leaked rather than freed under the kernel.
-    fn drop(&mut self) {
+    /// Shuts every adopted socket down and cancels its receive (shard exit).
+    fn abort_all(&self) {
         let live: Vec<(u32, u32, bool)> = self
             .slots
             .borrow()
@@ -593,7 +595,7 @@ impl Drop for Reactor {
         for &(idx, gen, armed) in &live {
             let mut slots = self.slots.borrow_mut();
             let s = &mut slots[idx as usize];
-            s.orphan = true;
+            s.recv_stopped = true;
             if let Some(fd) = &s.fd {
                 // SAFETY: shutdown of our own socket.
                 unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) };
@@ -603,17 +605,22 @@ impl Drop for Reactor {
                 self.cancel_recv(idx, gen);
             }
         }
-        let busy = |r: &Reactor| r.slots.borrow().iter().any(|s| s.ops > 0);
-        for _ in 0..200 {
-            if !busy(self) {
-                return;
-            }
-            self.waker.borrow_mut().take();
-            if self.pass() == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        if busy(self) {
+    }
+
+    /// Whether the kernel still holds operations of this reactor.
+    fn busy(&self) -> bool {
+        self.slots.borrow().iter().any(|s| s.ops > 0)
+    }
+}
+
+impl Drop for Reactor {
+    /// The last handle is gone. Operations the kernel still holds point into
+    /// the buffer ring and the slots' send buffers; that memory is leaked
+    /// rather than freed under the kernel (the shard's exit drains them
+    /// first, see `shutdown_shard`, so this is the rare case of a stream
+    /// that outlived it).
+    fn drop(&mut self) {
+        if self.busy() {
             tracing::warn!(target: "amring", "io_uring operations still in flight at shard exit: their buffers are leaked");
             let bufs = std::mem::replace(
                 &mut *self.bufs.borrow_mut(),
@@ -623,55 +630,13 @@ impl Drop for Reactor {
                     slab: Box::new([]),
                     tail: 0,
                     dirty: false,
+                    fd: -1,
                 },
             );
             std::mem::forget(bufs);
             std::mem::forget(std::mem::take(&mut *self.slots.borrow_mut()));
         }
     }
-}
-
-/// The reactor task: passes while there is work, sleeps on the eventfd
-/// (through glommio's ring) or until a connection queues an SQE when there
-/// is none. The futures live in the task itself (no allocation per sleep).
-async fn run(r: Rc<Reactor>) {
-    let efd = r.efd.as_raw_fd();
-    while !r.stopped.get() {
-        r.waker.borrow_mut().take();
-        if r.pass() > 0 {
-            // More may follow at once: let the woken drivers run first.
-            futures_lite::future::yield_now().await;
-            continue;
-        }
-        // Clear the eventfd, then look once more: work flagged between the
-        // last pass and the clear is seen here, work after it signals the
-        // eventfd again.
-        let mut v = 0u64;
-        // SAFETY: 8-byte read into a u64 from our nonblocking eventfd.
-        let _ = unsafe { libc::read(efd, (&mut v as *mut u64).cast(), 8) };
-        if r.pass() > 0 {
-            futures_lite::future::yield_now().await;
-            continue;
-        }
-        let kicked = futures_lite::future::poll_fn(|cx| {
-            let mut w = r.waker.borrow_mut();
-            if w.is_none() && (r.stopped.get() || kicked_since(&r)) {
-                return Poll::Ready(());
-            }
-            *w = Some(cx.waker().clone());
-            Poll::Pending
-        });
-        let readable = async {
-            // An error (the ring closed at exit) ends in another pass.
-            let _ = glommio::io::wait_readable(efd).await;
-        };
-        futures_lite::future::or(readable, kicked).await;
-    }
-}
-
-/// Whether SQEs wait for submission (a kick whose waker was not yet set).
-fn kicked_since(r: &Reactor) -> bool {
-    !r.overflow.borrow().is_empty() || !r.ring.borrow_mut().submission().is_empty()
 }
 
 /// A socket driven by the shard's [`Reactor`].
