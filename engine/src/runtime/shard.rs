@@ -326,7 +326,7 @@ async fn shard_main(
         crate::exec::sleep(Duration::from_millis(5)).await;
     }
     crate::conn::post::close_post();
-    super::uring::Reactor::shutdown_shard();
+    super::uring::Reactor::shutdown_shard().await;
 }
 
 async fn serve_conn(
