@@ -14,8 +14,10 @@
 # (exit 1, with the diff) when a committed message.rs differs from what
 # amgen-go emits today. tests/tests/amgen.rs runs it in `cargo test`.
 #
-# Needs Go (PATH or /usr/local/go/bin). Modules come from GOPROXY; by default
-# ../shared/goproxy (file://) when it exists, then the public proxy.
+# Needs Go (PATH or /usr/local/go/bin). Modules come from GOPROXY; when it is
+# not set and ../shared/goproxy exists, from that folder (file://) first, then
+# from what `go env GOPROXY` names (the Go installation's module proxy); else
+# from the Go installation's own GOPROXY.
 set -euo pipefail
 
 check=0
@@ -29,12 +31,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 fixtures="$root/tests/amgen"
 peer="$root/tests/go-peer"
 export PATH="$PATH:/usr/local/go/bin"
-if [[ -z "${GOPROXY:-}" ]]; then
-    if [[ -d "$root/../shared/goproxy" ]]; then
-        GOPROXY="file://$(cd "$root/../shared/goproxy" && pwd),https://proxy.golang.org"
-    else
-        GOPROXY="https://proxy.golang.org"
-    fi
+if [[ -z "${GOPROXY:-}" && -d "$root/../shared/goproxy" ]]; then
+    upstream="$(go env GOPROXY 2>/dev/null || true)"
+    GOPROXY="file://$(cd "$root/../shared/goproxy" && pwd)${upstream:+,$upstream}"
     export GOPROXY
 fi
 export GONOSUMDB="github.com/adaptivemsg/adaptivemsg-go"

@@ -5,7 +5,8 @@
 # Sourced (`source scripts/go-peer.sh`), it defines two functions and changes nothing else:
 #   amring_go_env   when <repo>/../shared/goproxy exists (the on-disk module proxy of these
 #                   machines, whose registry refuses the Go reference), exports
-#                   GOPROXY=file://<that dir>,<previous GOPROXY or `go env GOPROXY`> and appends
+#                   GOPROXY=file://<that dir>,<previous GOPROXY or `go env GOPROXY`, else
+#                   `direct` when neither names one (no Go on PATH)> and appends
 #                   github.com/adaptivemsg/adaptivemsg-go to GONOSUMDB; elsewhere it does nothing
 #                   (the ordinary registry serves the module). Idempotent.
 #   amring_go_peer  prints the path of a go-peer binary: $AMRING_GO_PEER when set (an override,
@@ -29,7 +30,7 @@ amring_go_env() {
     if [[ -z $prev ]] && command -v go >/dev/null 2>&1; then
         prev="$(go env GOPROXY 2>/dev/null || true)"
     fi
-    prev="${prev:-https://proxy.golang.org,direct}"
+    prev="${prev:-direct}"
     case ",$prev," in
         *",$proxy,"*) ;;
         *) export GOPROXY="$proxy,$prev" ;;

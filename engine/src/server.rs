@@ -141,7 +141,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Deadline for a client to complete its hello (the reference has none).
+    /// Deadline, from accept, for a connection to become live (the reference
+    /// has none): the hello and, for v3, the attach or resume exchange up to
+    /// the attach response. Past it the connection is closed and counted in
+    /// `handshake_timeouts` (`handshake.timeout`).
     pub fn handshake_timeout(mut self, t: Duration) -> Self {
         self.cfg.handshake_timeout = t;
         self

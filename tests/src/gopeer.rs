@@ -167,8 +167,7 @@ pub fn goproxy_dir() -> Option<PathBuf> {
 
 /// Prepares `cmd` (a `go` invocation) to fetch the Go reference: when
 /// [`goproxy_dir`] exists, `GOPROXY=file://<dir>,<upstream>` (upstream: `GOPROXY`
-/// from the environment, else `go env GOPROXY`, else
-/// `https://proxy.golang.org,direct`) and
+/// from the environment, else `go env GOPROXY`, else `direct`) and
 /// `github.com/adaptivemsg/adaptivemsg-go` appended to `GONOSUMDB` (the checksum
 /// database has no entry for it; `go.sum` pins it). Otherwise, and for every other
 /// variable (`GOFLAGS`, ...), the environment is passed on unchanged.
@@ -195,7 +194,8 @@ pub fn go_env(cmd: &mut Command) {
     cmd.env("GONOSUMDB", joined);
 }
 
-/// `GOPROXY` from the environment, else `go env GOPROXY` (asked once), else the default.
+/// `GOPROXY` from the environment, else `go env GOPROXY` (asked once, the Go
+/// installation's module proxy), else `direct` (no Go to ask: nothing builds anyway).
 fn upstream_goproxy() -> String {
     if let Some(p) = std::env::var("GOPROXY").ok().filter(|p| !p.trim().is_empty()) {
         return p;
@@ -210,7 +210,7 @@ fn upstream_goproxy() -> String {
                 .filter(RunOutput::success)
                 .map(|r| r.stdout.trim().to_string())
                 .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| "https://proxy.golang.org,direct".to_string())
+                .unwrap_or_else(|| "direct".to_string())
         })
         .clone()
 }

@@ -91,6 +91,75 @@ fn handshake_timeout_closes_silent_client() {
     stop(h);
 }
 
+/// The handshake timeout bounds every phase before a connection is live, as
+/// one deadline from accept. With recovery on, a v3 client that completes
+/// its hello (and gets the reply) but never sends the attach request is
+/// closed within the handshake timeout of its accept, counted in
+/// `handshake_timeouts` and typed `handshake.timeout`; so is a v2 client that
+/// sends only part of its hello (the header, never the codec byte it
+/// announces). Loopback, every read bounded (5 s).
+#[test]
+fn handshake_timeout_bounds_hello_and_attach_together() {
+    use std::net::TcpStream;
+    use std::time::Instant;
+    const TIMEOUT: Duration = Duration::from_millis(1000);
+    // The v3 hello is sent this late: a fresh timer for the attach phase
+    // would close its socket only at HELLO_AT + TIMEOUT (1.7 s).
+    const HELLO_AT: Duration = Duration::from_millis(700);
+    let h = server()
+        .recovery(Some(amring::RecoveryOptions::default()))
+        .handshake_timeout(TIMEOUT)
+        .serve("127.0.0.1:0")
+        .unwrap();
+    let sa = h.local_addr().tcp().unwrap();
+    let connect = || {
+        let s = TcpStream::connect(sa).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    // EOF (or a reset), never a byte; returns when it came, from `start`.
+    let closed_at = |s: &mut TcpStream, start: Instant, what: &str| {
+        let mut b = [0u8; 64];
+        let r = s.read(&mut b);
+        let at = start.elapsed();
+        assert!(
+            matches!(r, Ok(0)) || r.is_err(),
+            "{what}: want EOF or reset, got {r:?} after {at:?}"
+        );
+        eprintln!("{what}: closed after {at:?}");
+        at
+    };
+
+    let start = Instant::now();
+    let mut v2 = connect();
+    v2.write_all(&[0x41, 0x4d, 2, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff])
+        .unwrap();
+    let mut v3 = connect();
+    std::thread::sleep(HELLO_AT);
+    v3.write_all(&[0x41, 0x4d, 3, 1, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 1])
+        .unwrap();
+    let mut reply = [0u8; 12];
+    v3.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[..5], &[0x41, 0x4d, 1, 3, 1], "v3 accepted with compact");
+
+    let at = closed_at(&mut v3, start, "v3 hello, no attach");
+    assert!(
+        at >= TIMEOUT - Duration::from_millis(20) && at < TIMEOUT + Duration::from_millis(500),
+        "v3 without attach closed after {at:?}: want the handshake timeout ({TIMEOUT:?}) from accept"
+    );
+    let at = closed_at(&mut v2, start, "v2 header only");
+    assert!(
+        at >= TIMEOUT - Duration::from_millis(20) && at < Duration::from_secs(5),
+        "v2 partial hello closed after {at:?}"
+    );
+    let timeouts = || h.stats().iter().map(|s| s.handshake_timeouts).sum::<u64>();
+    assert!(eventually_sync(|| timeouts() == 2), "{:?}", h.stats());
+    assert_eq!(shard_failure(&h), Some(FailureCode::HandshakeTimeout));
+    assert_eq!(h.stats().iter().map(|s| s.served).sum::<u64>(), 0);
+    assert_eq!(h.stats().iter().map(|s| s.sessions).sum::<u64>(), 0);
+    stop(h);
+}
+
 /// The most recent failure any shard recorded outside a connection.
 fn shard_failure(h: &amring::ServerHandle) -> Option<FailureCode> {
     h.stats()

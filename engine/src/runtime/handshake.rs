@@ -1,13 +1,21 @@
 //! Handshake I/O: runs the sans-IO state machines of `proto::handshake` over
 //! a [`Transport`], with the amring server's handshake timeout.
+//!
+//! The server's handshake timeout is one deadline, set when the connection
+//! is accepted, that bounds everything before the connection is live: the
+//! hello here and, for v3, the attach or resume exchange (`recovery.rs`).
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
 
 use super::io::Transport;
+use super::shared::ShardCounters;
 use crate::codec::{CodecKind, CodecRegistry};
+use crate::debug::FailureCode;
 use crate::error::Error;
 use crate::proto::handshake::{
     ClientHandshake, ClientHandshakeConfig, HandshakeError, ServerHandshake, ServerHandshakeConfig, ServerStep,
@@ -27,7 +35,7 @@ pub(crate) struct Negotiated {
 /// Why the server side of a handshake ended without a live connection.
 #[derive(Debug)]
 pub(crate) enum ServerHsFail {
-    /// The client did not complete the hello in time.
+    /// The client did not complete the hello before the handshake deadline.
     Timeout,
     /// Rejected (reply, if any, already written) or the peer went away.
     Rejected,
@@ -54,13 +62,33 @@ impl From<HandshakeError> for Error {
     }
 }
 
-/// Server side: reads the hello, writes the reply. Bytes after the hello stay
-/// in `rbuf` (pipelined frames).
+/// Runs `f` until `deadline`: `None` when the deadline passed first (then `f`
+/// is dropped, so it must be safe to cancel at its await points).
+pub(crate) async fn until<F: Future>(deadline: Instant, f: F) -> Option<F::Output> {
+    let timer = async {
+        crate::exec::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    };
+    future::or(async { Some(f.await) }, timer).await
+}
+
+/// Counts and records a connection that was not live by its handshake
+/// deadline (`handshake_timeouts`, `handshake.timeout`), in whichever phase.
+pub(crate) fn count_timeout(counters: &ShardCounters, peer: &str, timeout: Duration) {
+    counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+    counters.record(
+        FailureCode::HandshakeTimeout,
+        format!("handshake timeout from {peer} after {timeout:?}"),
+    );
+}
+
+/// Server side: reads the hello, writes the reply, both before `deadline`.
+/// Bytes after the hello stay in `rbuf` (pipelined frames).
 pub(crate) async fn server(
     io: &mut Transport,
     cfg: ServerHandshakeConfig,
     rbuf: &mut BytesMut,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<Negotiated, ServerHsFail> {
     let run = async {
         let mut hs = ServerHandshake::new(cfg);
@@ -97,11 +125,7 @@ pub(crate) async fn server(
             }
         }
     };
-    let timer = async {
-        glommio::timer::sleep(timeout).await;
-        Err(ServerHsFail::Timeout)
-    };
-    future::or(run, timer).await
+    until(deadline, run).await.unwrap_or(Err(ServerHsFail::Timeout))
 }
 
 /// Why a client handshake failed: the protocol error is kept for

@@ -28,6 +28,7 @@ use futures_lite::future;
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender};
 
 use super::conn::{finish, run_transport, ConnHooks, TransportEnd};
+use super::handshake::until;
 use super::io::Transport;
 use super::uring::dup_socket;
 use crate::codec::CodecKind;
@@ -50,6 +51,9 @@ pub(crate) struct Handoff {
     codec: CodecKind,
     max_frame: u32,
     peer: String,
+    /// The connection's handshake deadline (set at accept): the owner must
+    /// have written the attach response by then.
+    deadline: Instant,
 }
 
 /// One per shard pair, created at server start (control path only).
@@ -221,8 +225,17 @@ impl ShardRecovery {
         self.cfg.hooks.disconnect(&s.hooks.info, &self.counters().hook_panics);
     }
 
+    /// A connection was not live by its handshake deadline (§1.3): counted
+    /// and recorded like a hello that timed out.
+    fn timed_out(&self, peer: &str) {
+        super::handshake::count_timeout(self.counters(), peer, self.cfg.handshake_timeout);
+    }
+
     /// Serves a transport that completed a v3 hello: reads the attach request
-    /// (bounded by the handshake timeout) and dispatches on its mode.
+    /// and dispatches on its mode. Everything up to the attach response (the
+    /// read, a hand-off to the owner shard, the response write) must finish
+    /// before `deadline`, the handshake deadline set at accept.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn serve(
         self: &Rc<Self>,
         mut io: Transport,
@@ -231,6 +244,7 @@ impl ShardRecovery {
         max_frame: u32,
         flags: u8,
         info: Rc<ConnInfo>,
+        deadline: Instant,
     ) {
         let read = async {
             loop {
@@ -243,30 +257,45 @@ impl ShardRecovery {
                 }
             }
         };
-        let timeout = async {
-            crate::exec::sleep(self.cfg.handshake_timeout).await;
-            None
-        };
-        let Some(req) = future::or(read, timeout).await else {
-            self.counters().handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-            io.close().await;
-            return;
+        let req = match until(deadline, read).await {
+            Some(Some(req)) => req,
+            Some(None) => {
+                // The peer went away (or the socket failed) before its attach request.
+                self.counters().handshake_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters().record(
+                    crate::debug::FailureCode::Handshake,
+                    format!("handshake failed from {}: no v3 attach request", info.peer),
+                );
+                io.close().await;
+                return;
+            }
+            None => {
+                self.timed_out(&info.peer);
+                io.close().await;
+                return;
+            }
         };
         match req.mode {
-            AttachMode::New => self.attach_new(io, rbuf, req, codec, max_frame, flags, info).await,
+            AttachMode::New => {
+                self.attach_new(io, rbuf, req, codec, max_frame, flags, info, deadline)
+                    .await
+            }
             AttachMode::Resume => {
                 let owner = usize::from(SessionTable::<()>::owner_shard(&req.connection_id));
                 if owner != self.idx {
-                    self.hand_off(io, rbuf, req, codec, max_frame, owner, &info.peer).await;
+                    self.hand_off(io, rbuf, req, codec, max_frame, owner, &info.peer, deadline)
+                        .await;
                 } else {
-                    self.resume(io, rbuf, req, codec).await;
+                    self.resume(io, rbuf, req, codec, &info.peer, deadline).await;
                 }
             }
-            AttachMode::Other(_) => self.reject(io).await,
+            AttachMode::Other(_) => self.reject(io, deadline).await,
         }
     }
 
-    async fn reject(&self, mut io: Transport) {
+    /// Answers a rejected attach (the write bounded by the handshake
+    /// deadline) and closes the socket.
+    async fn reject(&self, mut io: Transport, deadline: Instant) {
         let n = self.counters().resume_rejects.fetch_add(1, Ordering::Relaxed) + 1;
         // Logged at 1, 2, 4, 8, … rejections: a brute-force attempt cannot flood the log.
         if n.is_power_of_two() {
@@ -274,7 +303,7 @@ impl ShardRecovery {
         }
         let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
         AttachResponse::rejected(&self.params).write(&mut out);
-        let _ = io.write_all(&out).await;
+        let _ = until(deadline, io.write_all(&out)).await;
         io.close().await;
     }
 
@@ -288,9 +317,10 @@ impl ShardRecovery {
         max_frame: u32,
         flags: u8,
         info: Rc<ConnInfo>,
+        deadline: Instant,
     ) {
         let Ok((id, secret)) = self.table.borrow().generate() else {
-            return self.reject(io).await;
+            return self.reject(io, deadline).await;
         };
         let proto = crate::proto::Connection::new(
             ConnConfig {
@@ -345,8 +375,12 @@ impl ShardRecovery {
         }
         let mut out = BytesMut::with_capacity(ATTACH_RESPONSE_LEN);
         resp.write(&mut out);
-        if io.write_all(&out).await.is_err() {
+        let written = until(deadline, io.write_all(&out)).await;
+        if !matches!(written, Some(Ok(()))) {
             unregister();
+            if written.is_none() {
+                self.timed_out(&info.peer);
+            }
             io.close().await;
             return;
         }
@@ -363,7 +397,15 @@ impl ShardRecovery {
         self.run(session, io, rbuf, 1).await;
     }
 
-    async fn resume(self: &Rc<Self>, mut io: Transport, rbuf: BytesMut, req: AttachRequest, codec: CodecKind) {
+    async fn resume(
+        self: &Rc<Self>,
+        mut io: Transport,
+        rbuf: BytesMut,
+        req: AttachRequest,
+        codec: CodecKind,
+        peer: &str,
+        deadline: Instant,
+    ) {
         let now = Instant::now();
         let found = self
             .table
@@ -372,7 +414,7 @@ impl ShardRecovery {
             .map(|e| (e.value.clone(), *e.secret()));
         self.publish_detached();
         let Ok((session, secret)) = found else {
-            return self.reject(io).await;
+            return self.reject(io, deadline).await;
         };
         // Stop a driver still attached to an old transport (§7.4).
         let epoch = session.epoch.get() + 1;
@@ -390,7 +432,7 @@ impl ShardRecovery {
             // The peer is behind what the ring still holds: the session is lost.
             self.table.borrow_mut().remove(&session.id);
             self.finalize(&session);
-            return self.reject(io).await;
+            return self.reject(io, deadline).await;
         }
         let mut resp = AttachResponse::accepted(session.id, secret, last_recv, &self.params);
         if req.reserved[0] & CAP_GRACEFUL_CLOSE != 0 {
@@ -400,7 +442,11 @@ impl ShardRecovery {
         resp.write(&mut out);
         self.counters().resumes.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "amring", conn = session.hooks.info.id, last_recv, "v3 session resumed");
-        if io.write_all(&out).await.is_err() {
+        let written = until(deadline, io.write_all(&out)).await;
+        if !matches!(written, Some(Ok(()))) {
+            if written.is_none() {
+                self.timed_out(peer);
+            }
             if session.epoch.get() == epoch {
                 session.conn.borrow_mut().proto.detach(Instant::now());
                 self.table.borrow_mut().detach(&session.id, Instant::now());
@@ -454,20 +500,21 @@ impl ShardRecovery {
         max_frame: u32,
         owner: usize,
         peer: &str,
+        deadline: Instant,
     ) {
         let sender = self.peers.borrow().get(owner).cloned().flatten();
         let Some(sender) = sender else {
-            return self.reject(io).await;
+            return self.reject(io, deadline).await;
         };
         let (fd, rest) = match io {
             // Our copy is dropped without shutdown: the socket lives on in `fd`.
             Transport::Tcp(s) => match dup_socket(&s) {
                 Ok(fd) => (fd, rbuf.to_vec()),
-                Err(_) => return self.reject(Transport::Tcp(s)).await,
+                Err(_) => return self.reject(Transport::Tcp(s), deadline).await,
             },
             Transport::Unix(s) => match dup_socket(&s) {
                 Ok(fd) => (fd, rbuf.to_vec()),
-                Err(_) => return self.reject(Transport::Unix(s)).await,
+                Err(_) => return self.reject(Transport::Unix(s), deadline).await,
             },
             // The ring's receive stops first; what it had read goes along.
             Transport::Uring(u) => match u.into_fd().await {
@@ -486,9 +533,16 @@ impl ShardRecovery {
             codec,
             max_frame,
             peer: peer.to_owned(),
+            deadline,
         };
-        if sender.send(h).await.is_ok() {
-            self.counters().handoffs_out.fetch_add(1, Ordering::Relaxed);
+        // A full mesh channel must not hold the socket past the deadline
+        // (dropped with the hand-off, the socket is closed).
+        match until(deadline, sender.send(h)).await {
+            Some(Ok(())) => {
+                self.counters().handoffs_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(_)) => {}
+            None => self.timed_out(peer),
         }
     }
 
@@ -496,13 +550,12 @@ impl ShardRecovery {
     async fn adopt(self: Rc<Self>, h: Handoff) {
         let io = Transport::from_owned_fd(h.fd);
         let _ = h.max_frame;
-        let _ = h.peer;
         self.counters().handoffs_in.fetch_add(1, Ordering::Relaxed);
         self.counters().active.fetch_add(1, Ordering::Relaxed);
         self.shared.active.fetch_add(1, Ordering::AcqRel);
         let rbuf = BytesMut::from(&h.rest[..]);
         let io = io.native(self.cfg.uring_io, &self.counters().uring_connections);
-        self.resume(io, rbuf, h.req, h.codec).await;
+        self.resume(io, rbuf, h.req, h.codec, &h.peer, h.deadline).await;
         self.counters().active.fetch_sub(1, Ordering::Relaxed);
         self.shared.active.fetch_sub(1, Ordering::AcqRel);
     }

@@ -351,18 +351,15 @@ async fn serve_conn(
         counters.active.fetch_sub(1, Ordering::Relaxed);
         shared.active.fetch_sub(1, Ordering::AcqRel);
     };
-    let neg = match handshake::server(&mut io, hs_cfg, &mut rbuf, cfg.handshake_timeout).await {
+    // One deadline from accept bounds all of the pre-live phase: the hello
+    // here, then for v3 the attach or resume exchange (`ShardRecovery::serve`).
+    let deadline = Instant::now() + cfg.handshake_timeout;
+    let neg = match handshake::server(&mut io, hs_cfg, &mut rbuf, deadline).await {
         Ok(n) => n,
         Err(fail) => {
             tracing::debug!(target: "amring", peer = %info.peer, failure = ?fail, "handshake failed");
             match fail {
-                ServerHsFail::Timeout => {
-                    counters.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
-                    counters.record(
-                        FailureCode::HandshakeTimeout,
-                        format!("handshake timeout from {} after {:?}", info.peer, cfg.handshake_timeout),
-                    );
-                }
+                ServerHsFail::Timeout => handshake::count_timeout(counters, &info.peer, cfg.handshake_timeout),
                 ServerHsFail::Rejected | ServerHsFail::Io => {
                     counters.handshake_failures.fetch_add(1, Ordering::Relaxed);
                     counters.record(
@@ -377,7 +374,8 @@ async fn serve_conn(
         }
     };
     if let (Version::V3, Some(r)) = (neg.version, &rec) {
-        r.serve(io, rbuf, neg.codec, neg.max_frame, neg.flags, info).await;
+        r.serve(io, rbuf, neg.codec, neg.max_frame, neg.flags, info, deadline)
+            .await;
         done();
         return;
     }

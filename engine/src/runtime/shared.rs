@@ -51,7 +51,8 @@ pub struct ShardStats {
     pub served: u64,
     /// Closed on accept because of `max_connections` (`limit.connections`).
     pub rejected_limit: u64,
-    /// Hellos not completed within the handshake timeout (`handshake.timeout`).
+    /// Connections not live within the handshake timeout of their accept:
+    /// hello, or v3 attach/resume, unfinished (`handshake.timeout`).
     pub handshake_timeouts: u64,
     /// Hellos rejected or malformed (`handshake.rejected`).
     pub handshake_failures: u64,
