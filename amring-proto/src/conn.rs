@@ -13,6 +13,7 @@
 //!   timer → handle_timeout(now)
 //!   app sends → send(stream, |buf| codec.encode(..))
 //!   poll_transmit(now, &mut wbuf) → one write of wbuf
+//!     (or poll_transmit_within(now, &mut wbuf, budget): a v3 replay backlog in bounded pieces)
 //!   arm timer at poll_timeout(); drain poll_event()
 //! ```
 //!
@@ -199,6 +200,15 @@ impl Connection {
     /// once from the header instead of growing it read by read.
     pub fn pending_frame_remaining(&self, buffered: usize) -> Option<usize> {
         self.decoder.pending_len().map(|total| total.saturating_sub(buffered))
+    }
+
+    /// v3: true while frames of a resume's replay backlog wait for
+    /// [`Connection::poll_transmit`] (always `false` in v2 and while
+    /// detached). New frames cannot go out before them.
+    pub fn replay_pending(&self) -> bool {
+        self.recovery
+            .as_ref()
+            .is_some_and(|r| r.state() == LinkState::Attached && r.resume_queue_depth() > 0)
     }
 
     /// True when bytes are waiting for [`Connection::poll_transmit`] (queued
@@ -529,11 +539,34 @@ impl Connection {
     ///
     /// When `out` is empty and only new frames are waiting, the transmit
     /// buffer is swapped into `out` (no copy).
+    ///
+    /// The whole replay backlog of a resume goes out in this one call; a
+    /// driver bounding what it holds unwritten uses
+    /// [`Connection::poll_transmit_within`] instead.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> usize {
+        self.poll_transmit_within(now, out, usize::MAX)
+    }
+
+    /// [`Connection::poll_transmit`] with a byte budget for replayed frames:
+    /// after a v3 resume the replay backlog (which no other count of the
+    /// connection holds) drains in pieces of at most `budget` bytes, one
+    /// piece per call, resuming on the next call where this one stopped.
+    ///
+    /// The first frame replayed by a call always goes, even when it alone is
+    /// larger than `budget` (a budget of 0 replays one frame per call), so
+    /// every call makes progress. New frames go out only once the backlog is
+    /// drained (replayed frames come first, §9 note 30): until then
+    /// [`Connection::queued_bytes`] keeps them. A due ACK and a PING are not
+    /// held back by the budget, and new frames (already counted by
+    /// [`Connection::queued_bytes`]) move whole. Frames, their order and
+    /// their bytes are the same as with one unbounded call; only the split
+    /// into writes differs.
+    pub fn poll_transmit_within(&mut self, now: Instant, out: &mut BytesMut, budget: usize) -> usize {
         let start = out.len();
         let mut frames = 0u64;
         let mut control = 0u64;
         let mut kinds = TransmitKinds::default();
+        let mut replay_left = false;
         if let Some(r) = self.recovery.as_mut() {
             if r.state() == LinkState::Attached {
                 // A due ACK; or, when data goes out in this write anyway, any
@@ -549,14 +582,21 @@ impl Connection {
                     frames += 1;
                     control += 1;
                 }
-                while let Some(f) = r.next_replay() {
+                let mut replayed = 0usize;
+                while let Some(len) = r.peek_replay().map(Bytes::len) {
+                    if kinds.replay && replayed.saturating_add(len) > budget {
+                        replay_left = true;
+                        break;
+                    }
+                    let Some(f) = r.next_replay() else { break };
                     out.extend_from_slice(&f);
+                    replayed += len;
                     kinds.replay = true;
                     frames += 1;
                 }
             }
         }
-        if !self.tx.is_empty() {
+        if !self.tx.is_empty() && !replay_left {
             kinds.data = true;
             if out.is_empty() {
                 std::mem::swap(out, &mut self.tx);
@@ -583,7 +623,7 @@ impl Connection {
         self.stats.frames_written += frames;
         self.stats.bytes_written += n as u64;
         self.stats.control_frames_written += control;
-        debug_assert!(self.tx.is_empty() && self.tx_frames == 0);
+        debug_assert!(replay_left || (self.tx.is_empty() && self.tx_frames == 0));
         n
     }
 
@@ -679,5 +719,169 @@ mod tests {
         a.poll_transmit(later, &mut out);
         assert_eq!(a.last_transmit(), TransmitKinds::default());
         assert!(out.is_empty());
+    }
+
+    /// Sends `n` payloads of `len` bytes on stream 1, tagged with their index
+    /// from `first` in the first four bytes.
+    fn send_tagged(c: &mut Connection, now: Instant, first: u32, n: u32, len: usize) {
+        for i in first..first + n {
+            c.send(now, 1, |buf| {
+                buf.extend_from_slice(&i.to_be_bytes());
+                buf.resize(buf.len() + len - 4, 0xAB);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        }
+    }
+
+    /// A client that sent `lost` frames whose transport died unread, resumed
+    /// (peer saw nothing), then sent `fresh` frames behind the replay.
+    fn resumed(now: Instant, lost: u32, fresh: u32, len: usize) -> Connection {
+        let mut a = v3(Role::Client, now);
+        send_tagged(&mut a, now, 0, lost, len);
+        let mut gone = BytesMut::new();
+        a.poll_transmit(now, &mut gone);
+        a.detach(now);
+        a.attach(now, 0).unwrap();
+        send_tagged(&mut a, now, lost, fresh, len);
+        a
+    }
+
+    /// Calls `poll_transmit_within(budget)` until nothing comes; returns the
+    /// bytes of each call.
+    fn drain_within(a: &mut Connection, now: Instant, budget: usize) -> Vec<BytesMut> {
+        let mut writes = Vec::new();
+        loop {
+            let mut out = BytesMut::new();
+            if a.poll_transmit_within(now, &mut out, budget) == 0 {
+                return writes;
+            }
+            writes.push(out);
+        }
+    }
+
+    /// The indices of the data frames in `wire`, decoded by a fresh server.
+    fn delivered(now: Instant, mut wire: BytesMut) -> Vec<u32> {
+        let mut b = v3(Role::Server, now);
+        let mut seen = Vec::new();
+        while let Some(d) = b.handle_input(now, &mut wire).unwrap() {
+            seen.push(u32::from_be_bytes(d.payload[..4].try_into().unwrap()));
+        }
+        assert!(wire.is_empty());
+        seen
+    }
+
+    #[test]
+    fn replay_drains_within_the_budget_in_order() {
+        let now = Instant::now();
+        let (lost, fresh, len) = (90, 7, 1000);
+        let frame = len + Version::V3.header_len();
+        let budget = 4096;
+        let mut a = resumed(now, lost, fresh, len);
+        assert!(a.replay_pending());
+        let queued = a.queued_bytes();
+        assert_eq!(queued, fresh as usize * frame);
+        let writes = drain_within(&mut a, now, budget);
+        assert!(!a.replay_pending() && !a.has_transmit());
+        // Every replay piece stays within the budget; new frames wait in the
+        // transmit buffer (still counted) until the replay is through.
+        let (last, pieces) = writes.split_last().unwrap();
+        assert_eq!(
+            pieces.len(),
+            (lost as usize * frame).div_ceil(budget / frame * frame) - 1
+        );
+        for w in pieces {
+            assert!(w.len() <= budget && w.len() % frame == 0, "piece of {} bytes", w.len());
+        }
+        assert!(last.len() <= budget + queued);
+        // The same bytes as one unbounded call, so the same frames in the same order.
+        let mut whole = BytesMut::new();
+        resumed(now, lost, fresh, len).poll_transmit(now, &mut whole);
+        let mut joined = BytesMut::new();
+        for w in &writes {
+            joined.extend_from_slice(w);
+        }
+        assert_eq!(joined, whole);
+        assert_eq!(delivered(now, joined), (0..lost + fresh).collect::<Vec<_>>());
+        assert_eq!(a.stats().bytes_written as usize, 2 * lost as usize * frame + queued);
+    }
+
+    #[test]
+    fn replay_progresses_on_a_budget_smaller_than_a_frame() {
+        let now = Instant::now();
+        let (lost, len) = (5, 300);
+        let frame = len + Version::V3.header_len();
+        for budget in [0, 1, frame - 1, frame] {
+            let mut a = resumed(now, lost, 1, len);
+            let writes = drain_within(&mut a, now, budget);
+            // One replayed frame per call; the new frame follows the last one.
+            assert_eq!(writes.len(), lost as usize, "budget {budget}");
+            assert!(writes[..writes.len() - 1].iter().all(|w| w.len() == frame));
+            assert_eq!(writes[writes.len() - 1].len(), 2 * frame);
+            let mut joined = BytesMut::new();
+            writes.iter().for_each(|w| joined.extend_from_slice(w));
+            assert_eq!(delivered(now, joined), (0..=lost).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn due_ack_and_new_sends_are_kept_while_replay_is_bounded() {
+        let now = Instant::now();
+        let (lost, len) = (20, 500);
+        let frame = len + Version::V3.header_len();
+        let mut a = resumed(now, lost, 0, len);
+        // The peer sends a frame on the new transport: an ACK is due at once (ack_every 1).
+        let mut b = v3(Role::Server, now);
+        let mut wire = BytesMut::new();
+        send_tagged(&mut b, now, 1000, 1, 8);
+        b.poll_transmit(now, &mut wire);
+        assert!(a.handle_input(now, &mut wire).unwrap().is_some());
+        let mut ack = BytesMut::new();
+        Control::Ack(1).write_frame(&mut ack);
+        let mut out = BytesMut::new();
+        a.poll_transmit_within(now, &mut out, 2 * frame);
+        // The ACK first, outside the budget, then two replayed frames.
+        assert_eq!(&out[..ack.len()], &ack[..]);
+        assert_eq!(out.len(), ack.len() + 2 * frame);
+        assert!(a.last_transmit().ack && a.last_transmit().replay && !a.last_transmit().data);
+        // A send while the replay is pending queues behind it.
+        send_tagged(&mut a, now, lost, 1, len);
+        assert_eq!(a.queued_bytes(), frame);
+        assert!(a.has_data_transmit());
+        let rest = drain_within(&mut a, now, 2 * frame);
+        let (last, pieces) = rest.split_last().unwrap();
+        assert!(pieces.iter().all(|w| w.len() <= 2 * frame));
+        // The last piece carries the queued frame along (it was counted already).
+        assert!(last.len() <= 3 * frame);
+        let mut joined = BytesMut::from(&out[ack.len()..]);
+        rest.iter().for_each(|w| joined.extend_from_slice(w));
+        assert_eq!(delivered(now, joined), (0..=lost).collect::<Vec<_>>());
+        assert_eq!(a.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn frames_acked_during_a_bounded_replay_are_skipped() {
+        let now = Instant::now();
+        let (lost, len) = (10, 100);
+        let frame = len + Version::V3.header_len();
+        let mut a = resumed(now, lost, 0, len);
+        let mut first = BytesMut::new();
+        a.poll_transmit_within(now, &mut first, 3 * frame);
+        assert_eq!(first.len(), 3 * frame);
+        // The peer ACKs up to seq 6 (it may be ahead of what we replayed: §7.8).
+        let mut ack = BytesMut::new();
+        Control::Ack(6).write_frame(&mut ack);
+        assert!(a.handle_input(now, &mut ack).unwrap().is_none());
+        let rest = drain_within(&mut a, now, 3 * frame);
+        let mut joined = BytesMut::new();
+        rest.iter().for_each(|w| joined.extend_from_slice(w));
+        // Seqs 4-6 were ACKed away: only 7-10 (indices 6-9) are replayed.
+        let tags: Vec<u32> = joined
+            .chunks(frame)
+            .map(|f| u32::from_be_bytes(f[Version::V3.header_len()..][..4].try_into().unwrap()))
+            .collect();
+        assert_eq!(tags, [6, 7, 8, 9]);
+        assert_eq!(delivered(now, first), [0, 1, 2]);
+        assert_eq!(joined.len(), 4 * frame);
     }
 }

@@ -432,6 +432,19 @@ impl Recovery {
         None
     }
 
+    /// The next frame to replay, without advancing the resume cursor past
+    /// it (frames ACKed meanwhile are skipped): lets a caller check its size
+    /// against a byte budget before taking it with [`Recovery::next_replay`].
+    pub fn peek_replay(&mut self) -> Option<&Bytes> {
+        while self.resume_next <= self.resume_end {
+            if self.ring.get(self.resume_next).is_some() {
+                return self.ring.get(self.resume_next);
+            }
+            self.resume_next += 1;
+        }
+        None
+    }
+
     /// Something was written to the transport at `now`.
     pub fn on_written(&mut self, now: Instant) {
         self.last_write = now;

@@ -201,6 +201,43 @@ fn resume_storm_with_cuts_during_replay() {
 }
 
 #[test]
+fn resume_storm_with_a_transmit_budget_replays_everything_in_order() {
+    // A budget below one frame (one replayed frame per transmit) and one of a
+    // few frames: every replay drains in pieces across many transmits, and
+    // cuts land inside those pieces.
+    for budget in [0, 100] {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |m: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % m as u64) as usize
+        };
+        let mut p = Pair::v3(params());
+        p.tx_budget = budget;
+        p.s2c.cut_after = Some(53);
+        run_script_chunked(&mut p, 5, |p, n| {
+            if n < 100 {
+                let off = 1 + next(120);
+                if n % 2 == 0 {
+                    p.c2s.cut_after = Some(off);
+                } else {
+                    p.s2c.cut_after = Some(off);
+                }
+            }
+        });
+        check_done(&p, &format!("budget {budget}"));
+        assert!(p.resumes >= 50, "budget {budget}: resumes {}", p.resumes);
+        // Replays went out in pieces: more replaying transmits than resumes.
+        assert!(
+            p.replay_transmits > 2 * p.resumes,
+            "budget {budget}: {}",
+            p.replay_transmits
+        );
+    }
+}
+
+#[test]
 fn sends_while_detached_go_out_after_resume_and_close_refuses() {
     let mut p = Pair::v3(params());
     send(&mut p.client.conn, p.now, 1, 0).unwrap();

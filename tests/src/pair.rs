@@ -86,6 +86,11 @@ pub struct Pair {
     pub broken: bool,
     /// Resumes done.
     pub resumes: usize,
+    /// Replay bytes one transmit may take
+    /// ([`Connection::poll_transmit_within`]); unbounded by default.
+    pub tx_budget: usize,
+    /// Transmits that carried replayed frames.
+    pub replay_transmits: usize,
 }
 
 /// A v3 config with `params` and no frame limit.
@@ -119,20 +124,46 @@ impl Pair {
             s2c: Pipe::default(),
             broken: false,
             resumes: 0,
+            tx_budget: usize::MAX,
+            replay_transmits: 0,
         }
     }
 
     /// One transmit/receive exchange both ways; returns the bytes moved.
     pub fn step(&mut self) -> usize {
         let now = self.now;
-        let a = Self::transfer(now, &mut self.client, &mut self.server, &mut self.c2s, &mut self.broken);
-        let b = Self::transfer(now, &mut self.server, &mut self.client, &mut self.s2c, &mut self.broken);
+        let budget = self.tx_budget;
+        let a = Self::transfer(
+            now,
+            budget,
+            &mut self.client,
+            &mut self.server,
+            &mut self.c2s,
+            &mut self.broken,
+        );
+        self.replay_transmits += usize::from(self.client.conn.last_transmit().replay);
+        let b = Self::transfer(
+            now,
+            budget,
+            &mut self.server,
+            &mut self.client,
+            &mut self.s2c,
+            &mut self.broken,
+        );
+        self.replay_transmits += usize::from(self.server.conn.last_transmit().replay);
         a + b
     }
 
-    fn transfer(now: Instant, src: &mut Side, dst: &mut Side, pipe: &mut Pipe, broken: &mut bool) -> usize {
+    fn transfer(
+        now: Instant,
+        budget: usize,
+        src: &mut Side,
+        dst: &mut Side,
+        pipe: &mut Pipe,
+        broken: &mut bool,
+    ) -> usize {
         let mut out = BytesMut::new();
-        src.conn.poll_transmit(now, &mut out);
+        src.conn.poll_transmit_within(now, &mut out, budget);
         if *broken {
             return 0; // writes into a dead transport vanish
         }

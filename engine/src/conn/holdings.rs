@@ -39,9 +39,13 @@ impl ConnState {
     }
 
     /// At [`Limits::max_outbound_bytes`], or the shard's budget spent while
-    /// this connection holds something: senders wait.
+    /// this connection holds something, or (v3) a resume's replay backlog
+    /// still waiting for the driver: senders wait. New frames could not
+    /// leave before the backlog, and what they queued meanwhile would sit on
+    /// top of the replay pieces the driver takes, each sized to fill what
+    /// the limit leaves (see `Connection::poll_transmit_within`).
     pub(crate) fn outbound_full(&self) -> bool {
-        self.outbound_held() >= self.limits.max_outbound_bytes || self.budget_spent()
+        self.outbound_held() >= self.limits.max_outbound_bytes || self.proto.replay_pending() || self.budget_spent()
     }
 
     /// Whether the driver must stop reading: inbound holdings at their

@@ -479,7 +479,12 @@ impl Driver<'_> {
                         }
                     }
                     self.ack_hold = AckHold::No;
-                    st.proto.poll_transmit(Instant::now(), &mut self.wbuf);
+                    // The write buffer is empty here: what the connection
+                    // holds unwritten is its queued frames. A v3 replay
+                    // backlog (counted nowhere else) comes over in pieces
+                    // that keep the holdings within `max_outbound_bytes`.
+                    let budget = st.limits.max_outbound_bytes.saturating_sub(st.proto.queued_bytes());
+                    st.proto.poll_transmit_within(Instant::now(), &mut self.wbuf, budget);
                     self.wkinds = st.proto.last_transmit();
                     st.transport_stats = *st.proto.stats();
                     if self.wbuf.is_empty() {
