@@ -106,7 +106,7 @@ pub use exec::{IO_MEMORY, RING_DEPTH};
 pub use proto::attach::RecoveryOptions;
 pub use remote::{ClientThread, SharedConnection};
 pub use runtime::config::{Shards, DEFAULT_MAX_DETACHED_SESSIONS, DEFAULT_MAX_HELD_BYTES, DEFAULT_SERVER_MAX_FRAME};
-pub use runtime::shared::ShardStats;
+pub use runtime::shared::{ShardStats, WakePathInfo, Wakeups};
 pub use server::{Server, ServerBuilder, ServerHandle};
 
 /// What the `#[amring::message]` expansion names: not an API.

@@ -1087,17 +1087,22 @@ fn probe_wake_path(ring: &mut iou::IoUring) -> Result<u64, String> {
             }
         }
     }
-    for _ in 0..200 {
-        if read_back && timer_back {
-            break;
-        }
-        let _ = ring.submit_sqes_and_wait_with_timeout(1, Duration::from_millis(10));
+    // Bounded, and without a wait that a broken wake path could stretch (nor
+    // liburing's own timeout, whose completion would outlive the probe): a
+    // submit runs the ring's completion work, then the ring is peeked.
+    for _ in 0..400 {
+        let _ = ring.submit_sqes();
         while let Some(c) = ring.peek_for_cqe() {
             read_back |= c.user_data() == PROBE_READ;
             timer_back |= c.user_data() == PROBE_TIMER;
         }
+        if read_back && timer_back {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(500));
     }
-    // Drain the removal's own completion, if it is there.
+    // The removal's own completion comes with the timer's.
+    let _ = ring.submit_sqes();
     while ring.peek_for_cqe().is_some() {}
     if !read_back {
         // The kernel may still write the buffer: leak it.

@@ -232,6 +232,12 @@ async fn shard_main(
         // SAFETY: the fd comes from a listening socket2 Unix socket we own.
         ListenSock::Unix(s) => Some(Listener::Unix(unsafe { UnixListener::from_raw_fd(s.into_raw_fd()) })),
     };
+    // How this shard parks (proven when its executor started), and its ring
+    // I/O set up now, so that a fallback is logged once, at start.
+    let _ = shared.shards[idx].park.set(super::shared::this_park());
+    if cfg.uring_io {
+        let _ = super::uring::Reactor::get();
+    }
     let _ = ready.send(Ok(()));
     drop(ready);
     // Work other threads post to this shard (`RemoteStream` sends).

@@ -33,6 +33,8 @@ pub(crate) struct ShardCounters {
     pub(crate) hook_panics: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) uring_connections: AtomicU64,
+    /// The shard executor's park counters and wake path (set once at start).
+    pub(crate) park: std::sync::OnceLock<(std::sync::Arc<glommio::raw_ring::ParkCounters>, WakePathInfo)>,
     /// The shard's last failure outside any connection (`handshake.timeout`,
     /// `handshake.rejected`, `limit.connections`).
     pub(crate) failure: Mutex<crate::debug::LastFailure>,
@@ -81,12 +83,110 @@ pub struct ShardStats {
     /// ([`ServerBuilder::uring_io`](crate::ServerBuilder::uring_io)); the
     /// others use glommio's sockets.
     pub uring_connections: u64,
+    /// How the shard parks, proven at its start (see [`WakePathInfo`]).
+    pub wake_path: WakePathInfo,
+    /// What ended each of the shard's parks (sleeps in the kernel).
+    pub wakeups: Wakeups,
     /// The shard's most recent failure outside any connection, with the
     /// shared failure codes: `handshake.timeout`, `handshake.rejected` (a
     /// hello refused or malformed) or `limit.connections` (closed on accept
     /// at `max_connections`). Connection failures are in each connection's
     /// debug state.
     pub last_failure: Option<crate::debug::Failure>,
+}
+
+/// How a shard's executor parks (`glommio::raw_ring::wake_path`, proven by a
+/// probe when the executor starts: a completion that arrives while it is
+/// parked must wake it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WakePathInfo {
+    /// The probe failed (or `AMRING_GLOMMIO_SINGLE_RING=0`): the shard runs
+    /// on glommio's linked rings and sockets, with a bounded sleep (slower,
+    /// never stalled); one `warn` line said so.
+    pub fallback: bool,
+    /// The path in words: `single ring (probe woke in N µs)`, or
+    /// `fallback: <why>`.
+    pub detail: String,
+}
+
+/// A shard's wake-ups by cause: every park (sleep in the kernel) ends for
+/// exactly one counted cause, so `parks` is the sum of the others once the
+/// shard is awake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wakeups {
+    /// Sleeps in the kernel.
+    pub parks: u64,
+    /// Ended by an I/O completion (a socket's receive or send, an accept).
+    pub completion: u64,
+    /// Ended by a timer the shard armed (a handshake or protocol deadline).
+    pub timer: u64,
+    /// Ended by the fork's safety-net bound with nothing to do (an idle tick).
+    pub bound_idle: u64,
+    /// Ended by the safety-net bound with completions waiting: a wake-up the
+    /// kernel did not deliver. Zero on a healthy wake path.
+    pub bound_missed: u64,
+    /// Ended by another thread (a `ClientThread` or `RemoteStream` post, a v3
+    /// hand-off from another shard, a stop request).
+    pub kick: u64,
+    /// Ended with nothing to show (a signal).
+    pub spurious: u64,
+}
+
+impl Wakeups {
+    /// Wake-ups by the safety-net bound, idle or not.
+    pub fn bound(&self) -> u64 {
+        self.bound_idle + self.bound_missed
+    }
+
+    /// The sum of two counts (shards added up).
+    pub fn plus(&self, other: &Wakeups) -> Wakeups {
+        Wakeups {
+            parks: self.parks + other.parks,
+            completion: self.completion + other.completion,
+            timer: self.timer + other.timer,
+            bound_idle: self.bound_idle + other.bound_idle,
+            bound_missed: self.bound_missed + other.bound_missed,
+            kick: self.kick + other.kick,
+            spurious: self.spurious + other.spurious,
+        }
+    }
+
+    /// The counts since `earlier`.
+    pub fn since(&self, earlier: &Wakeups) -> Wakeups {
+        Wakeups {
+            parks: self.parks - earlier.parks,
+            completion: self.completion - earlier.completion,
+            timer: self.timer - earlier.timer,
+            bound_idle: self.bound_idle - earlier.bound_idle,
+            bound_missed: self.bound_missed - earlier.bound_missed,
+            kick: self.kick - earlier.kick,
+            spurious: self.spurious - earlier.spurious,
+        }
+    }
+}
+
+impl From<glommio::raw_ring::ParkSnapshot> for Wakeups {
+    fn from(p: glommio::raw_ring::ParkSnapshot) -> Wakeups {
+        Wakeups {
+            parks: p.parks,
+            completion: p.woke_completion,
+            timer: p.woke_timer,
+            bound_idle: p.woke_bound_idle,
+            bound_missed: p.woke_bound_missed,
+            kick: p.woke_kick,
+            spurious: p.woke_spurious,
+        }
+    }
+}
+
+/// This executor's park counters and wake path (on a shard thread).
+pub(crate) fn this_park() -> (std::sync::Arc<glommio::raw_ring::ParkCounters>, WakePathInfo) {
+    let path = glommio::raw_ring::wake_path();
+    let info = WakePathInfo {
+        fallback: !matches!(path, glommio::raw_ring::WakePath::SingleRing { .. }),
+        detail: path.to_string(),
+    };
+    (glommio::raw_ring::park_counters(), info)
 }
 
 /// State shared by the shards of one server (control plane only).
@@ -124,6 +224,8 @@ impl ServerShared {
                 hook_panics: c.hook_panics.load(Ordering::Relaxed),
                 accept_errors: c.accept_errors.load(Ordering::Relaxed),
                 uring_connections: c.uring_connections.load(Ordering::Relaxed),
+                wake_path: c.park.get().map(|p| p.1.clone()).unwrap_or_default(),
+                wakeups: c.park.get().map(|p| Wakeups::from(p.0.snapshot())).unwrap_or_default(),
                 last_failure: lock(&c.failure).get().cloned(),
             })
             .collect()
