@@ -288,12 +288,12 @@ mod free_list;
 #[allow(clippy::upper_case_acronyms)]
 mod iou;
 mod parking;
-mod reactor;
-mod sys;
-pub mod task;
 /// amring patch 12: the executor's one wait, its probe and counters, and raw
 /// operations on its ring (see `AMRING-PATCH.md`).
 pub mod raw_ring;
+mod reactor;
+mod sys;
+pub mod task;
 
 #[allow(dead_code)]
 #[allow(clippy::upper_case_acronyms)]
