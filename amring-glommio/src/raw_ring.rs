@@ -120,15 +120,17 @@ impl Drop for RawRing {
 /// Lends the current executor's main ring to `handler`.
 ///
 /// Fails when the executor does not park in one ring (its wake path was not
-/// proven, or `AMRING_GLOMMIO_SINGLE_RING=0`), or when a handler is already
-/// registered. Must be called on an executor thread.
+/// proven, or `AMRING_GLOMMIO_SINGLE_RING=0`), when its ring was built without
+/// `IORING_SETUP_COOP_TASKRUN` (`AMRING_URING_COOP=0`, or a kernel before
+/// 5.19), or when a handler is already registered. Must be called on an executor thread.
 pub fn register(handler: Rc<dyn RawCompletions>) -> io::Result<RawRing> {
     let reactor = crate::executor().reactor();
     let (state, fd) = reactor.sys.raw_state().ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::Unsupported,
             format!(
-                "the executor does not park in one ring ({})",
+                "the executor's ring is not lent: it parks in one ring only with a proven wake \
+                 path, and lends it only when built with COOP_TASKRUN ({})",
                 reactor.sys.wake_path()
             ),
         )

@@ -955,7 +955,10 @@ const SINGLE_RING_MAX_SLEEP: Duration = Duration::from_secs(1);
 
 fn max_sleep_from(coop: bool, single: bool, env_ms: Option<u64>) -> Option<Duration> {
     match (coop, single, env_ms) {
-        (false, _, _) | (true, _, Some(0)) => None,
+        (_, _, Some(0)) => None,
+        // An explicit bound applies to a single-ring executor on any ring.
+        (false, true, Some(ms)) => Some(Duration::from_millis(ms)),
+        (false, _, _) => None,
         (true, _, Some(ms)) => Some(Duration::from_millis(ms)),
         (true, true, None) => Some(SINGLE_RING_MAX_SLEEP),
         (true, false, None) => Some(DEFAULT_MAX_SLEEP),
@@ -1780,8 +1783,18 @@ impl Reactor {
 
     /// amring patch 12: the main ring's raw state and descriptor, on a
     /// single-ring executor.
+    ///
+    /// Only on a ring built with `COOP_TASKRUN` (every kernel with multishot
+    /// receive has it): on a plain ring (`AMRING_URING_COOP=0`) amring's
+    /// server sockets stalled in a backpressure test (a shard-wide byte budget
+    /// shared by four connections, one reply left unsent), which the same
+    /// traffic over glommio's sockets on the same ring did not; so raw
+    /// operations are not lent there, and the caller keeps glommio's sockets.
     pub(crate) fn raw_state(&self) -> Option<(Rc<RawState>, RawFd)> {
         let main = self.main_ring.borrow();
+        if !main.coop {
+            return None;
+        }
         main.raw.clone().map(|r| (r, main.ring_fd()))
     }
 
@@ -2583,7 +2596,10 @@ mod tests {
     fn max_sleep_is_bounded_only_on_coop_rings() {
         for single in [false, true] {
             assert_eq!(max_sleep_from(false, single, None), None);
-            assert_eq!(max_sleep_from(false, single, Some(5)), None);
+            assert_eq!(
+                max_sleep_from(false, single, Some(5)),
+                single.then_some(Duration::from_millis(5))
+            );
             assert_eq!(max_sleep_from(true, single, Some(0)), None);
             assert_eq!(
                 max_sleep_from(true, single, Some(3)),

@@ -236,8 +236,10 @@ async fn shard_main(
     // I/O set up now, so that a fallback is logged once, at start.
     let _ = shared.shards[idx].park.set(super::shared::this_park());
     if cfg.uring_io {
-        let _ = super::uring::Reactor::get();
+        let up = super::uring::Reactor::get().is_ok();
+        shared.shards[idx].ring_io.store(up, Ordering::Relaxed);
     }
+    super::release::install(&cfg.hooks, &shared, idx);
     let _ = ready.send(Ok(()));
     drop(ready);
     // Work other threads post to this shard (`RemoteStream` sends).

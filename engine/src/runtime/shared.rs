@@ -35,6 +35,8 @@ pub(crate) struct ShardCounters {
     pub(crate) uring_connections: AtomicU64,
     /// The shard executor's park counters and wake path (set once at start).
     pub(crate) park: std::sync::OnceLock<(std::sync::Arc<glommio::raw_ring::ParkCounters>, WakePathInfo)>,
+    /// Whether amring's ring I/O is up on the shard (set once at start).
+    pub(crate) ring_io: AtomicBool,
     /// The shard's last failure outside any connection (`handshake.timeout`,
     /// `handshake.rejected`, `limit.connections`).
     pub(crate) failure: Mutex<crate::debug::LastFailure>,
@@ -107,6 +109,10 @@ pub struct WakePathInfo {
     /// The path in words: `single ring (probe woke in N µs)`, or
     /// `fallback: <why>`.
     pub detail: String,
+    /// amring drives the shard's server sockets on that ring
+    /// (`ServerBuilder::uring_io` on and the ring lent; false on a fallback,
+    /// on a ring without `COOP_TASKRUN`, or before Linux 6.0).
+    pub ring_io: bool,
 }
 
 /// A shard's wake-ups by cause: every park (sleep in the kernel) ends for
@@ -185,6 +191,7 @@ pub(crate) fn this_park() -> (std::sync::Arc<glommio::raw_ring::ParkCounters>, W
     let info = WakePathInfo {
         fallback: !matches!(path, glommio::raw_ring::WakePath::SingleRing { .. }),
         detail: path.to_string(),
+        ring_io: false,
     };
     (glommio::raw_ring::park_counters(), info)
 }
@@ -224,7 +231,14 @@ impl ServerShared {
                 hook_panics: c.hook_panics.load(Ordering::Relaxed),
                 accept_errors: c.accept_errors.load(Ordering::Relaxed),
                 uring_connections: c.uring_connections.load(Ordering::Relaxed),
-                wake_path: c.park.get().map(|p| p.1.clone()).unwrap_or_default(),
+                wake_path: c
+                    .park
+                    .get()
+                    .map(|p| WakePathInfo {
+                        ring_io: c.ring_io.load(Ordering::Relaxed),
+                        ..p.1.clone()
+                    })
+                    .unwrap_or_default(),
                 wakeups: c.park.get().map(|p| Wakeups::from(p.0.snapshot())).unwrap_or_default(),
                 last_failure: lock(&c.failure).get().cloned(),
             })
