@@ -239,7 +239,6 @@ async fn shard_main(
         let up = super::uring::Reactor::get().is_ok();
         shared.shards[idx].ring_io.store(up, Ordering::Relaxed);
     }
-    super::release::install(&cfg.hooks, &shared, idx);
     let _ = ready.send(Ok(()));
     drop(ready);
     // Work other threads post to this shard (`RemoteStream` sends).
