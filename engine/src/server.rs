@@ -237,8 +237,9 @@ impl ServerBuilder {
     /// ring, sends as SQEs, every connection's submissions in one
     /// `io_uring_enter` per pass (see the README's "I/O" section). Unix
     /// sockets always use glommio's. Falls back to glommio's sockets when
-    /// the ring cannot be set up. The environment variable `AMRING_IO`
-    /// (`uring` or `glommio`) sets the default.
+    /// the ring cannot be set up. Off by default (an open stall under load,
+    /// see the README's "Socket I/O" section); the environment variable
+    /// `AMRING_IO` (`uring` or `glommio`) sets the default.
     pub fn uring_io(mut self, on: bool) -> Self {
         self.cfg.uring_io = on;
         self

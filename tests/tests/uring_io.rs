@@ -130,9 +130,9 @@ fn unix_sockets_carry_the_same_traffic_on_both_paths() {
 }
 
 /// The default follows `AMRING_IO` (`uring` / `glommio`), else the built-in
-/// default (the ring).
+/// default (glommio's sockets, on the same one ring).
 #[test]
-fn the_default_path_is_the_ring_unless_the_environment_says_otherwise() {
+fn the_default_path_is_glommio_sockets_unless_the_environment_says_otherwise() {
     let h = server().serve("127.0.0.1:0").unwrap();
     let addr = h.dial_addr();
     client(move || async move {
@@ -141,8 +141,8 @@ fn the_default_path_is_the_ring_unless_the_environment_says_otherwise() {
         conn.close();
     });
     let want = match std::env::var("AMRING_IO").as_deref() {
-        Ok("glommio") => 0,
-        _ => ring_if_proven(&h, 1),
+        Ok("uring") => ring_if_proven(&h, 1),
+        _ => 0,
     };
     assert_eq!(uring_connections(&h), want);
     stop(h);

@@ -96,5 +96,11 @@ pub(crate) fn default_uring_io() -> bool {
     }
 }
 
-/// The built-in default of `ServerBuilder::uring_io`.
-pub(crate) const DEFAULT_URING_IO: bool = true;
+/// The built-in default of `ServerBuilder::uring_io`: off. Both paths park
+/// in the shard's one ring; amring's raw ring I/O stays opt-in
+/// (`AMRING_IO=uring`, `uring_io(true)`) while a stall it shows under load is
+/// open: `tests/tests/backpressure.rs`'s shard-wide budget test (four
+/// connections sharing a 256 KiB budget, read one after another) stops with
+/// replies unsent, reliably on plain rings and sometimes on COOP rings under
+/// CPU load, and never on glommio's sockets (see the README, "Socket I/O").
+pub(crate) const DEFAULT_URING_IO: bool = false;
