@@ -8,10 +8,12 @@
 //!
 //! The traffic here goes through a small TCP relay in this file (a thread per direction
 //! copying bytes). Halfway through a pipelined run of requests the example cuts the relay's
-//! sockets, as a failing network would. The client reconnects through the relay on its own;
-//! every request reaches the handler exactly once and every reply arrives, in order. The
-//! connection's debug state shows the reconnect (`reconnect_attempts`, `transport_attaches`)
-//! and the session's `connection_id`.
+//! sockets, as a failing network would. The sender holds the last requests back until the cut
+//! has happened, so the cut always lands mid-traffic: those requests (and their replies) can
+//! only cross a resumed transport, however fast the server answered the ones before. The
+//! client reconnects through the relay on its own; every request reaches the handler exactly
+//! once and every reply arrives, in order. The connection's debug state shows the reconnect
+//! (`reconnect_attempts`, `transport_attaches`) and the session's `connection_id`.
 //!
 //! ```sh
 //! cargo run -p amring --example recovery
@@ -52,6 +54,9 @@ pub(crate) struct RecoveryReport {
     pub(crate) cut: usize,
     /// Requests sent but not yet answered when the relay was cut.
     pub(crate) unanswered_at_cut: u32,
+    /// Requests sent only after the cut (held back until it): they, and their replies,
+    /// crossed a resumed transport.
+    pub(crate) sent_after_cut: u32,
     /// TCP connections the relay carried (the first one and the resumes).
     pub(crate) relayed: usize,
     /// Client debug state: resume attempts.
@@ -65,7 +70,8 @@ pub(crate) struct RecoveryReport {
 }
 
 /// Starts a v3 server and a relay in front of it, sends `count` pipelined requests through
-/// the relay and cuts it once after `count / 2` replies.
+/// the relay and cuts it once after `count / 2` replies. The sender stops after
+/// `count / 2 + HELD_BACK_AFTER` requests until the cut, so the rest are sent after it.
 pub(crate) fn run(count: u32) -> Result<RecoveryReport, Error> {
     let handled = Arc::new(Mutex::new(Vec::new()));
     let seen = handled.clone();
@@ -94,10 +100,20 @@ pub(crate) fn run(count: u32) -> Result<RecoveryReport, Error> {
             let stream = Rc::new(conn.new_stream()?);
             let sent = Rc::new(Cell::new(0u32));
             stream.set_recv_timeout(Some(Duration::from_secs(10)));
+            // The receiving loop signals the cut; the sender waits for it before request
+            // `hold`. Without the wait a server that answers in large batches can have every
+            // reply on the client's side of the relay before the cut, and the run then shows
+            // no recovery at all (nothing crosses the cut; the resume happens after the end).
+            let (cut_done, cut_seen) = glommio::channels::local_channel::new_bounded::<()>(1);
+            let hold = (count / 2 + HELD_BACK_AFTER).min(count);
             let sender = glommio::spawn_local({
                 let (stream, sent) = (stream.clone(), sent.clone());
                 async move {
                     for n in 0..count {
+                        if n == hold {
+                            // `None`: the receiving loop ended early; its error is the result.
+                            let _ = cut_seen.recv().await;
+                        }
                         stream.send(&Num { n }).await?;
                         sent.set(n + 1);
                         if n % 8 == 7 {
@@ -109,7 +125,7 @@ pub(crate) fn run(count: u32) -> Result<RecoveryReport, Error> {
                 }
             });
             let mut replies = Vec::new();
-            let (mut cut, mut unanswered_at_cut) = (0, 0);
+            let (mut cut, mut unanswered_at_cut, mut sent_after_cut) = (0, 0, 0);
             for _ in 0..count {
                 let rep: Num = stream.recv().await?;
                 replies.push(rep.n);
@@ -117,14 +133,18 @@ pub(crate) fn run(count: u32) -> Result<RecoveryReport, Error> {
                     // The network fails: both TCP connections of the relay are shut down.
                     cut = r.cut();
                     unanswered_at_cut = sent.get() - replies.len() as u32;
+                    sent_after_cut = count - sent.get();
+                    let _ = cut_done.try_send(());
                 }
             }
             sender.await?;
+            // Every reply is in, including those to the requests sent after the cut, which
+            // only a resumed transport carried: the counters show that resume.
             let d = conn.debug_state();
             // Let the last ACKs go out, then close (gracefully between amring peers).
             glommio::timer::sleep(Duration::from_millis(50)).await;
             conn.close();
-            Ok::<_, Error>((replies, cut, unanswered_at_cut, d))
+            Ok::<_, Error>((replies, cut, unanswered_at_cut, sent_after_cut, d))
         })
         .expect("start a glommio executor")
         .join()
@@ -135,13 +155,14 @@ pub(crate) fn run(count: u32) -> Result<RecoveryReport, Error> {
     server.join()?;
     let relayed = relay.relayed();
     drop(relay);
-    let (replies, cut, unanswered_at_cut, d) = result?;
+    let (replies, cut, unanswered_at_cut, sent_after_cut, d) = result?;
     let handled = std::mem::take(&mut *handled.lock().unwrap());
     Ok(RecoveryReport {
         replies,
         handled,
         cut,
         unanswered_at_cut,
+        sent_after_cut,
         relayed,
         reconnect_attempts: d.counters.reconnect_attempts,
         transport_attaches: d.counters.transport_attaches,
@@ -149,6 +170,10 @@ pub(crate) fn run(count: u32) -> Result<RecoveryReport, Error> {
         server_resumes,
     })
 }
+
+/// Requests the sender may send past the `count / 2` replies that trigger the cut before it
+/// waits for the cut (so some requests are in flight when it happens).
+const HELD_BACK_AFTER: u32 = 8;
 
 /// A loopback TCP relay: every connection accepted on its port is connected to `upstream`
 /// and bytes are copied both ways by two threads. `cut` shuts down every socket it holds.
@@ -265,9 +290,10 @@ fn main() -> Result<(), Error> {
         r.handled.len()
     );
     println!(
-        "relay: cut after {} replies with {} request(s) unanswered; {} connection(s) carried, {} cut",
+        "relay: cut after {} replies with {} request(s) unanswered and {} sent after it; {} connection(s) carried, {} cut",
         count / 2,
         r.unanswered_at_cut,
+        r.sent_after_cut,
         r.relayed,
         r.cut
     );
